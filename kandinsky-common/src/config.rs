@@ -1,0 +1,96 @@
+//! Reading a component's `config.json`.
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+/// A `config.json` that could not be read or does not describe a supported model.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The file is not valid JSON, or a field has the wrong type or an unknown value.
+    #[error("invalid config {path}: field `{field}`: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The path of the offending field inside the JSON document (`.` for the root).
+        field: String,
+        /// What serde found wrong, with line and column.
+        message: String,
+    },
+    /// The file parses but a value is out of the supported range.
+    #[error("unsupported config {path}: field `{field}`: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The offending field.
+        field: String,
+        /// Expected versus found.
+        message: String,
+    },
+}
+
+/// Reads and deserializes a JSON config file; unknown fields are left to the target type
+/// (diffusers configs carry bookkeeping such as `_class_name` that models ignore).
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_json(&text, path)
+}
+
+/// Deserializes JSON text, attributing errors to `path` and to the failing field.
+pub fn parse_json<T: DeserializeOwned>(text: &str, path: &Path) -> Result<T, ConfigError> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|err| ConfigError::Parse {
+        path: path.to_path_buf(),
+        field: err.path().to_string(),
+        message: err.inner().to_string(),
+    })
+}
+
+impl ConfigError {
+    /// A value that parsed but is not supported, e.g. a channel count not divisible by the
+    /// number of groups.
+    pub fn invalid(path: &Path, field: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            path: path.to_path_buf(),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    struct Cfg {
+        #[allow(dead_code)]
+        sizes: Vec<usize>,
+    }
+
+    #[test]
+    fn non_numeric_field_names_the_field() {
+        let err = parse_json::<Cfg>(r#"{"sizes": [1, "two"]}"#, Path::new("x/config.json"))
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("x/config.json"), "{text}");
+        assert!(text.contains("sizes[1]"), "{text}");
+    }
+
+    #[test]
+    fn invalid_json_is_an_error() {
+        let err = parse_json::<Cfg>("{", Path::new("c.json")).unwrap_err();
+        assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
+    }
+}

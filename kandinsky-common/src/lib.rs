@@ -1,0 +1,39 @@
+//! Shared pieces of the Kandinsky crates.
+//!
+//! Every component crate (`kandinsky-movq`, and later the UNet, prior and CLIP crates) loads the
+//! published diffusers checkpoints the same way, so the mechanics live here once:
+//!
+//! - [`config`]: reading a component's `config.json` into a serde struct, with errors that name
+//!   the file and the offending field;
+//! - [`weights`]: strict loading of a `*.safetensors` file into a burn module (every key present,
+//!   no extra key, every shape and dtype checked before anything is copied), fp32, fp16 or bf16
+//!   files onto a device of any float dtype;
+//! - [`manifest`]: the names and shapes a module expects, in the checkpoint's own (PyTorch)
+//!   naming, computed without allocating the weights, and compared with a text manifest.
+//!
+//! ```
+//! use burn::nn::{LinearConfig, Linear};
+//! use burn::module::Module;
+//! use burn::tensor::Device;
+//! use kandinsky_common::manifest::expected_tensors;
+//!
+//! #[derive(Module, Debug)]
+//! struct Head {
+//!     proj: Linear,
+//! }
+//!
+//! let device = Device::flex();
+//! let head = Head { proj: LinearConfig::new(3, 5).init(&device) };
+//! // PyTorch layout: Linear weights are [out, in].
+//! let names: Vec<String> = expected_tensors(&head).iter().map(|t| t.to_string()).collect();
+//! assert_eq!(names, ["proj.weight 5,3", "proj.bias 5"]);
+//! ```
+
+pub mod config;
+pub mod manifest;
+pub mod tensors;
+pub mod weights;
+
+pub use config::ConfigError;
+pub use manifest::{ExpectedTensor, expected_tensors};
+pub use weights::{WeightProblem, WeightsError, load_safetensors};

@@ -1,0 +1,83 @@
+//! Normalisations: plain GroupNorm (encoder) and SpatialNorm (decoder).
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{GroupNorm, GroupNormConfig};
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use burn::tensor::{Device, Tensor};
+
+use crate::config::SPATIAL_NORM_GROUPS;
+
+/// Epsilon of every norm in the MoVQ (diffusers `resnet_eps` = 1e-6).
+pub const EPS: f64 = 1e-6;
+
+/// A GroupNorm with the MoVQ's epsilon.
+pub fn group_norm(groups: usize, channels: usize, device: &Device) -> GroupNorm {
+    GroupNormConfig::new(groups, channels)
+        .with_epsilon(EPS)
+        .init(device)
+}
+
+/// diffusers `SpatialNorm`: `GroupNorm(f) * conv_y(zq) + conv_b(zq)`, with `zq` (the quantized
+/// latent) nearest-resized to `f`'s size and always 32 groups.
+#[derive(Module, Debug)]
+pub struct SpatialNorm {
+    /// GroupNorm(32, f_channels, eps 1e-6).
+    pub norm_layer: GroupNorm,
+    /// 1×1 conv zq → scale.
+    pub conv_y: Conv2d,
+    /// 1×1 conv zq → shift.
+    pub conv_b: Conv2d,
+}
+
+impl SpatialNorm {
+    /// A SpatialNorm over `channels` features conditioned on `zq_channels` latent channels.
+    pub fn new(channels: usize, zq_channels: usize, device: &Device) -> Self {
+        Self {
+            norm_layer: group_norm(SPATIAL_NORM_GROUPS, channels, device),
+            conv_y: Conv2dConfig::new([zq_channels, channels], [1, 1]).init(device),
+            conv_b: Conv2dConfig::new([zq_channels, channels], [1, 1]).init(device),
+        }
+    }
+
+    /// Normalises `f` (B, C, H, W) conditioned on `zq` (B, zq_channels, h, w).
+    pub fn forward(&self, f: Tensor<4>, zq: &Tensor<4>) -> Tensor<4> {
+        let [_, _, h, w] = f.dims();
+        let [_, _, zh, zw] = zq.dims();
+        let zq = if (zh, zw) == (h, w) {
+            zq.clone()
+        } else {
+            // PyTorch's legacy "nearest" (floor), what diffusers uses here.
+            interpolate(
+                zq.clone(),
+                InterpolateOptions::new(InterpolateMode::Nearest).with_output_size([h, w]),
+            )
+        };
+        let normed = self.norm_layer.forward(f);
+        normed * self.conv_y.forward(zq.clone()) + self.conv_b.forward(zq)
+    }
+}
+
+/// The norm of a resnet: GroupNorm in the encoder, SpatialNorm in the decoder. Both sit under
+/// the same checkpoint keys (`norm1`, `norm2`), so this enum adds nothing to the key path.
+#[derive(Module, Debug)]
+pub enum Norm {
+    /// Plain GroupNorm.
+    Group(GroupNorm),
+    /// SpatialNorm conditioned on the latent.
+    Spatial(SpatialNorm),
+}
+
+impl Norm {
+    /// Applies the norm; `zq` is required by (and only used by) the spatial variant.
+    pub fn forward(&self, x: Tensor<4>, zq: Option<&Tensor<4>>) -> Tensor<4> {
+        match (self, zq) {
+            (Norm::Group(norm), _) => norm.forward(x),
+            (Norm::Spatial(norm), Some(zq)) => norm.forward(x, zq),
+            (Norm::Spatial(_), None) => {
+                unreachable!("the decoder always passes the latent to its spatial norms")
+            }
+        }
+    }
+}

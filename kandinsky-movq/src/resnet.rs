@@ -1,0 +1,80 @@
+//! The resnet block: diffusers `ResnetBlock2D` (encoder) and `ResnetBlockCondNorm2D` with
+//! spatial norm (decoder). No time embedding, output scale 1.
+
+use burn::module::Module;
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::tensor::activation::silu;
+use burn::tensor::{Device, Tensor};
+
+use crate::norm::{Norm, SpatialNorm, group_norm};
+
+/// norm1 → SiLU → conv1 → norm2 → SiLU → conv2, plus the (1×1-projected) input.
+#[derive(Module, Debug)]
+pub struct ResnetBlock {
+    /// First norm.
+    pub norm1: Norm,
+    /// First 3×3 conv, in → out.
+    pub conv1: Conv2d,
+    /// Second norm.
+    pub norm2: Norm,
+    /// Second 3×3 conv, out → out.
+    pub conv2: Conv2d,
+    /// 1×1 conv on the shortcut when the channel count changes.
+    pub conv_shortcut: Option<Conv2d>,
+}
+
+/// A 3×3 convolution with padding 1.
+pub fn conv3x3(in_channels: usize, out_channels: usize, device: &Device) -> Conv2d {
+    Conv2dConfig::new([in_channels, out_channels], [3, 3])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .init(device)
+}
+
+impl ResnetBlock {
+    /// An encoder resnet with GroupNorm(`groups`).
+    pub fn group(inp: usize, out: usize, groups: usize, device: &Device) -> Self {
+        Self::with_norms(
+            Norm::Group(group_norm(groups, inp, device)),
+            Norm::Group(group_norm(groups, out, device)),
+            inp,
+            out,
+            device,
+        )
+    }
+
+    /// A decoder resnet with SpatialNorm conditioned on `zq_channels` latent channels.
+    pub fn spatial(inp: usize, out: usize, zq_channels: usize, device: &Device) -> Self {
+        Self::with_norms(
+            Norm::Spatial(SpatialNorm::new(inp, zq_channels, device)),
+            Norm::Spatial(SpatialNorm::new(out, zq_channels, device)),
+            inp,
+            out,
+            device,
+        )
+    }
+
+    fn with_norms(norm1: Norm, norm2: Norm, inp: usize, out: usize, device: &Device) -> Self {
+        Self {
+            norm1,
+            conv1: conv3x3(inp, out, device),
+            norm2,
+            conv2: conv3x3(out, out, device),
+            conv_shortcut: (inp != out)
+                .then(|| Conv2dConfig::new([inp, out], [1, 1]).init(device)),
+        }
+    }
+
+    /// Applies the block; `zq` conditions spatial norms.
+    pub fn forward(&self, x: Tensor<4>, zq: Option<&Tensor<4>>) -> Tensor<4> {
+        let h = silu(self.norm1.forward(x.clone(), zq));
+        let h = self.conv1.forward(h);
+        let h = silu(self.norm2.forward(h, zq));
+        let h = self.conv2.forward(h);
+        let shortcut = match &self.conv_shortcut {
+            Some(conv) => conv.forward(x),
+            None => x,
+        };
+        shortcut + h
+    }
+}
