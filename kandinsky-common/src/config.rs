@@ -81,8 +81,8 @@ mod tests {
 
     #[test]
     fn non_numeric_field_names_the_field() {
-        let err = parse_json::<Cfg>(r#"{"sizes": [1, "two"]}"#, Path::new("x/config.json"))
-            .unwrap_err();
+        let err =
+            parse_json::<Cfg>(r#"{"sizes": [1, "two"]}"#, Path::new("x/config.json")).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("x/config.json"), "{text}");
         assert!(text.contains("sizes[1]"), "{text}");

@@ -42,7 +42,8 @@ pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, TensorData>, Wei
                     });
                 }
             };
-            let data = TensorData::from_bytes_vec(view.data().to_vec(), view.shape().to_vec(), dtype);
+            let data =
+                TensorData::from_bytes_vec(view.data().to_vec(), view.shape().to_vec(), dtype);
             Ok((name.to_string(), data))
         })
         .collect()

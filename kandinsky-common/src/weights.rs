@@ -60,10 +60,18 @@ impl fmt::Display for WeightProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Missing { key, expected } => {
-                write!(f, "missing key `{key}` (expected shape [{}])", format_shape(expected))
+                write!(
+                    f,
+                    "missing key `{key}` (expected shape [{}])",
+                    format_shape(expected)
+                )
             }
             Self::Unexpected { key, found } => {
-                write!(f, "unexpected key `{key}` (shape [{}])", format_shape(found))
+                write!(
+                    f,
+                    "unexpected key `{key}` (shape [{}])",
+                    format_shape(found)
+                )
             }
             Self::Shape {
                 key,

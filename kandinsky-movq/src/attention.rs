@@ -46,7 +46,12 @@ impl Attention {
 
     /// An encoder attention with GroupNorm(`groups`).
     pub fn group(channels: usize, groups: usize, device: &Device) -> Self {
-        Self::with_norms(channels, Some(group_norm(groups, channels, device)), None, device)
+        Self::with_norms(
+            channels,
+            Some(group_norm(groups, channels, device)),
+            None,
+            device,
+        )
     }
 
     /// A decoder attention with SpatialNorm.

@@ -63,7 +63,9 @@ impl DownEncoderBlock2D {
                 .map(|i| ResnetBlock::group(if i == 0 { inp } else { out }, out, groups, device))
                 .collect(),
             attentions: if attention {
-                (0..layers).map(|_| Attention::group(out, groups, device)).collect()
+                (0..layers)
+                    .map(|_| Attention::group(out, groups, device))
+                    .collect()
             } else {
                 Vec::new()
             },
@@ -100,7 +102,9 @@ impl UpDecoderBlock2D {
                 })
                 .collect(),
             attentions: if attention {
-                (0..layers).map(|_| Attention::spatial(out, zq_channels, device)).collect()
+                (0..layers)
+                    .map(|_| Attention::spatial(out, zq_channels, device))
+                    .collect()
             } else {
                 Vec::new()
             },
@@ -158,6 +162,9 @@ impl MidBlock2D {
     }
 
     /// Applies the block; `zq` conditions spatial norms.
+    ///
+    /// # Panics
+    /// If the block has spatial norms and `zq` is `None`.
     pub fn forward(&self, x: Tensor<4>, zq: Option<&Tensor<4>>) -> Tensor<4> {
         let x = self.resnets[0].forward(x, zq);
         let x = self.attentions.iter().fold(x, |x, a| a.forward(x, zq));

@@ -141,18 +141,27 @@ impl MoVQConfig {
         let bad = |field: &str, message: String| Err(ConfigError::invalid(path, field, message));
         let levels = self.block_out_channels.len();
         if levels == 0 {
-            return bad("block_out_channels", "expected at least one level, found none".into());
+            return bad(
+                "block_out_channels",
+                "expected at least one level, found none".into(),
+            );
         }
         if self.down_block_types.len() != levels {
             return bad(
                 "down_block_types",
-                format!("expected {levels} entries (one per block_out_channels), found {}", self.down_block_types.len()),
+                format!(
+                    "expected {levels} entries (one per block_out_channels), found {}",
+                    self.down_block_types.len()
+                ),
             );
         }
         if self.up_block_types.len() != levels {
             return bad(
                 "up_block_types",
-                format!("expected {levels} entries (one per block_out_channels), found {}", self.up_block_types.len()),
+                format!(
+                    "expected {levels} entries (one per block_out_channels), found {}",
+                    self.up_block_types.len()
+                ),
             );
         }
         if self.norm_type != NormType::Spatial {
@@ -162,7 +171,10 @@ impl MoVQConfig {
             );
         }
         if self.act_fn != "silu" {
-            return bad("act_fn", format!("expected \"silu\", found {:?}", self.act_fn));
+            return bad(
+                "act_fn",
+                format!("expected \"silu\", found {:?}", self.act_fn),
+            );
         }
         if self.lookup_from_codebook {
             return bad("lookup_from_codebook", "expected false, found true".into());

@@ -53,7 +53,12 @@ impl Encoder {
         Self {
             conv_in: conv3x3(config.in_channels, widths[0], device),
             down_blocks,
-            mid_block: MidBlock2D::group(widths[last], groups, config.mid_block_add_attention, device),
+            mid_block: MidBlock2D::group(
+                widths[last],
+                groups,
+                config.mid_block_add_attention,
+                device,
+            ),
             conv_norm_out: group_norm(groups, widths[last], device),
             conv_out: conv3x3(widths[last], config.latent_channels, device),
         }

@@ -113,7 +113,11 @@ impl MoVQ {
     }
 
     /// [`encode`](Self::encode), reporting each block's output to `trace`.
-    pub fn encode_traced(&self, image: Tensor<4>, trace: Trace<'_>) -> Result<Tensor<4>, MoVQError> {
+    pub fn encode_traced(
+        &self,
+        image: Tensor<4>,
+        trace: Trace<'_>,
+    ) -> Result<Tensor<4>, MoVQError> {
         self.check("encode", &image, self.config.in_channels)?;
         let h = self.encoder.forward(image.cast(self.dtype()), trace);
         let latents = self.quant_conv.forward(h);
@@ -125,7 +129,11 @@ impl MoVQ {
     ///
     /// The Kandinsky pipelines pass `force_not_quantize = true`; `false` first replaces each
     /// latent vector by its nearest codebook entry.
-    pub fn decode(&self, latents: Tensor<4>, force_not_quantize: bool) -> Result<Tensor<4>, MoVQError> {
+    pub fn decode(
+        &self,
+        latents: Tensor<4>,
+        force_not_quantize: bool,
+    ) -> Result<Tensor<4>, MoVQError> {
         self.decode_traced(latents, force_not_quantize, &mut no_trace)
     }
 

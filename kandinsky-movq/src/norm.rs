@@ -61,6 +61,8 @@ impl SpatialNorm {
 
 /// The norm of a resnet: GroupNorm in the encoder, SpatialNorm in the decoder. Both sit under
 /// the same checkpoint keys (`norm1`, `norm2`), so this enum adds nothing to the key path.
+// A few hundred of these exist per model, built once: the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Norm {
     /// Plain GroupNorm.
@@ -71,6 +73,9 @@ pub enum Norm {
 
 impl Norm {
     /// Applies the norm; `zq` is required by (and only used by) the spatial variant.
+    ///
+    /// # Panics
+    /// If the norm is spatial and `zq` is `None` (the decoder always passes it).
     pub fn forward(&self, x: Tensor<4>, zq: Option<&Tensor<4>>) -> Tensor<4> {
         match (self, zq) {
             (Norm::Group(norm), _) => norm.forward(x),

@@ -60,12 +60,14 @@ impl ResnetBlock {
             conv1: conv3x3(inp, out, device),
             norm2,
             conv2: conv3x3(out, out, device),
-            conv_shortcut: (inp != out)
-                .then(|| Conv2dConfig::new([inp, out], [1, 1]).init(device)),
+            conv_shortcut: (inp != out).then(|| Conv2dConfig::new([inp, out], [1, 1]).init(device)),
         }
     }
 
     /// Applies the block; `zq` conditions spatial norms.
+    ///
+    /// # Panics
+    /// If the block has spatial norms and `zq` is `None`.
     pub fn forward(&self, x: Tensor<4>, zq: Option<&Tensor<4>>) -> Tensor<4> {
         let h = silu(self.norm1.forward(x.clone(), zq));
         let h = self.conv1.forward(h);

@@ -31,17 +31,25 @@ fn tensor(data: &TensorData, device: &Device) -> Tensor<4> {
 fn assert_close(name: &str, ours: &Tensor<4>, reference: &TensorData) -> f32 {
     let ours_data = ours.clone().into_data();
     assert_eq!(
-        ours_data.shape(), reference.shape(),
+        ours_data.shape(),
+        reference.shape(),
         "{name}: shape differs from the reference"
     );
     let ours = ours_data.convert::<f32>().try_to_vec::<f32>().unwrap();
-    let reference = reference.clone().convert::<f32>().try_to_vec::<f32>().unwrap();
+    let reference = reference
+        .clone()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap();
     let scale = reference.iter().fold(1.0f32, |m, v| m.max(v.abs()));
     let max_err = ours
         .iter()
         .zip(&reference)
         .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-    assert!(ours.iter().all(|v| v.is_finite()), "{name}: non-finite output");
+    assert!(
+        ours.iter().all(|v| v.is_finite()),
+        "{name}: non-finite output"
+    );
     println!("{name}: max abs error {max_err:.3e} (scale {scale:.3})");
     assert!(
         max_err <= TOLERANCE * scale,
@@ -82,9 +90,11 @@ fn decode_without_quantization_matches_reference_at_every_block() {
     let reference = reference();
     let mut seen = Vec::new();
     let image = movq
-        .decode_traced(tensor(&reference["latents"], &device), true, &mut |name, t| {
-            seen.push((format!("decode.{name}"), t.clone()))
-        })
+        .decode_traced(
+            tensor(&reference["latents"], &device),
+            true,
+            &mut |name, t| seen.push((format!("decode.{name}"), t.clone())),
+        )
         .unwrap();
     assert_eq!(seen.len(), 9, "every decoder block is traced");
     for (name, t) in &seen {
@@ -100,8 +110,15 @@ fn quantize_and_decode_with_quantization_match_reference() {
     let reference = reference();
     let latents = tensor(&reference["latents"], &device);
     let (quantized, indices): (Tensor<4>, Tensor<3, Int>) = movq.quantize(latents.clone()).unwrap();
-    let indices = indices.into_data().convert::<i64>().try_to_vec::<i64>().unwrap();
-    let expected = reference["quantize_indices"].clone().try_to_vec::<i64>().unwrap();
+    let indices = indices
+        .into_data()
+        .convert::<i64>()
+        .try_to_vec::<i64>()
+        .unwrap();
+    let expected = reference["quantize_indices"]
+        .clone()
+        .try_to_vec::<i64>()
+        .unwrap();
     assert_eq!(indices, expected, "codebook indices");
     assert_close("quantized", &quantized, &reference["quantized"]);
     let image = movq.decode(latents, false).unwrap();
@@ -120,14 +137,25 @@ fn fp16_weights_on_an_f32_device() {
         MoVQ::load_files(&dir.join("config.json"), &dir.join(WEIGHTS_FP16), &device).unwrap();
     let reference = reference();
     let latents = movq.encode(tensor(&reference["image"], &device)).unwrap();
-    assert_close("latents_fp16_weights", &latents, &reference["latents_fp16_weights"]);
+    assert_close(
+        "latents_fp16_weights",
+        &latents,
+        &reference["latents_fp16_weights"],
+    );
     let image = movq
         .decode(tensor(&reference["latents"], &device), true)
         .unwrap();
-    assert_close("decoded_fp16_weights", &image, &reference["decoded_fp16_weights"]);
+    assert_close(
+        "decoded_fp16_weights",
+        &image,
+        &reference["decoded_fp16_weights"],
+    );
     let ours = image.into_data().try_to_vec::<f32>().unwrap();
     let fp32 = reference["decoded"].clone().try_to_vec::<f32>().unwrap();
-    let diff = ours.iter().zip(&fp32).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    let diff = ours
+        .iter()
+        .zip(&fp32)
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
     println!("fp16 weights vs fp32 weights: max abs difference {diff:.3e}");
     assert!(dir.join(WEIGHTS_FP32).is_file());
 }
