@@ -20,7 +20,11 @@ fn main() {
         .decode_traced(latents, true, &mut |name, t| {
             t.device().sync().expect("sync");
             let now = Instant::now();
-            println!("{name:<24} {:>8.2} s  {:?}", (now - last).as_secs_f64(), t.dims());
+            println!(
+                "{name:<24} {:>8.2} s  {:?}",
+                (now - last).as_secs_f64(),
+                t.dims()
+            );
             last = now;
         })
         .expect("decode");
