@@ -61,11 +61,17 @@ impl Attention {
     }
 
     /// Applies the block to `x` (B, C, H, W).
+    ///
+    /// # Panics
+    /// If the block has a spatial norm and `zq` is `None` (the decoder always passes it).
     pub fn forward(&self, x: Tensor<4>, zq: Option<&Tensor<4>>) -> Tensor<4> {
         let [b, c, h, w] = x.dims();
         let hidden = match (&self.spatial_norm, zq) {
             (Some(norm), Some(zq)) => norm.forward(x.clone(), zq),
-            _ => x.clone(),
+            (Some(_), None) => {
+                unreachable!("the decoder always passes the latent to its spatial norms")
+            }
+            (None, _) => x.clone(),
         };
         let mut hidden = hidden.reshape([b, c, h * w]);
         if let Some(norm) = &self.group_norm {
