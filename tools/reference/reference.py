@@ -46,6 +46,11 @@ def randomize(module: torch.nn.Module, seed: int) -> None:
     gamma/beta or a missing bias: here every tensor is random and distinct.
     """
     gen = torch.Generator().manual_seed(seed)
+    # Lookup tables (nn.Embedding) get unit variance; every other matrix is scaled by its fan-in
+    # so that activations keep a sane scale through deep stacks (`time_embedding.linear_1` is a
+    # Linear, whatever its name says).
+    lookup = {f"{m}.weight" if m else "weight" for m, mod in module.named_modules()
+              if isinstance(mod, torch.nn.Embedding)}
     with torch.no_grad():
         for name, p in module.named_parameters():
             noise = torch.randn(p.shape, generator=gen, dtype=torch.float32)
@@ -55,7 +60,7 @@ def randomize(module: torch.nn.Module, seed: int) -> None:
                 p.copy_(1.0 + 0.2 * noise)
             elif p.ndim == 1:
                 p.copy_(0.1 * noise)
-            elif "embedding" in name:
+            elif name in lookup:
                 p.copy_(noise)
             else:
                 fan_in = p[0].numel()
@@ -201,13 +206,195 @@ def movq() -> None:
     write_manifest(real, MOVQ_REAL_CONFIG, FIXTURES / "manifests" / "movq.txt")
 
 
-COMPONENTS = {"movq": movq}
+# --------------------------------------------------------------------------------------------
+# UNet
+
+
+UNET_REAL_BASE = {
+    "_class_name": "UNet2DConditionModel",
+    "act_fn": "silu",
+    "attention_head_dim": 64,
+    "block_out_channels": [384, 768, 1152, 1536],
+    "center_input_sample": False,
+    "class_embed_type": None,
+    "class_embeddings_concat": False,
+    "conv_in_kernel": 3,
+    "conv_out_kernel": 3,
+    "cross_attention_dim": 768,
+    "cross_attention_norm": None,
+    "down_block_types": ["ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D",
+                         "SimpleCrossAttnDownBlock2D", "SimpleCrossAttnDownBlock2D"],
+    "downsample_padding": 1,
+    "dual_cross_attention": False,
+    "flip_sin_to_cos": True,
+    "freq_shift": 0,
+    "layers_per_block": 3,
+    "mid_block_only_cross_attention": None,
+    "mid_block_scale_factor": 1,
+    "mid_block_type": "UNetMidBlock2DSimpleCrossAttn",
+    "norm_eps": 1e-05,
+    "norm_num_groups": 32,
+    "num_class_embeds": None,
+    "only_cross_attention": False,
+    "out_channels": 8,
+    "projection_class_embeddings_input_dim": None,
+    "resnet_out_scale_factor": 1.0,
+    "resnet_skip_time_act": False,
+    "resnet_time_scale_shift": "scale_shift",
+    "sample_size": 64,
+    "time_cond_proj_dim": None,
+    "time_embedding_act_fn": None,
+    "time_embedding_dim": None,
+    "time_embedding_type": "positional",
+    "timestep_post_act": None,
+    "up_block_types": ["SimpleCrossAttnUpBlock2D", "SimpleCrossAttnUpBlock2D",
+                       "SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"],
+    "upcast_attention": False,
+    "use_linear_projection": False,
+}
+
+UNET_V21 = {"addition_embed_type": "text_image", "encoder_hid_dim_type": "text_image_proj",
+            "encoder_hid_dim": 1024}
+UNET_V22 = {"addition_embed_type": "image", "encoder_hid_dim_type": "image_proj",
+            "encoder_hid_dim": 1280}
+UNET_V22_HINT = {**UNET_V22, "addition_embed_type": "image_hint"}
+
+# name -> (conditioning, in_channels): the published checkpoints' variants.
+UNET_VARIANTS = {
+    "unet_21": (UNET_V21, 4),
+    "unet_21_inpaint": (UNET_V21, 9),
+    "unet_22": (UNET_V22, 4),
+    "unet_22_inpaint": (UNET_V22, 9),
+    "unet_22_controlnet": (UNET_V22_HINT, 8),
+}
+
+# Small versions with the real topology: 3 levels (a resnet-only level, then two added-KV
+# attention levels, a resnet-only last up level), 2 resnets per down block (3 per up block),
+# resnet-based down/up samplers, 8-channel output. Sizes that are equal in the real model are
+# made unequal: the widths (8, 16, 24) differ per level and from the cross-attention width (20),
+# the head size (8) gives 2 and 3 heads, the 2.1 text hidden width (12) and the 2.2 image width
+# (28) differ from the cross-attention width, GroupNorm has 4 groups (not 32), the 2.1 text length
+# is 7 (not 77), the latent is 12x20 (non-square, two halvings to 3x5). Batch 2 with two
+# different timesteps. Widths are kept low so that four variants fit the fixture budget.
+UNET_SMALL_BASE = {
+    **UNET_REAL_BASE,
+    "block_out_channels": [8, 16, 24],
+    "down_block_types": ["ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D",
+                         "SimpleCrossAttnDownBlock2D"],
+    "up_block_types": ["SimpleCrossAttnUpBlock2D", "SimpleCrossAttnUpBlock2D",
+                       "ResnetUpsampleBlock2D"],
+    "layers_per_block": 2,
+    "attention_head_dim": 8,
+    "cross_attention_dim": 20,
+    "norm_num_groups": 4,
+    "sample_size": 16,
+}
+
+UNET_FIXTURES = {
+    "unet_21": {**UNET_SMALL_BASE, **UNET_V21, "encoder_hid_dim": 12, "in_channels": 4},
+    "unet_21_inpaint": {**UNET_SMALL_BASE, **UNET_V21, "encoder_hid_dim": 12, "in_channels": 9},
+    "unet_22": {**UNET_SMALL_BASE, **UNET_V22, "encoder_hid_dim": 28, "in_channels": 4},
+    "unet_22_controlnet": {**UNET_SMALL_BASE, **UNET_V22_HINT, "encoder_hid_dim": 28,
+                           "in_channels": 8},
+}
+UNET_TEXT_LEN = 7
+
+
+def unet_config(cfg: dict) -> dict:
+    return {k: v for k, v in cfg.items() if not k.startswith("_")}
+
+
+def unet_inputs(cfg: dict, gen: torch.Generator) -> tuple[torch.Tensor, dict, dict]:
+    """Fixed inputs: (sample, forward kwargs, tensors to save)."""
+    batch, h, w = 2, 12, 20
+    sample_channels = 4 if cfg["addition_embed_type"] == "image_hint" else cfg["in_channels"]
+    sample = torch.randn((batch, sample_channels, h, w), generator=gen)
+    timestep = torch.tensor([999.0, 17.0])
+    saved = {"sample": sample, "timestep": timestep}
+    added: dict[str, torch.Tensor] = {}
+    kwargs: dict = {"timestep": timestep, "added_cond_kwargs": added}
+    if cfg["encoder_hid_dim_type"] == "text_image_proj":
+        cross = cfg["cross_attention_dim"]
+        hidden = torch.randn((batch, UNET_TEXT_LEN, cfg["encoder_hid_dim"]), generator=gen)
+        added["text_embeds"] = torch.randn((batch, cross), generator=gen)
+        added["image_embeds"] = torch.randn((batch, cross), generator=gen)
+        kwargs["encoder_hidden_states"] = hidden
+        saved["encoder_hidden_states"] = hidden
+    else:
+        added["image_embeds"] = torch.randn((batch, cfg["encoder_hid_dim"]), generator=gen)
+        kwargs["encoder_hidden_states"] = None
+    if cfg["addition_embed_type"] == "image_hint":
+        added["hint"] = torch.rand((batch, 3, 8 * h, 8 * w), generator=gen)
+    saved.update(added)
+    return sample, kwargs, saved
+
+
+def unet() -> None:
+    from diffusers import UNet2DConditionModel
+
+    print("unet")
+    for seed, (name, cfg) in enumerate(UNET_FIXTURES.items(), start=10):
+        out_dir = FIXTURES / name
+        out_dir.mkdir(parents=True, exist_ok=True)
+        model = UNet2DConditionModel(**unet_config(cfg)).eval()
+        randomize(model, seed=seed)
+        if name == "unet_22":
+            save_model(model, out_dir / "unet")  # fp32 and the fp16 variant
+        else:
+            folder = out_dir / "unet"
+            if folder.exists():
+                shutil.rmtree(folder)
+            model.save_pretrained(folder, safe_serialization=True)
+        sample, kwargs, ref = unet_inputs(cfg, torch.Generator().manual_seed(seed + 100))
+        levels = len(cfg["block_out_channels"])
+        names = (["time_embedding", "add_embedding", "encoder_hid_proj", "conv_in"]
+                 + [f"down_blocks.{i}" for i in range(levels)] + ["mid_block"]
+                 + [f"up_blocks.{i}" for i in range(levels)] + ["conv_norm_out", "conv_out"])
+        if cfg["addition_embed_type"] == "image_hint":
+            names.append("add_embedding.input_hint_block")
+        with torch.no_grad():
+            store, handles = capture(model, names)
+            ref["output"] = model(sample, **kwargs).sample
+            for h in handles:
+                h.remove()
+            ref.update(store)
+            if name == "unet_22":
+                half = UNet2DConditionModel.from_pretrained(
+                    out_dir / "unet", variant="fp16", torch_dtype=torch.float32).eval()
+                ref["output_fp16_weights"] = half(sample, **kwargs).sample
+        save_reference(ref, out_dir / "reference.safetensors")
+
+    for name, (cond, in_channels) in UNET_VARIANTS.items():
+        config = {**UNET_REAL_BASE, **cond, "in_channels": in_channels}
+        with torch.device("meta"):
+            real = UNet2DConditionModel(**unet_config(config))
+        write_manifest(real, config, FIXTURES / "manifests" / f"{name}.txt")
+
+
+def unet_full(out: str) -> None:
+    """A real-size 2.2 decoder UNet with random weights (about 5 GB, fp32), for measuring
+    loading memory and speed; never committed."""
+    from diffusers import UNet2DConditionModel
+
+    config = {**UNET_REAL_BASE, **UNET_V22, "in_channels": 4}
+    model = UNet2DConditionModel(**unet_config(config)).eval()
+    folder = Path(out)
+    model.save_pretrained(folder, safe_serialization=True, max_shard_size="20GB")
+    print(f"  wrote {folder} ({sum(p.numel() for p in model.parameters()):,} parameters)")
+
+
+COMPONENTS = {"movq": movq, "unet": unet}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("components", nargs="*", choices=[*COMPONENTS, []], help="default: all")
+    parser.add_argument("--unet-full", metavar="DIR",
+                        help="only write a real-size random 2.2 UNet folder to DIR (~5 GB)")
     args = parser.parse_args()
+    if args.unet_full:
+        unet_full(args.unet_full)
+        return
     for name in args.components or COMPONENTS:
         COMPONENTS[name]()
 
