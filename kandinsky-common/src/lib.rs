@@ -32,6 +32,7 @@
 pub mod config;
 pub mod manifest;
 pub mod tensors;
+pub mod testing;
 pub mod weights;
 
 pub use config::ConfigError;

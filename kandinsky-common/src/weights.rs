@@ -94,6 +94,16 @@ impl fmt::Display for WeightProblem {
 /// A checkpoint that could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
+    /// A model folder has none of the weight files looked for.
+    #[error("no weights in {dir}: expected {expected}{hint}")]
+    NotFound {
+        /// The folder searched.
+        dir: PathBuf,
+        /// The file names tried, in order of preference.
+        expected: String,
+        /// Extra advice (e.g. a `.bin` file was found), empty or starting with a space.
+        hint: String,
+    },
     /// The file could not be opened or mapped.
     #[error("cannot read weights {path}: {source}")]
     Io {
@@ -126,6 +136,34 @@ pub enum WeightsError {
         /// What failed.
         message: String,
     },
+}
+
+/// The weight file of a diffusers model folder in full precision.
+pub const DIFFUSERS_FP32: &str = "diffusion_pytorch_model.safetensors";
+/// The weight file of a diffusers model folder's fp16 variant.
+pub const DIFFUSERS_FP16: &str = "diffusion_pytorch_model.fp16.safetensors";
+
+/// The weights file of a diffusers model folder: the fp32 file, else the fp16 variant.
+///
+/// A folder with only a pickled `.bin` checkpoint (which this project does not read) gets an
+/// error that says so.
+pub fn find_diffusers_weights(dir: &Path) -> Result<PathBuf, WeightsError> {
+    let names = [DIFFUSERS_FP32, DIFFUSERS_FP16];
+    if let Some(found) = names.iter().map(|n| dir.join(n)).find(|p| p.is_file()) {
+        return Ok(found);
+    }
+    let hint = if dir.join("diffusion_pytorch_model.bin").exists() {
+        " (found diffusion_pytorch_model.bin: only safetensors files are read)".to_string()
+    } else if !dir.is_dir() {
+        " (the folder does not exist)".to_string()
+    } else {
+        String::new()
+    };
+    Err(WeightsError::NotFound {
+        dir: dir.to_path_buf(),
+        expected: names.join(" or "),
+        hint,
+    })
 }
 
 fn summarize(problems: &[WeightProblem]) -> String {

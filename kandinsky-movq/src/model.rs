@@ -6,6 +6,7 @@ use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::{Device, Int, Tensor};
 use kandinsky_common::load_safetensors;
+use kandinsky_common::weights::{DIFFUSERS_FP16, DIFFUSERS_FP32, find_diffusers_weights};
 
 use crate::config::MoVQConfig;
 use crate::decoder::Decoder;
@@ -18,9 +19,9 @@ use crate::quantizer::VectorQuantizer;
 pub type Trace<'a> = &'a mut dyn FnMut(&str, &Tensor<4>);
 
 /// The weight file names of a diffusers model folder, by variant.
-pub const WEIGHTS_FP32: &str = "diffusion_pytorch_model.safetensors";
+pub const WEIGHTS_FP32: &str = DIFFUSERS_FP32;
 /// The fp16 variant's file name.
-pub const WEIGHTS_FP16: &str = "diffusion_pytorch_model.fp16.safetensors";
+pub const WEIGHTS_FP16: &str = DIFFUSERS_FP16;
 
 /// The MoVQ autoencoder of Kandinsky 2.1 and 2.2 (diffusers `VQModel` with spatial norm).
 #[derive(Module, Debug)]
@@ -63,19 +64,7 @@ impl MoVQ {
     /// `diffusion_pytorch_model.safetensors`, or the `.fp16.safetensors` variant when it is the
     /// only one. Weights are cast to `device`'s float dtype.
     pub fn load(dir: &Path, device: &Device) -> Result<Self, MoVQError> {
-        let weights = [WEIGHTS_FP32, WEIGHTS_FP16]
-            .iter()
-            .map(|name| dir.join(name))
-            .find(|p| p.is_file())
-            .ok_or_else(|| MoVQError::NoWeights {
-                dir: dir.to_path_buf(),
-                expected: format!("{WEIGHTS_FP32} or {WEIGHTS_FP16}"),
-                hint: if dir.join("diffusion_pytorch_model.bin").exists() {
-                    " (found diffusion_pytorch_model.bin: only safetensors files are read)".into()
-                } else {
-                    String::new()
-                },
-            })?;
+        let weights = find_diffusers_weights(dir)?;
         Self::load_files(&dir.join("config.json"), &weights, device)
     }
 

@@ -242,7 +242,10 @@ fn unsupported_values_are_config_errors() {
 fn missing_files_are_reported() {
     let dir = tempfile::tempdir().unwrap();
     let err = load(dir.path());
-    assert!(matches!(err, MoVQError::NoWeights { .. }), "{err:?}");
+    assert!(
+        matches!(err, MoVQError::Weights(WeightsError::NotFound { .. })),
+        "{err:?}"
+    );
     std::fs::write(dir.path().join(WEIGHTS_FP32), b"").unwrap();
     let err = load(dir.path());
     assert!(

@@ -1,0 +1,121 @@
+//! diffusers `ResnetBlock2D` as the Kandinsky UNet uses it: GroupNorm, scale-shift time
+//! conditioning, and resnet-based down/up sampling (average pooling / nearest ×2 applied to
+//! both the residual and the hidden path).
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::activation::silu;
+use burn::tensor::module::{avg_pool2d, interpolate};
+use burn::tensor::ops::{AvgPoolOptions, InterpolateMode, InterpolateOptions};
+use burn::tensor::{Device, Tensor};
+
+/// Resampling done inside a resnet (diffusers `down=True` / `up=True`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resample {
+    /// Same size.
+    None,
+    /// 2×2 average pooling, stride 2 (sizes floor).
+    Down,
+    /// Nearest-neighbour ×2.
+    Up,
+}
+
+/// Sizes of the norms and of the time embedding a resnet is built with.
+#[derive(Debug, Clone, Copy)]
+pub struct ResnetSizes {
+    /// GroupNorm groups.
+    pub groups: usize,
+    /// GroupNorm epsilon.
+    pub eps: f64,
+    /// Width of the time embedding.
+    pub time: usize,
+}
+
+/// norm1 → SiLU → [resample] → conv1 → norm2·(1 + scale) + shift → SiLU → conv2, plus the
+/// (resampled, 1×1-projected when the width changes) input. `(scale, shift)` come from
+/// `time_emb_proj(SiLU(emb))`.
+#[derive(Module, Debug)]
+pub struct ResnetBlock2D {
+    /// First norm, over the input.
+    pub norm1: GroupNorm,
+    /// 3×3 conv, in → out.
+    pub conv1: Conv2d,
+    /// time embedding → 2·out (scale, then shift).
+    pub time_emb_proj: Linear,
+    /// Second norm.
+    pub norm2: GroupNorm,
+    /// 3×3 conv, out → out.
+    pub conv2: Conv2d,
+    /// 1×1 conv on the residual when the width changes.
+    pub conv_shortcut: Option<Conv2d>,
+    #[module(skip)]
+    resample: Resample,
+}
+
+fn conv3x3(inp: usize, out: usize, device: &Device) -> Conv2d {
+    Conv2dConfig::new([inp, out], [3, 3])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .init(device)
+}
+
+fn resample(x: Tensor<4>, how: Resample) -> Tensor<4> {
+    match how {
+        Resample::None => x,
+        Resample::Down => avg_pool2d(x, AvgPoolOptions::new([2, 2])),
+        Resample::Up => {
+            let [_, _, h, w] = x.dims();
+            let options =
+                InterpolateOptions::new(InterpolateMode::Nearest).with_output_size([2 * h, 2 * w]);
+            interpolate(x, options)
+        }
+    }
+}
+
+impl ResnetBlock2D {
+    /// A block from `inp` to `out` channels.
+    pub fn new(
+        inp: usize,
+        out: usize,
+        sizes: ResnetSizes,
+        resample: Resample,
+        device: &Device,
+    ) -> Self {
+        let norm = |c| {
+            GroupNormConfig::new(sizes.groups, c)
+                .with_epsilon(sizes.eps)
+                .init(device)
+        };
+        Self {
+            norm1: norm(inp),
+            conv1: conv3x3(inp, out, device),
+            time_emb_proj: LinearConfig::new(sizes.time, 2 * out).init(device),
+            norm2: norm(out),
+            conv2: conv3x3(out, out, device),
+            conv_shortcut: (inp != out).then(|| Conv2dConfig::new([inp, out], [1, 1]).init(device)),
+            resample,
+        }
+    }
+
+    /// Applies the block to `x` (B, in, H, W); `emb_act` is SiLU(time embedding), (B, time),
+    /// computed once per forward pass by the UNet.
+    pub fn forward(&self, x: Tensor<4>, emb_act: &Tensor<2>) -> Tensor<4> {
+        let h = silu(self.norm1.forward(x.clone()));
+        let (x, h) = (resample(x, self.resample), resample(h, self.resample));
+        let h = self.conv1.forward(h);
+        let [b, c, _, _] = h.dims();
+        let t = self
+            .time_emb_proj
+            .forward(emb_act.clone())
+            .reshape([b, 2 * c, 1, 1]);
+        let scale = t.clone().narrow(1, 0, c);
+        let shift = t.narrow(1, c, c);
+        let h = self.norm2.forward(h) * (scale + 1.0) + shift;
+        let h = self.conv2.forward(silu(h));
+        let residual = match &self.conv_shortcut {
+            Some(conv) => conv.forward(x),
+            None => x,
+        };
+        residual + h
+    }
+}
