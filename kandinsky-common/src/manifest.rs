@@ -57,16 +57,40 @@ pub fn expected_tensors<M: Module>(module: &M) -> Vec<ExpectedTensor> {
     visitor.tensors
 }
 
+/// Where a module visitor or mapper is in the module tree, and the PyTorch key of a parameter
+/// found there.
 #[derive(Default)]
-struct ExpectedVisitor {
+pub(crate) struct KeyPath {
     path: Vec<String>,
     /// The container each path element was entered from (`Struct:Linear`, `Vec`, ...).
     containers: Vec<String>,
-    tensors: Vec<ExpectedTensor>,
 }
 
-impl ExpectedVisitor {
-    fn record(&mut self, mut shape: Vec<usize>) {
+/// A parameter's checkpoint key and PyTorch shape.
+pub(crate) struct TorchKey {
+    pub key: String,
+    pub shape: Vec<usize>,
+    /// Whether burn's layout is the transpose of PyTorch's (a `Linear` weight).
+    pub transposed: bool,
+}
+
+impl KeyPath {
+    pub(crate) fn enter(&mut self, name: &str, container_type: &str) {
+        self.containers.push(container_type.to_string());
+        if !container_type.starts_with("Enum:") {
+            self.path.push(name.to_string());
+        }
+    }
+
+    pub(crate) fn exit(&mut self, container_type: &str) {
+        self.containers.pop();
+        if !container_type.starts_with("Enum:") {
+            self.path.pop();
+        }
+    }
+
+    /// The key and PyTorch shape of the parameter at the current path, of burn shape `shape`.
+    pub(crate) fn torch_key(&self, mut shape: Vec<usize>) -> TorchKey {
         let module_type = self
             .containers
             .iter()
@@ -75,8 +99,12 @@ impl ExpectedVisitor {
             .map(String::as_str);
         let mut path = self.path.clone();
         let leaf = path.last().map(String::as_str);
+        let mut transposed = false;
         match (module_type, leaf) {
-            (Some("Struct:Linear"), Some("weight")) if shape.len() == 2 => shape.swap(0, 1),
+            (Some("Struct:Linear"), Some("weight")) if shape.len() == 2 => {
+                shape.swap(0, 1);
+                transposed = true;
+            }
             (Some(t), Some("gamma")) if NORM_TYPES.contains(&t) => {
                 *path.last_mut().expect("leaf exists") = "weight".into()
             }
@@ -85,26 +113,34 @@ impl ExpectedVisitor {
             }
             _ => {}
         }
-        self.tensors.push(ExpectedTensor {
+        TorchKey {
             key: path.join("."),
             shape,
-        });
+            transposed,
+        }
+    }
+}
+
+#[derive(Default)]
+struct ExpectedVisitor {
+    at: KeyPath,
+    tensors: Vec<ExpectedTensor>,
+}
+
+impl ExpectedVisitor {
+    fn record(&mut self, shape: Vec<usize>) {
+        let TorchKey { key, shape, .. } = self.at.torch_key(shape);
+        self.tensors.push(ExpectedTensor { key, shape });
     }
 }
 
 impl ModuleVisitor for ExpectedVisitor {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.containers.push(container_type.to_string());
-        if !container_type.starts_with("Enum:") {
-            self.path.push(name.to_string());
-        }
+        self.at.enter(name, container_type);
     }
 
     fn exit_module(&mut self, _name: &str, container_type: &str) {
-        self.containers.pop();
-        if !container_type.starts_with("Enum:") {
-            self.path.pop();
-        }
+        self.at.exit(container_type);
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
