@@ -1,7 +1,7 @@
 //! MoVQ decode of a 64×64 latent to a 512×512 image at the real Kandinsky config (random
 //! weights), batch 1, as the pipelines call it (`force_not_quantize = true`).
 //!
-//! Run with `benches/movq_vs_pytorch.sh` to get the PyTorch timing of the same call beside it.
+//! Run with `benches/vs_pytorch.sh movq` to get the PyTorch timing of the same call beside it.
 
 use burn::tensor::{Distribution, Tensor};
 use kandinsky_benches::{backend_name, bench_device};

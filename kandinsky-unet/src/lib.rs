@@ -10,6 +10,7 @@
 //! - [`embeddings`]: timestep features, the time embedding, the context builders
 //!   (`encoder_hid_proj`) and the conditioning embeddings (`add_embedding`, with the ControlNet
 //!   hint encoder);
+//! - [`conv`]: the resnets' 3×3 convolution, with a matrix-product path for small maps;
 //! - [`resnet`]: the scale-shift resnet with resnet-based down/up sampling;
 //! - [`attention`]: added-KV cross-attention through burn's fused attention op;
 //! - [`blocks`]: down, mid and up blocks;
@@ -46,6 +47,7 @@
 pub mod attention;
 pub mod blocks;
 pub mod config;
+pub mod conv;
 pub mod embeddings;
 pub mod error;
 pub mod resnet;

@@ -10,6 +10,8 @@ use burn::tensor::module::{avg_pool2d, interpolate};
 use burn::tensor::ops::{AvgPoolOptions, InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor};
 
+use crate::conv::conv3x3;
+
 /// Resampling done inside a resnet (diffusers `down=True` / `up=True`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resample {
@@ -53,7 +55,7 @@ pub struct ResnetBlock2D {
     resample: Resample,
 }
 
-fn conv3x3(inp: usize, out: usize, device: &Device) -> Conv2d {
+fn new_conv3x3(inp: usize, out: usize, device: &Device) -> Conv2d {
     Conv2dConfig::new([inp, out], [3, 3])
         .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
         .init(device)
@@ -88,10 +90,10 @@ impl ResnetBlock2D {
         };
         Self {
             norm1: norm(inp),
-            conv1: conv3x3(inp, out, device),
+            conv1: new_conv3x3(inp, out, device),
             time_emb_proj: LinearConfig::new(sizes.time, 2 * out).init(device),
             norm2: norm(out),
-            conv2: conv3x3(out, out, device),
+            conv2: new_conv3x3(out, out, device),
             conv_shortcut: (inp != out).then(|| Conv2dConfig::new([inp, out], [1, 1]).init(device)),
             resample,
         }
@@ -102,7 +104,7 @@ impl ResnetBlock2D {
     pub fn forward(&self, x: Tensor<4>, emb_act: &Tensor<2>) -> Tensor<4> {
         let h = silu(self.norm1.forward(x.clone()));
         let (x, h) = (resample(x, self.resample), resample(h, self.resample));
-        let h = self.conv1.forward(h);
+        let h = conv3x3(&self.conv1, h);
         let [b, c, _, _] = h.dims();
         let t = self
             .time_emb_proj
@@ -111,7 +113,7 @@ impl ResnetBlock2D {
         let scale = t.clone().narrow(1, 0, c);
         let shift = t.narrow(1, c, c);
         let h = self.norm2.forward(h) * (scale + 1.0) + shift;
-        let h = self.conv2.forward(silu(h));
+        let h = conv3x3(&self.conv2, silu(h));
         let residual = match &self.conv_shortcut {
             Some(conv) => conv.forward(x),
             None => x,
