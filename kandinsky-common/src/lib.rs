@@ -8,6 +8,7 @@
 //! - [`weights`]: strict loading of a `*.safetensors` file into a burn module (every key present,
 //!   no extra key, every shape and dtype checked before anything is copied), fp32, fp16 or bf16
 //!   files onto a device of any float dtype;
+//! - [`embeddings`]: the timestep embedding the UNet and the prior share;
 //! - [`manifest`]: the names and shapes a module expects, in the checkpoint's own (PyTorch)
 //!   naming, computed without allocating the weights, and compared with a text manifest.
 //!
@@ -30,9 +31,11 @@
 //! ```
 
 pub mod config;
+pub mod embeddings;
 pub mod manifest;
 pub mod tensors;
 pub mod testing;
+pub mod trace;
 pub mod weights;
 
 pub use config::ConfigError;

@@ -1,12 +1,13 @@
-//! The time embedding and the conditioning modules: diffusers `Timesteps` + `TimestepEmbedding`,
-//! `TextImageProjection`, `ImageProjection` (the context builders, `encoder_hid_proj`) and
-//! `TextImageTimeEmbedding`, `ImageTimeEmbedding`, `ImageHintTimeEmbedding` (`add_embedding`).
+//! The conditioning modules: diffusers `TextImageProjection`, `ImageProjection` (the context
+//! builders, `encoder_hid_proj`) and `TextImageTimeEmbedding`, `ImageTimeEmbedding`,
+//! `ImageHintTimeEmbedding` (`add_embedding`). The time embedding itself is shared with the
+//! prior and lives in `kandinsky_common::embeddings`.
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::silu;
-use burn::tensor::{DType, Device, Int, Tensor};
+use burn::tensor::{Device, Tensor};
 
 use crate::config::HINT_CHANNELS;
 
@@ -17,61 +18,6 @@ fn layer_norm(dim: usize, device: &Device) -> LayerNorm {
     LayerNormConfig::new(dim)
         .with_epsilon(LAYER_NORM_EPS)
         .init(device)
-}
-
-/// Sinusoidal timestep features (diffusers `get_timestep_embedding`), computed in f32 whatever
-/// the model's dtype (as the reference does: a timestep near 1000 times a frequency near 1
-/// needs f32 to keep the phase), then cast to `dtype`.
-///
-/// Feature `i` < `dim/2` has frequency `exp(−ln(10000)·i / (dim/2 − shift))`; the output is
-/// `[cos, sin]` when `flip_sin_to_cos`, else `[sin, cos]`. The operations follow the
-/// reference's order so that the f32 rounding is the same.
-pub fn timestep_features(
-    timesteps: Tensor<1>,
-    dim: usize,
-    flip_sin_to_cos: bool,
-    shift: f64,
-    dtype: DType,
-) -> Tensor<2> {
-    let half = dim / 2;
-    let device = timesteps.device();
-    let exponent = Tensor::<1, Int>::arange(0..half as i64, &device)
-        .float()
-        .cast(DType::F32)
-        * (-(10000f32.ln()));
-    let frequencies = (exponent / (half as f32 - shift as f32)).exp();
-    let phases = timesteps.cast(DType::F32).unsqueeze_dim::<2>(1) * frequencies.unsqueeze_dim(0);
-    let (sin, cos) = (phases.clone().sin(), phases.cos());
-    let features = if flip_sin_to_cos {
-        Tensor::cat(vec![cos, sin], 1)
-    } else {
-        Tensor::cat(vec![sin, cos], 1)
-    };
-    features.cast(dtype)
-}
-
-/// `time_embedding`: Linear → SiLU → Linear over the timestep features.
-#[derive(Module, Debug)]
-pub struct TimestepEmbedding {
-    /// timestep features → time embedding width.
-    pub linear_1: Linear,
-    /// time embedding width → time embedding width.
-    pub linear_2: Linear,
-}
-
-impl TimestepEmbedding {
-    /// A `(features → dim → dim)` embedding.
-    pub fn new(features: usize, dim: usize, device: &Device) -> Self {
-        Self {
-            linear_1: LinearConfig::new(features, dim).init(device),
-            linear_2: LinearConfig::new(dim, dim).init(device),
-        }
-    }
-
-    /// (B, features) → (B, dim).
-    pub fn forward(&self, features: Tensor<2>) -> Tensor<2> {
-        self.linear_2.forward(silu(self.linear_1.forward(features)))
-    }
 }
 
 /// Kandinsky 2.1 context (`encoder_hid_proj`, diffusers `TextImageProjection`): 10 tokens from

@@ -7,7 +7,7 @@
 //! `unet.down_blocks[1].attentions[0].add_k_proj.weight`.
 //!
 //! - [`config`]: the checkpoint's `config.json`, validated;
-//! - [`embeddings`]: timestep features, the time embedding, the context builders
+//! - [`embeddings`]: the context builders
 //!   (`encoder_hid_proj`) and the conditioning embeddings (`add_embedding`, with the ControlNet
 //!   hint encoder);
 //! - [`conv`]: the resnets' 3×3 convolution, with a matrix-product path for small maps;
@@ -55,8 +55,9 @@ pub mod unet;
 
 pub use config::UNetConfig;
 pub use error::UNetError;
+pub use kandinsky_common::trace::{Activation, Trace};
 /// The weight file names of a diffusers model folder.
 pub use kandinsky_common::weights::{
     DIFFUSERS_FP16 as WEIGHTS_FP16, DIFFUSERS_FP32 as WEIGHTS_FP32,
 };
-pub use unet::{Activation, Conditioning, Trace, UNet};
+pub use unet::{Conditioning, UNet};

@@ -9,14 +9,16 @@ use burn::nn::conv::Conv2dConfig;
 use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig2d};
 use burn::tensor::activation::silu;
 use burn::tensor::{DType, Device, Tensor};
+use kandinsky_common::embeddings::{TimestepEmbedding, timestep_features};
 use kandinsky_common::load_safetensors;
+use kandinsky_common::trace::{Activation, Trace};
 use kandinsky_common::weights::find_diffusers_weights;
 
 use crate::blocks::{BlockSizes, DownBlock, MidBlock, UpBlock, UpChannels};
 use crate::config::{AdditionEmbedType, EncoderHidDimType, UNetConfig};
 use crate::embeddings::{
     AddEmbedding, EncoderHidProj, ImageHintTimeEmbedding, ImageProjection, ImageTimeEmbedding,
-    TextImageProjection, TextImageTimeEmbedding, TimestepEmbedding, timestep_features,
+    TextImageProjection, TextImageTimeEmbedding,
 };
 use crate::error::UNetError;
 use crate::resnet::ResnetSizes;
@@ -61,33 +63,6 @@ impl Conditioning {
         }
     }
 }
-
-/// An intermediate result reported by [`UNet::forward_traced`].
-#[derive(Debug, Clone, Copy)]
-pub enum Activation<'a> {
-    /// A (B, C) embedding.
-    Vector(&'a Tensor<2>),
-    /// A (B, L, C) token sequence.
-    Sequence(&'a Tensor<3>),
-    /// A (B, C, H, W) feature map.
-    Map(&'a Tensor<4>),
-}
-
-impl Activation<'_> {
-    /// The values, read back from the device.
-    pub fn to_data(&self) -> burn::tensor::TensorData {
-        match self {
-            Self::Vector(t) => (*t).clone().into_data(),
-            Self::Sequence(t) => (*t).clone().into_data(),
-            Self::Map(t) => (*t).clone().into_data(),
-        }
-    }
-}
-
-/// Receives `(name, value)` for each traced step; names follow the diffusers module paths
-/// (`time_embedding`, `add_embedding`, `add_embedding.input_hint_block`, `encoder_hid_proj`,
-/// `conv_in`, `down_blocks.0`, …, `mid_block`, `up_blocks.0`, …, `conv_norm_out`, `conv_out`).
-pub type Trace<'a> = &'a mut dyn FnMut(&str, Activation<'_>);
 
 /// The decoder UNet of Kandinsky 2.1 and 2.2: predicts noise (channels 0–3) and the learned
 /// variance (channels 4–7) from a noisy latent, a timestep and the image (and, for 2.1, text)
@@ -196,7 +171,7 @@ impl UNetConfig {
             .collect();
         UNet {
             conv_in: conv3x3(self.in_channels, channels[0], device),
-            time_embedding: TimestepEmbedding::new(self.timestep_dim(), time, device),
+            time_embedding: TimestepEmbedding::new(self.timestep_dim(), time, time, device),
             add_embedding,
             encoder_hid_proj,
             down_blocks,
@@ -358,7 +333,9 @@ impl UNet {
         }
     }
 
-    /// [`forward`](Self::forward), reporting each step's output to `trace`.
+    /// [`forward`](Self::forward), reporting each step's output to `trace`: `time_embedding`,
+    /// `add_embedding.input_hint_block` (ControlNet), `add_embedding`, `encoder_hid_proj`,
+    /// `conv_in`, `down_blocks.{i}`, `mid_block`, `up_blocks.{i}`, `conv_norm_out`, `conv_out`.
     pub fn forward_traced(
         &self,
         sample: Tensor<4>,

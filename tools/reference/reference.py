@@ -383,7 +383,103 @@ def unet_full(out: str) -> None:
     print(f"  wrote {folder} ({sum(p.numel() for p in model.parameters()):,} parameters)")
 
 
-COMPONENTS = {"movq": movq, "unet": unet}
+# --------------------------------------------------------------------------------------------
+# Prior
+
+
+PRIOR_REAL_21 = {
+    "_class_name": "PriorTransformer",
+    "num_attention_heads": 32,
+    "attention_head_dim": 64,
+    "num_layers": 20,
+    "embedding_dim": 768,
+    "num_embeddings": 77,
+    "additional_embeddings": 4,
+    "dropout": 0.0,
+    "time_embed_act_fn": "silu",
+    "norm_in_type": None,
+    "embedding_proj_norm_type": None,
+    "encoder_hid_proj_type": "linear",
+    "added_emb_type": "prd",
+    "time_embed_dim": None,
+    "embedding_proj_dim": None,
+    "clip_embed_dim": None,
+}
+PRIOR_REAL_22 = {**PRIOR_REAL_21, "embedding_dim": 1280}
+
+# The real topology (pre-LN blocks, 4 extra tokens with the prd token last, causal + padding
+# mask) at small sizes, with every width that the real model shares made distinct: 3 heads of
+# 8 (inner width 24), embedding width 20, the text-embedding projection's input 18, the output
+# (CLIP) width 22, the time MLP's hidden width 36; 2 blocks; 9 text tokens.
+PRIOR_SMALL = {
+    **PRIOR_REAL_21,
+    "num_attention_heads": 3,
+    "attention_head_dim": 8,
+    "num_layers": 2,
+    "embedding_dim": 20,
+    "num_embeddings": 9,
+    "time_embed_dim": 36,
+    "embedding_proj_dim": 18,
+    "clip_embed_dim": 22,
+}
+
+
+def prior() -> None:
+    from diffusers import PriorTransformer
+
+    print("prior")
+    out_dir = FIXTURES / "prior"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg = PRIOR_SMALL
+    model = PriorTransformer(**{k: v for k, v in cfg.items() if not k.startswith("_")}).eval()
+    randomize(model, seed=20)
+    gen = torch.Generator().manual_seed(21)
+    with torch.no_grad():
+        # Bare parameters: O(1) values (fan-in scaling would make them negligible), a positive
+        # standard deviation.
+        for p in (model.positional_embedding, model.prd_embedding, model.clip_mean):
+            p.copy_(torch.randn(p.shape, generator=gen))
+        model.clip_std.copy_(0.5 + torch.rand(model.clip_std.shape, generator=gen))
+    save_model(model, out_dir / "prior")
+
+    batch, tokens = 2, cfg["num_embeddings"]
+    gen = torch.Generator().manual_seed(22)
+    x_t = torch.randn((batch, cfg["embedding_dim"]), generator=gen)
+    proj = torch.randn((batch, cfg["embedding_proj_dim"]), generator=gen)
+    hidden = torch.randn((batch, tokens, cfg["embedding_dim"]), generator=gen)
+    # Prompts of 5 and 9 tokens: the first is padded, the second fills the context.
+    mask = torch.zeros((batch, tokens), dtype=torch.bool)
+    mask[0, :5] = True
+    mask[1, :] = True
+    timestep = torch.tensor([999, 3])
+    ref = {"hidden_states": x_t, "proj_embedding": proj, "encoder_hidden_states": hidden,
+           "attention_mask": mask.to(torch.uint8), "timestep": timestep.to(torch.float32)}
+    names = (["time_embedding", "proj_in", "embedding_proj", "encoder_hidden_states_proj"]
+             + [f"transformer_blocks.{i}" for i in range(cfg["num_layers"])]
+             + ["norm_out", "proj_to_clip_embeddings"])
+    with torch.no_grad():
+        store, handles = capture(model, names)
+        out = model(x_t, timestep, proj_embedding=proj, encoder_hidden_states=hidden,
+                    attention_mask=mask).predicted_image_embedding
+        for h in handles:
+            h.remove()
+        ref.update(store)
+        ref["output"] = out
+        ref["post_processed"] = model.post_process_latents(out)
+        half = PriorTransformer.from_pretrained(out_dir / "prior", variant="fp16",
+                                                torch_dtype=torch.float32).eval()
+        ref["output_fp16_weights"] = half(x_t, timestep, proj_embedding=proj,
+                                          encoder_hidden_states=hidden,
+                                          attention_mask=mask).predicted_image_embedding
+    save_reference(ref, out_dir / "reference.safetensors")
+
+    for name, config in (("prior_21", PRIOR_REAL_21), ("prior_22", PRIOR_REAL_22)):
+        with torch.device("meta"):
+            real = PriorTransformer(**{k: v for k, v in config.items() if not k.startswith("_")})
+        write_manifest(real, config, FIXTURES / "manifests" / f"{name}.txt")
+
+
+COMPONENTS = {"movq": movq, "unet": unet, "prior": prior}
 
 
 def main() -> None:

@@ -1,0 +1,132 @@
+//! Parity of the prior with the reference implementation (diffusers `PriorTransformer`), on the
+//! small random-weight model and fixed inputs written by `tools/reference/reference.py`: batch 2
+//! with different timesteps, one prompt padded (5 of 9 tokens) and one full.
+//!
+//! Tolerance: max |ours − reference| ≤ 1e-4 · max(1, max |reference|), in f32, for every traced
+//! intermediate and the output. Both sides compute in f32 through ~16 matrix products and
+//! LayerNorms with different summation orders (f32 relative precision 6e-8, sums of ≤ 96
+//! terms); the masked keys get exactly zero weight on both sides (−10000 there, −∞ here, both
+//! underflow), so the bound holds with two orders of magnitude to spare.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use kandinsky_common::tensors::read_safetensors;
+use kandinsky_common::testing::assert_close;
+use kandinsky_prior::{PriorConfig, PriorTransformer, WEIGHTS_FP16, WEIGHTS_FP32};
+
+const TOLERANCE: f32 = 1e-4;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+}
+
+fn reference() -> BTreeMap<String, TensorData> {
+    read_safetensors(&fixtures().join("prior/reference.safetensors")).expect("reference fixture")
+}
+
+fn t<const D: usize>(data: &TensorData, device: &Device) -> Tensor<D> {
+    Tensor::from_data(data.clone(), device)
+}
+
+fn run(
+    prior: &PriorTransformer,
+    r: &BTreeMap<String, TensorData>,
+    device: &Device,
+    trace: kandinsky_prior::Trace<'_>,
+) -> Tensor<2> {
+    let mask: Tensor<2, Bool> =
+        Tensor::<2, Int>::from_data(r["attention_mask"].clone().convert::<i64>(), device)
+            .equal_elem(1);
+    prior
+        .forward_traced(
+            t(&r["hidden_states"], device),
+            t(&r["timestep"], device),
+            t(&r["proj_embedding"], device),
+            t(&r["encoder_hidden_states"], device),
+            mask,
+            trace,
+        )
+        .unwrap()
+}
+
+#[test]
+fn prior_matches_reference_at_every_block() {
+    let device = Device::flex();
+    let prior = PriorTransformer::load(&fixtures().join("prior/prior"), &device).unwrap();
+    let r = reference();
+    let mut traced = Vec::new();
+    let out = run(&prior, &r, &device, &mut |name, value| {
+        traced.push((name.to_string(), value.to_data()))
+    });
+    assert_eq!(traced.len(), 8, "every step is traced");
+    for (name, value) in traced {
+        assert_close(&name, value, &r[&name], TOLERANCE);
+    }
+    assert_close("output", out.clone().into_data(), &r["output"], TOLERANCE);
+    let embedding = prior.post_process_latents(out);
+    assert_close(
+        "post_processed",
+        embedding.into_data(),
+        &r["post_processed"],
+        TOLERANCE,
+    );
+}
+
+/// The fp16 file onto an f32 device computes with the fp16 values widened to f32, as the
+/// reference's `from_pretrained(variant="fp16", torch_dtype=float32)` does: same f32 bound.
+#[test]
+fn fp16_weights_on_an_f32_device() {
+    let device = Device::flex();
+    let dir = fixtures().join("prior/prior");
+    assert!(dir.join(WEIGHTS_FP32).is_file());
+    let prior =
+        PriorTransformer::load_files(&dir.join("config.json"), &dir.join(WEIGHTS_FP16), &device)
+            .unwrap();
+    let r = reference();
+    let out = run(&prior, &r, &device, &mut |_, _| {});
+    assert_close(
+        "output_fp16_weights",
+        out.into_data(),
+        &r["output_fp16_weights"],
+        TOLERANCE,
+    );
+}
+
+/// The published configs (2.1: diffusers defaults, 2.2: embedding width 1280) build modules that
+/// expect exactly the reference classes' parameter names and shapes.
+#[test]
+fn real_configs_expect_exactly_the_reference_manifests() {
+    let manifests = fixtures().join("manifests");
+    let device = Device::flex();
+    for (name, preset, params) in [
+        ("prior_21", PriorConfig::kandinsky_2_1(), 1_022_030_080usize),
+        ("prior_22", PriorConfig::kandinsky_2_2(), 1_026_225_920),
+    ] {
+        let config =
+            PriorConfig::from_file(&manifests.join(format!("{name}.config.json"))).unwrap();
+        assert_eq!(
+            config, preset,
+            "{name}: the preset equals the published config"
+        );
+        // The 2.1 prior's published config is empty: diffusers' defaults are the 2.1 model.
+        assert_eq!(
+            kandinsky_common::config::parse_json::<PriorConfig>("{}", "empty".as_ref()).unwrap(),
+            PriorConfig::kandinsky_2_1()
+        );
+        let ours = kandinsky_common::expected_tensors(&config.init(&device));
+        let manifest = kandinsky_common::manifest::parse_manifest(
+            &std::fs::read_to_string(manifests.join(format!("{name}.txt"))).unwrap(),
+        )
+        .unwrap();
+        let diffs = kandinsky_common::manifest::compare(&ours, &manifest);
+        assert!(
+            diffs.is_empty(),
+            "{name}: {} differences: {diffs:#?}",
+            diffs.len()
+        );
+        let total: usize = ours.iter().map(|t| t.shape.iter().product::<usize>()).sum();
+        assert_eq!(total, params, "{name}");
+    }
+}
