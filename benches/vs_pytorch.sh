@@ -3,10 +3,11 @@
 # (diffusers, tools/reference/bench.py), one after the other in one command, then their ratio.
 #   benches/vs_pytorch.sh movq   MoVQ decode, 64x64 latent -> 512x512, batch 1
 #   benches/vs_pytorch.sh unet   UNet forward at the 2.2 config, batch 2, 64x64 latent
+#   benches/vs_pytorch.sh prior  prior forward at the 2.2 config, batch 2
 # Needs the reference environment (tools/reference/setup.sh). Run on a quiet machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-component="${1:?usage: benches/vs_pytorch.sh movq|unet}"
+component="${1:?usage: benches/vs_pytorch.sh movq|unet|prior}"
 threads="${THREADS:-$(nproc)}"
 # Timed runs of each side after one warm-up: as many as the divan bench's sample_count.
 case "$component" in unet) samples=2 ;; *) samples=3 ;; esac

@@ -1,4 +1,56 @@
-//! Kandinsky in Rust: CLIP text and vision encoders, the Kandinsky 2.1 multilingual XLM-R text encoder, tokenizers and image preprocessing.
+//! The text and image encoders of Kandinsky 2.1 and 2.2 on burn, loading transformers folders
+//! (`config.json` + `model[.fp16].safetensors`) as they are on disk:
 //!
-//! Not implemented yet: this crate is reserved in the workspace and deliberately empty (see the
-//! project's README for what works today).
+//! - [`text::ClipTextModel`]: CLIP text tower with projection (`text_encoder/` of the prior
+//!   repos: ViT-L/14 for 2.1, ViT-bigG/14 for 2.2), returning `text_embeds` and
+//!   `last_hidden_state`;
+//! - [`vision::ClipVisionModel`]: CLIP image tower with projection (`image_encoder/`),
+//!   returning `image_embeds`;
+//! - [`xlm_roberta::MultilingualClip`]: the 2.1 decoder's text encoder (XLM-RoBERTa-Large +
+//!   projection, `kandinsky-2-1/text_encoder/`), returning the pooled projection and the hidden
+//!   states.
+//!
+//! Tokenizers and image preprocessing are not here yet.
+//!
+//! ```
+//! use burn::tensor::{Device, Int, Tensor};
+//! use kandinsky_clip::config::{ClipTextConfig, HiddenAct};
+//!
+//! // A tiny CLIP text encoder with random weights (a real one: `ClipTextModel::load(dir, &device)`).
+//! let config = ClipTextConfig {
+//!     vocab_size: 100,
+//!     hidden_size: 32,
+//!     intermediate_size: 64,
+//!     projection_dim: 16,
+//!     num_hidden_layers: 2,
+//!     num_attention_heads: 4,
+//!     max_position_embeddings: 8,
+//!     hidden_act: HiddenAct::Gelu,
+//!     layer_norm_eps: 1e-5,
+//!     eos_token_id: 2,
+//! };
+//! let device = Device::flex();
+//! let encoder = config.init(&device);
+//! // SOT, two tokens, EOT (the largest id), padding.
+//! let ids = Tensor::<2, Int>::from_ints([[98, 5, 7, 99, 0, 0, 0, 0]], &device);
+//! let out = encoder.forward(ids).unwrap();
+//! assert_eq!(out.text_embeds.dims(), [1, 16]);
+//! assert_eq!(out.last_hidden_state.dims(), [1, 8, 32]);
+//! ```
+
+pub mod config;
+pub mod encoder;
+pub mod error;
+pub mod text;
+pub mod vision;
+pub mod xlm_roberta;
+
+pub use error::ClipError;
+pub use kandinsky_common::trace::{Activation, Trace};
+/// The weight file names of a transformers model folder.
+pub use kandinsky_common::weights::{
+    TRANSFORMERS_FP16 as WEIGHTS_FP16, TRANSFORMERS_FP32 as WEIGHTS_FP32,
+};
+pub use text::{ClipTextModel, ClipTextOutput};
+pub use vision::{ClipVisionModel, ClipVisionOutput};
+pub use xlm_roberta::{MClipOutput, MultilingualClip};

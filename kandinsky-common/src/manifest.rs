@@ -50,7 +50,8 @@ const NORM_TYPES: [&str; 4] = [
 /// Every parameter of `module`, with the key and shape the PyTorch checkpoint uses for it.
 ///
 /// Parameters that are not yet initialised are not allocated. Enum variant names are not part
-/// of the keys (as with `skip_enum_variants`).
+/// of the keys, and a field name's trailing underscore is dropped (`self_` stands for
+/// PyTorch's `self`, a Rust keyword).
 pub fn expected_tensors<M: Module>(module: &M) -> Vec<ExpectedTensor> {
     let mut visitor = ExpectedVisitor::default();
     module.visit(&mut visitor);
@@ -78,7 +79,9 @@ impl KeyPath {
     pub(crate) fn enter(&mut self, name: &str, container_type: &str) {
         self.containers.push(container_type.to_string());
         if !container_type.starts_with("Enum:") {
-            self.path.push(name.to_string());
+            // A trailing underscore marks a field named after a Rust keyword: `self_` is
+            // PyTorch's `attention.self`.
+            self.path.push(name.strip_suffix('_').unwrap_or(name).to_string());
         }
     }
 

@@ -134,17 +134,30 @@ pub const DIFFUSERS_FP32: &str = "diffusion_pytorch_model.safetensors";
 /// The weight file of a diffusers model folder's fp16 variant.
 pub const DIFFUSERS_FP16: &str = "diffusion_pytorch_model.fp16.safetensors";
 
+/// The weight file of a transformers model folder in full precision.
+pub const TRANSFORMERS_FP32: &str = "model.safetensors";
+/// The weight file of a transformers model folder's fp16 variant.
+pub const TRANSFORMERS_FP16: &str = "model.fp16.safetensors";
+
 /// The weights file of a diffusers model folder: the fp32 file, else the fp16 variant.
 ///
 /// A folder with only a pickled `.bin` checkpoint (which this project does not read) gets an
 /// error that says so.
 pub fn find_diffusers_weights(dir: &Path) -> Result<PathBuf, WeightsError> {
-    let names = [DIFFUSERS_FP32, DIFFUSERS_FP16];
+    find_weights(dir, &[DIFFUSERS_FP32, DIFFUSERS_FP16], "diffusion_pytorch_model.bin")
+}
+
+/// The weights file of a transformers model folder (`model.safetensors`, else the fp16 variant).
+pub fn find_transformers_weights(dir: &Path) -> Result<PathBuf, WeightsError> {
+    find_weights(dir, &[TRANSFORMERS_FP32, TRANSFORMERS_FP16], "pytorch_model.bin")
+}
+
+fn find_weights(dir: &Path, names: &[&str], pickled: &str) -> Result<PathBuf, WeightsError> {
     if let Some(found) = names.iter().map(|n| dir.join(n)).find(|p| p.is_file()) {
         return Ok(found);
     }
-    let hint = if dir.join("diffusion_pytorch_model.bin").exists() {
-        " (found diffusion_pytorch_model.bin: only safetensors files are read)".to_string()
+    let hint = if dir.join(pickled).exists() {
+        format!(" (found {pickled}: only safetensors files are read)")
     } else if !dir.is_dir() {
         " (the folder does not exist)".to_string()
     } else {

@@ -7,6 +7,8 @@ warm-up.
   unet: diffusers UNet2DConditionModel at the Kandinsky 2.2 decoder config, one forward of a
         (2, 4, 64, 64) latent (batch 2 = classifier-free guidance) at timestep 999 with
         (2, 1280) image embeddings.
+  prior: diffusers PriorTransformer at the Kandinsky 2.2 prior config, one forward at batch 2,
+        timestep 999, 77 text tokens of which the first 12 are unmasked.
 """
 
 import argparse
@@ -15,10 +17,10 @@ import time
 
 import torch
 
-from reference import MOVQ_REAL_CONFIG, UNET_REAL_BASE, UNET_V22, unet_config
+from reference import MOVQ_REAL_CONFIG, PRIOR_REAL_22, UNET_REAL_BASE, UNET_V22, unet_config
 
 parser = argparse.ArgumentParser()
-parser.add_argument("component", choices=["movq", "unet"])
+parser.add_argument("component", choices=["movq", "unet", "prior"])
 parser.add_argument("--threads", type=int, default=2)
 parser.add_argument("--samples", type=int, default=3)
 args = parser.parse_args()
@@ -33,6 +35,19 @@ if args.component == "movq":
 
     def call():
         model.decode(latents, force_not_quantize=True)
+elif args.component == "prior":
+    from diffusers import PriorTransformer
+
+    model = PriorTransformer(**{k: v for k, v in PRIOR_REAL_22.items() if not k.startswith("_")})
+    model = model.eval()
+    e = PRIOR_REAL_22["embedding_dim"]
+    x_t, text_embeds = torch.randn(2, e), torch.randn(2, e)
+    text_hidden = torch.randn(2, 77, e)
+    mask = (torch.arange(77) < 12).expand(2, 77)
+
+    def call():
+        model(x_t, 999, proj_embedding=text_embeds, encoder_hidden_states=text_hidden,
+              attention_mask=mask)
 else:
     from diffusers import UNet2DConditionModel
 

@@ -55,7 +55,7 @@ def randomize(module: torch.nn.Module, seed: int) -> None:
         for name, p in module.named_parameters():
             noise = torch.randn(p.shape, generator=gen, dtype=torch.float32)
             leaf = name.rsplit(".", 1)[-1]
-            is_norm = any(k in name for k in ("norm", "group_norm", "norm_layer"))
+            is_norm = "norm" in name.lower()  # norm, group_norm, norm_layer, LayerNorm
             if p.ndim == 1 and is_norm and leaf == "weight":
                 p.copy_(1.0 + 0.2 * noise)
             elif p.ndim == 1:
@@ -479,7 +479,144 @@ def prior() -> None:
         write_manifest(real, config, FIXTURES / "manifests" / f"{name}.txt")
 
 
-COMPONENTS = {"movq": movq, "unet": unet, "prior": prior}
+# --------------------------------------------------------------------------------------------
+# CLIP text / vision encoders and the 2.1 MultilingualCLIP
+
+
+CLIP_TEXT_L = {  # OpenAI CLIP ViT-L/14, text tower (Kandinsky 2.1 prior)
+    "vocab_size": 49408, "hidden_size": 768, "intermediate_size": 3072, "projection_dim": 768,
+    "num_hidden_layers": 12, "num_attention_heads": 12, "max_position_embeddings": 77,
+    "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5, "bos_token_id": 0, "eos_token_id": 2,
+    "pad_token_id": 1,
+}
+CLIP_TEXT_G = {  # LAION CLIP ViT-bigG/14, text tower (Kandinsky 2.2 prior)
+    **CLIP_TEXT_L, "hidden_size": 1280, "intermediate_size": 5120, "projection_dim": 1280,
+    "num_hidden_layers": 32, "num_attention_heads": 20, "hidden_act": "gelu",
+}
+CLIP_VISION_L = {
+    "hidden_size": 1024, "intermediate_size": 4096, "projection_dim": 768,
+    "num_hidden_layers": 24, "num_attention_heads": 16, "num_channels": 3, "image_size": 224,
+    "patch_size": 14, "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5,
+}
+CLIP_VISION_G = {
+    **CLIP_VISION_L, "hidden_size": 1664, "intermediate_size": 8192, "projection_dim": 1280,
+    "num_hidden_layers": 48, "num_attention_heads": 16, "hidden_act": "gelu",
+}
+MCLIP_REAL = {  # XLM-Roberta-Large-Vit-L-14 (kandinsky-2-1/text_encoder)
+    "vocab_size": 250002, "hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16,
+    "intermediate_size": 4096, "hidden_act": "gelu", "max_position_embeddings": 514,
+    "type_vocab_size": 1, "layer_norm_eps": 1e-5, "pad_token_id": 1, "bos_token_id": 0,
+    "eos_token_id": 2, "transformerDimSize": 1024, "imageDimSize": 768,
+}
+
+# Small versions: every width distinct (hidden 24 with 3 heads of 8, MLP 40, projection 20),
+# 2 layers, 11 text positions. Text "L" uses quick_gelu and pads with a low id after the EOT
+# (the 2.1 tokenizer pads with "!"), text "G" uses gelu and pads with the EOT id itself (the 2.2
+# tokenizer), so the EOT is the first of several maximal ids. The vision tower sees 28x28
+# images in 7x7 patches (16 patches + CLS) with hidden 32 (4 heads), MLP 48, projection 20.
+CLIP_TEXT_SMALL = {**CLIP_TEXT_L, "vocab_size": 99, "hidden_size": 24, "intermediate_size": 40,
+                   "projection_dim": 20, "num_hidden_layers": 2, "num_attention_heads": 3,
+                   "max_position_embeddings": 11}
+CLIP_VISION_SMALL = {**CLIP_VISION_G, "hidden_size": 32, "intermediate_size": 48,
+                     "projection_dim": 20, "num_hidden_layers": 2, "num_attention_heads": 4,
+                     "image_size": 28, "patch_size": 7}
+MCLIP_SMALL = {**MCLIP_REAL, "vocab_size": 120, "hidden_size": 24, "num_hidden_layers": 2,
+               "num_attention_heads": 3, "intermediate_size": 40, "max_position_embeddings": 15,
+               "transformerDimSize": 24, "imageDimSize": 20}
+
+
+def clip() -> None:
+    from transformers import (CLIPTextConfig, CLIPTextModelWithProjection, CLIPVisionConfig,
+                              CLIPVisionModelWithProjection)
+    from diffusers.pipelines.kandinsky.text_encoder import MCLIPConfig, MultilingualCLIP
+
+    print("clip")
+    gen = torch.Generator().manual_seed(31)
+    eot = CLIP_TEXT_SMALL["vocab_size"] - 1
+    # Two prompts: 4 tokens and 9 tokens (SOT ... EOT), then padding.
+    def text_ids(pad: int) -> torch.Tensor:
+        ids = torch.full((2, 11), pad, dtype=torch.int64)
+        ids[0, :4] = torch.tensor([eot - 1, 5, 17, eot])
+        ids[1, :9] = torch.tensor([eot - 1, 3, 40, 7, 90, 12, 0, 63, eot])
+        return ids
+
+    for seed, (name, act, pad) in enumerate((("clip_text_l", "quick_gelu", 0),
+                                              ("clip_text_g", "gelu", eot)), start=32):
+        cfg = {**CLIP_TEXT_SMALL, "hidden_act": act}
+        model = CLIPTextModelWithProjection(CLIPTextConfig(**cfg)).eval()
+        randomize(model, seed=seed)
+        out_dir = FIXTURES / name
+        out_dir.mkdir(parents=True, exist_ok=True)
+        folder = out_dir / "text_encoder"
+        if folder.exists():
+            shutil.rmtree(folder)
+        model.save_pretrained(folder, safe_serialization=True)
+        ids = text_ids(pad)
+        layers = [f"text_model.encoder.layers.{i}" for i in range(cfg["num_hidden_layers"])]
+        with torch.no_grad():
+            store, handles = capture(model, ["text_model.embeddings"] + layers)
+            out = model(input_ids=ids)
+            for h in handles:
+                h.remove()
+        ref = {"input_ids": ids, **store, "last_hidden_state": out.last_hidden_state,
+               "text_embeds": out.text_embeds}
+        save_reference(ref, out_dir / "reference.safetensors")
+
+    model = CLIPVisionModelWithProjection(CLIPVisionConfig(**CLIP_VISION_SMALL)).eval()
+    randomize(model, seed=34)
+    with torch.no_grad():
+        model.vision_model.embeddings.class_embedding.copy_(torch.randn(32, generator=gen))
+    out_dir = FIXTURES / "clip_vision"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    folder = out_dir / "image_encoder"
+    if folder.exists():
+        shutil.rmtree(folder)
+    model.save_pretrained(folder, safe_serialization=True)
+    pixels = torch.randn((2, 3, 28, 28), generator=gen)
+    layers = [f"vision_model.encoder.layers.{i}" for i in range(2)]
+    with torch.no_grad():
+        store, handles = capture(model, ["vision_model.embeddings", "vision_model.pre_layrnorm"]
+                                 + layers)
+        out = model(pixel_values=pixels)
+        for h in handles:
+            h.remove()
+    save_reference({"pixel_values": pixels, **store, "last_hidden_state": out.last_hidden_state,
+                    "image_embeds": out.image_embeds}, out_dir / "reference.safetensors")
+
+    model = MultilingualCLIP(MCLIPConfig(**MCLIP_SMALL)).eval()
+    randomize(model, seed=35)
+    out_dir = FIXTURES / "mclip"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    folder = out_dir / "text_encoder"
+    if folder.exists():
+        shutil.rmtree(folder)
+    model.save_pretrained(folder, safe_serialization=True)
+    # <s> ... </s> then <pad> (id 1), as the XLM-R tokenizer pads to max_length.
+    ids = torch.full((2, 12), 1, dtype=torch.int64)
+    ids[0, :5] = torch.tensor([0, 57, 8, 101, 2])
+    ids[1, :12] = torch.tensor([0, 33, 4, 119, 60, 75, 9, 14, 88, 3, 21, 2])
+    mask = (ids != 1).to(torch.int64)
+    layers = [f"transformer.encoder.layer.{i}" for i in range(2)]
+    with torch.no_grad():
+        store, handles = capture(model, ["transformer.embeddings"] + layers)
+        pooled, hidden = model(input_ids=ids, attention_mask=mask)
+        for h in handles:
+            h.remove()
+    save_reference({"input_ids": ids, "attention_mask": mask, **store, "hidden_states": hidden,
+                    "pooled": pooled}, out_dir / "reference.safetensors")
+
+    manifests = (("clip_text_l", CLIPTextModelWithProjection, CLIPTextConfig, CLIP_TEXT_L),
+                 ("clip_text_g", CLIPTextModelWithProjection, CLIPTextConfig, CLIP_TEXT_G),
+                 ("clip_vision_l", CLIPVisionModelWithProjection, CLIPVisionConfig, CLIP_VISION_L),
+                 ("clip_vision_g", CLIPVisionModelWithProjection, CLIPVisionConfig, CLIP_VISION_G),
+                 ("mclip", MultilingualCLIP, MCLIPConfig, MCLIP_REAL))
+    for name, cls, config_cls, cfg in manifests:
+        with torch.device("meta"):
+            real = cls(config_cls(**cfg))
+        write_manifest(real, cfg, FIXTURES / "manifests" / f"{name}.txt")
+
+
+COMPONENTS = {"movq": movq, "unet": unet, "prior": prior, "clip": clip}
 
 
 def main() -> None:

@@ -1,0 +1,51 @@
+//! One prior forward at the real Kandinsky 2.2 config (random weights): batch 2 (the negative
+//! and positive halves of classifier-free guidance), 77 text tokens of which the first 12 are
+//! the prompt, timestep 999, as the prior loop calls it once per step.
+//!
+//! Run with `benches/vs_pytorch.sh prior` to get the PyTorch timing of the same call beside it.
+
+use burn::tensor::{Bool, Distribution, Int, Tensor};
+use kandinsky_benches::{backend_name, bench_device};
+use kandinsky_prior::PriorConfig;
+
+fn main() {
+    eprintln!(
+        "backend {}, {} rayon threads",
+        backend_name(),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    divan::main();
+}
+
+#[divan::bench(sample_count = 3, sample_size = 1)]
+fn forward_batch2(bencher: divan::Bencher) {
+    let device = bench_device();
+    let config = PriorConfig::kandinsky_2_2();
+    let prior = config.init(&device);
+    let normal = Distribution::Normal(0.0, 1.0);
+    let e = config.embedding_dim;
+    let x_t = Tensor::<2>::random([2, e], normal, &device);
+    let text_embeds = Tensor::<2>::random([2, e], normal, &device);
+    let text_hidden = Tensor::<3>::random([2, 77, e], normal, &device);
+    let mask: Tensor<2, Bool> = Tensor::<1, Int>::arange(0..77, &device)
+        .lower_elem(12)
+        .unsqueeze_dim::<2>(0)
+        .expand([2, 77]);
+    let timestep = Tensor::<1>::from_floats([999.0], &device);
+    let run = || {
+        let x0 = prior
+            .forward(
+                x_t.clone(),
+                timestep.clone(),
+                text_embeds.clone(),
+                text_hidden.clone(),
+                mask.clone(),
+            )
+            .expect("forward");
+        device.sync().expect("sync");
+        x0
+    };
+    // Warm-up: materialises the lazily initialised weights (and compiles kernels on GPUs).
+    let _ = run();
+    bencher.bench_local(run);
+}

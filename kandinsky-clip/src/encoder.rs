@@ -1,0 +1,170 @@
+//! The CLIP transformer shared by the text and image towers: transformers `CLIPAttention`,
+//! `CLIPMLP`, `CLIPEncoderLayer` (pre-LN) and `CLIPEncoder`.
+
+use burn::module::Module;
+use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::{gelu, sigmoid};
+use burn::tensor::module::attention as sdpa;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Device, Tensor};
+
+use crate::config::HiddenAct;
+
+/// Applies the MLP activation.
+pub fn activate(x: Tensor<3>, act: HiddenAct) -> Tensor<3> {
+    match act {
+        HiddenAct::Gelu => gelu(x),
+        HiddenAct::QuickGelu => x.clone() * sigmoid(x * 1.702),
+    }
+}
+
+pub(crate) fn layer_norm(dim: usize, eps: f64, device: &Device) -> LayerNorm {
+    LayerNormConfig::new(dim).with_epsilon(eps).init(device)
+}
+
+/// Multi-head self-attention, causal (text) or not (vision), through burn's fused attention op.
+#[derive(Module, Debug)]
+pub struct ClipAttention {
+    /// Key projection.
+    pub k_proj: Linear,
+    /// Value projection.
+    pub v_proj: Linear,
+    /// Query projection.
+    pub q_proj: Linear,
+    /// Output projection.
+    pub out_proj: Linear,
+    #[module(skip)]
+    heads: usize,
+}
+
+impl ClipAttention {
+    /// `heads` heads over width `dim`.
+    pub fn new(dim: usize, heads: usize, device: &Device) -> Self {
+        let linear = || LinearConfig::new(dim, dim).init(device);
+        Self {
+            k_proj: linear(),
+            v_proj: linear(),
+            q_proj: linear(),
+            out_proj: linear(),
+            heads,
+        }
+    }
+
+    fn split(&self, x: Tensor<3>) -> Tensor<4> {
+        let [b, l, c] = x.dims();
+        x.reshape([b, l, self.heads, c / self.heads])
+            .swap_dims(1, 2)
+    }
+
+    /// (B, L, dim) → (B, L, dim); scale 1/√(head width).
+    pub fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
+        let [b, l, c] = x.dims();
+        let q = self.split(self.q_proj.forward(x.clone()));
+        let k = self.split(self.k_proj.forward(x.clone()));
+        let v = self.split(self.v_proj.forward(x));
+        let options = AttentionModuleOptions {
+            is_causal: causal,
+            ..Default::default()
+        };
+        let out = sdpa(q, k, v, None, None, options);
+        self.out_proj
+            .forward(out.swap_dims(1, 2).reshape([b, l, c]))
+    }
+}
+
+/// fc1 → activation → fc2.
+#[derive(Module, Debug)]
+pub struct ClipMlp {
+    /// dim → intermediate.
+    pub fc1: Linear,
+    /// intermediate → dim.
+    pub fc2: Linear,
+    #[module(skip)]
+    act: HiddenAct,
+}
+
+impl ClipMlp {
+    /// `dim → intermediate → dim` with `act`.
+    pub fn new(dim: usize, intermediate: usize, act: HiddenAct, device: &Device) -> Self {
+        Self {
+            fc1: LinearConfig::new(dim, intermediate).init(device),
+            fc2: LinearConfig::new(intermediate, dim).init(device),
+            act,
+        }
+    }
+
+    /// (B, L, dim) → (B, L, dim).
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.fc2.forward(activate(self.fc1.forward(x), self.act))
+    }
+}
+
+/// `x += self_attn(layer_norm1(x))`, then `x += mlp(layer_norm2(x))`.
+#[derive(Module, Debug)]
+pub struct ClipEncoderLayer {
+    /// Self-attention.
+    pub self_attn: ClipAttention,
+    /// LayerNorm before the attention.
+    pub layer_norm1: LayerNorm,
+    /// The MLP.
+    pub mlp: ClipMlp,
+    /// LayerNorm before the MLP.
+    pub layer_norm2: LayerNorm,
+}
+
+/// The sizes of a CLIP transformer.
+#[derive(Debug, Clone, Copy)]
+pub struct EncoderSizes {
+    /// Width.
+    pub dim: usize,
+    /// MLP width.
+    pub intermediate: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Layers.
+    pub layers: usize,
+    /// MLP activation.
+    pub act: HiddenAct,
+    /// LayerNorm epsilon.
+    pub eps: f64,
+}
+
+/// The stack of encoder layers (`encoder.layers`).
+#[derive(Module, Debug)]
+pub struct ClipEncoder {
+    /// The layers.
+    pub layers: Vec<ClipEncoderLayer>,
+}
+
+impl ClipEncoder {
+    /// A transformer of the given sizes.
+    pub fn new(s: EncoderSizes, device: &Device) -> Self {
+        let layer = || ClipEncoderLayer {
+            self_attn: ClipAttention::new(s.dim, s.heads, device),
+            layer_norm1: layer_norm(s.dim, s.eps, device),
+            mlp: ClipMlp::new(s.dim, s.intermediate, s.act, device),
+            layer_norm2: layer_norm(s.dim, s.eps, device),
+        };
+        Self {
+            layers: (0..s.layers).map(|_| layer()).collect(),
+        }
+    }
+
+    /// Runs the layers, passing each output to `each(index, output)`.
+    pub fn forward(
+        &self,
+        mut x: Tensor<3>,
+        causal: bool,
+        each: &mut dyn FnMut(usize, &Tensor<3>),
+    ) -> Tensor<3> {
+        for (i, layer) in self.layers.iter().enumerate() {
+            let h = layer
+                .self_attn
+                .forward(layer.layer_norm1.forward(x.clone()), causal);
+            x = x + h;
+            x = x.clone() + layer.mlp.forward(layer.layer_norm2.forward(x));
+            each(i, &x);
+        }
+        x
+    }
+}
