@@ -81,7 +81,8 @@ impl KeyPath {
         if !container_type.starts_with("Enum:") {
             // A trailing underscore marks a field named after a Rust keyword: `self_` is
             // PyTorch's `attention.self`.
-            self.path.push(name.strip_suffix('_').unwrap_or(name).to_string());
+            self.path
+                .push(name.strip_suffix('_').unwrap_or(name).to_string());
         }
     }
 

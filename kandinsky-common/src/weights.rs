@@ -144,12 +144,20 @@ pub const TRANSFORMERS_FP16: &str = "model.fp16.safetensors";
 /// A folder with only a pickled `.bin` checkpoint (which this project does not read) gets an
 /// error that says so.
 pub fn find_diffusers_weights(dir: &Path) -> Result<PathBuf, WeightsError> {
-    find_weights(dir, &[DIFFUSERS_FP32, DIFFUSERS_FP16], "diffusion_pytorch_model.bin")
+    find_weights(
+        dir,
+        &[DIFFUSERS_FP32, DIFFUSERS_FP16],
+        "diffusion_pytorch_model.bin",
+    )
 }
 
 /// The weights file of a transformers model folder (`model.safetensors`, else the fp16 variant).
 pub fn find_transformers_weights(dir: &Path) -> Result<PathBuf, WeightsError> {
-    find_weights(dir, &[TRANSFORMERS_FP32, TRANSFORMERS_FP16], "pytorch_model.bin")
+    find_weights(
+        dir,
+        &[TRANSFORMERS_FP32, TRANSFORMERS_FP16],
+        "pytorch_model.bin",
+    )
 }
 
 fn find_weights(dir: &Path, names: &[&str], pickled: &str) -> Result<PathBuf, WeightsError> {
