@@ -4,10 +4,11 @@
 #   benches/vs_pytorch.sh movq   MoVQ decode, 64x64 latent -> 512x512, batch 1
 #   benches/vs_pytorch.sh unet   UNet forward at the 2.2 config, batch 2, 64x64 latent
 #   benches/vs_pytorch.sh prior  prior forward at the 2.2 config, batch 2
+#   benches/vs_pytorch.sh clip   CLIP ViT-bigG/14 text encoder, batch 2 x 77 tokens
 # Needs the reference environment (tools/reference/setup.sh). Run on a quiet machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-component="${1:?usage: benches/vs_pytorch.sh movq|unet|prior}"
+component="${1:?usage: benches/vs_pytorch.sh movq|unet|prior|clip}"
 threads="${THREADS:-$(nproc)}"
 # Timed runs of each side after one warm-up: as many as the divan bench's sample_count.
 case "$component" in unet) samples=2 ;; *) samples=3 ;; esac

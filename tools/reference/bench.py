@@ -9,6 +9,8 @@ warm-up.
         (2, 1280) image embeddings.
   prior: diffusers PriorTransformer at the Kandinsky 2.2 prior config, one forward at batch 2,
         timestep 999, 77 text tokens of which the first 12 are unmasked.
+  clip: transformers CLIPTextModelWithProjection at the ViT-bigG/14 text config (the 2.2 prior's
+        text encoder), batch 2 x 77 tokens (SOT, 10 tokens, EOT, EOT padding).
 """
 
 import argparse
@@ -17,10 +19,10 @@ import time
 
 import torch
 
-from reference import MOVQ_REAL_CONFIG, PRIOR_REAL_22, UNET_REAL_BASE, UNET_V22, unet_config
+from reference import CLIP_TEXT_G, MOVQ_REAL_CONFIG, PRIOR_REAL_22, UNET_REAL_BASE, UNET_V22, unet_config
 
 parser = argparse.ArgumentParser()
-parser.add_argument("component", choices=["movq", "unet", "prior"])
+parser.add_argument("component", choices=["movq", "unet", "prior", "clip"])
 parser.add_argument("--threads", type=int, default=2)
 parser.add_argument("--samples", type=int, default=3)
 args = parser.parse_args()
@@ -35,6 +37,15 @@ if args.component == "movq":
 
     def call():
         model.decode(latents, force_not_quantize=True)
+elif args.component == "clip":
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    model = CLIPTextModelWithProjection(CLIPTextConfig(**CLIP_TEXT_G)).eval()
+    row = [49406] + [320 + i for i in range(1, 11)] + [49407] * 66
+    ids = torch.tensor([row, row])
+
+    def call():
+        model(input_ids=ids)
 elif args.component == "prior":
     from diffusers import PriorTransformer
 
