@@ -10,7 +10,10 @@
 //!   projection, `kandinsky-2-1/text_encoder/`), returning the pooled projection and the hidden
 //!   states.
 //!
-//! Tokenizers and image preprocessing are not here yet.
+//! - [`tokenizer::TextTokenizer`]: the CLIP and XLM-R tokenizers, padded and truncated as the
+//!   pipelines do.
+//!
+//! Image preprocessing is not here yet.
 //!
 //! ```
 //! use burn::tensor::{Device, Int, Tensor};
@@ -42,6 +45,7 @@ pub mod config;
 pub mod encoder;
 pub mod error;
 pub mod text;
+pub mod tokenizer;
 pub mod vision;
 pub mod xlm_roberta;
 
@@ -52,5 +56,6 @@ pub use kandinsky_common::weights::{
     TRANSFORMERS_FP16 as WEIGHTS_FP16, TRANSFORMERS_FP32 as WEIGHTS_FP32,
 };
 pub use text::{ClipTextModel, ClipTextOutput};
+pub use tokenizer::{TextTokenizer, TokenizerError, Tokens};
 pub use vision::{ClipVisionModel, ClipVisionOutput};
 pub use xlm_roberta::{MClipOutput, MultilingualClip};

@@ -616,7 +616,126 @@ def clip() -> None:
         write_manifest(real, cfg, FIXTURES / "manifests" / f"{name}.txt")
 
 
-COMPONENTS = {"movq": movq, "unet": unet, "prior": prior, "clip": clip}
+# --------------------------------------------------------------------------------------------
+# Tokenizers
+
+
+TOKENIZER_PROMPTS = [
+    "a red cat sitting on a windowsill",
+    "A Photo of an ASTRONAUT riding a horse!!",
+    "café crème brûlée, naïve façade",
+    "Красивый закат над морем",
+    "東京の夜景、ネオンの光",
+    "一只可爱的熊猫",
+    "sunset 🌅 over the sea 🌊 with 🐬",
+    "   leading and trailing   spaces\t\ttabs\nnewline  ",
+    "",
+    "it's a dog's life, isn't it? they'll've",
+    "numbers 1234567 and 3.14159",
+    "ＦＵＬＬＷＩＤＴＨ ｔｅｘｔ and Ünïcödé ẞ İstanbul",
+    "e\u0301 composed by NFC, <|endoftext|> typed by hand",
+    " ".join(["a very long prompt about a castle on a hill at dawn with mist"] * 8),
+]
+
+
+def clip_bpe_files(out: Path) -> None:
+    """vocab.json and merges.txt of the 49408-token CLIP BPE, built from the merges list OpenAI
+    published (shipped by open-clip-torch) exactly as CLIP's own tokenizer builds its table."""
+    import gzip
+    import importlib.util
+
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    # Located without importing open_clip (whose import needs torchvision).
+    package = importlib.util.find_spec("open_clip").submodule_search_locations[0]
+    path = Path(package) / "bpe_simple_vocab_16e6.txt.gz"
+    merges = gzip.open(path).read().decode("utf-8").split("\n")[1:49152 - 256 - 2 + 1]
+    merges = [tuple(m.split()) for m in merges]
+    vocab = list(bytes_to_unicode().values())
+    vocab = vocab + [v + "</w>" for v in vocab]
+    vocab += ["".join(m) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)},
+                                               ensure_ascii=False))
+    (out / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges)
+                                    + "\n")
+
+
+def tokenizers() -> None:
+    from transformers import CLIPTokenizer, XLMRobertaTokenizer
+
+    print("tokenizers")
+    root = FIXTURES / "tokenizers"
+    bpe = root / "clip_bpe"
+    clip_bpe_files(bpe)
+    ref: dict[str, torch.Tensor] = {}
+    # The published prior repos' tokenizer settings: 2.1 pads with "!", 2.2 with the EOT token.
+    for name, pad in (("clip_21", "!"), ("clip_22", "<|endoftext|>")):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        config = {"tokenizer_class": "CLIPTokenizer", "model_max_length": 77, "pad_token": pad,
+                  "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
+                  "unk_token": "<|endoftext|>", "do_lower_case": True, "errors": "replace"}
+        (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+        # The reference loads the folder the way the pipelines do, from vocab.json + merges.txt.
+        tmp = root / f".{name}_full"
+        shutil.copytree(bpe, tmp, dirs_exist_ok=True)
+        shutil.copy(folder / "tokenizer_config.json", tmp / "tokenizer_config.json")
+        tok = CLIPTokenizer.from_pretrained(tmp)
+        shutil.rmtree(tmp)
+        enc = tok(TOKENIZER_PROMPTS, padding="max_length", max_length=77, truncation=True,
+                  return_tensors="pt")
+        ref[f"{name}.input_ids"] = enc.input_ids
+        ref[f"{name}.attention_mask"] = enc.attention_mask
+
+    # XLM-R: no package ships its sentencepiece model, so train a small one on a multilingual
+    # corpus and let transformers convert it; the folder holds the tokenizer.json it writes.
+    import sentencepiece as spm
+
+    corpus = root / ".xlmr_corpus.txt"
+    lines = TOKENIZER_PROMPTS[:-1] + [
+        "the quick brown fox jumps over the lazy dog", "un chat noir dort sur le canapé",
+        "der schnelle braune Fuchs springt", "быстрая коричневая лиса прыгает через собаку",
+        "敏捷的棕色狐狸跳过了懒狗", "素早い茶色の狐が怠け者の犬を飛び越える",
+        "a castle on a hill at dawn with mist", "portrait of a woman, oil painting, 4k",
+    ] * 3
+    corpus.write_text("\n".join(lines) + "\n")
+    prefix = root / ".xlmr_spm"
+    spm.SentencePieceTrainer.train(input=str(corpus), model_prefix=str(prefix), vocab_size=300,
+                                   model_type="unigram", character_coverage=1.0,
+                                   hard_vocab_limit=False, minloglevel=2)
+    # As transformers' XLM-R converter does with the real model: fairseq's four specials, the
+    # sentencepiece pieces after its own three specials, then <mask>; the model's NFKC
+    # normalization table.
+    from sentencepiece import sentencepiece_model_pb2 as spm_pb
+
+    proto = spm_pb.ModelProto()
+    proto.ParseFromString(Path(str(prefix) + ".model").read_bytes())
+    vocab = [("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    vocab += [(p.piece, p.score) for p in proto.pieces[3:]] + [("<mask>", 0.0)]
+    xlmr = XLMRobertaTokenizer(vocab=vocab, model_max_length=77,
+                               _spm_precompiled_charsmap=proto.normalizer_spec.precompiled_charsmap)
+    folder = root / "xlmr"
+    if folder.exists():
+        shutil.rmtree(folder)
+    xlmr.save_pretrained(folder)
+    for extra in ("sentencepiece.bpe.model",):
+        if (folder / extra).exists():
+            (folder / extra).unlink()
+    for f in (corpus, Path(str(prefix) + ".model"), Path(str(prefix) + ".vocab")):
+        f.unlink()
+    xlmr = XLMRobertaTokenizer.from_pretrained(folder)
+    enc = xlmr(TOKENIZER_PROMPTS, padding="max_length", max_length=77, truncation=True,
+               return_tensors="pt")
+    ref["xlmr.input_ids"] = enc.input_ids
+    ref["xlmr.attention_mask"] = enc.attention_mask
+    save_reference(ref, root / "reference.safetensors")
+    (root / "prompts.json").write_text(json.dumps(TOKENIZER_PROMPTS, ensure_ascii=False, indent=1)
+                                       + "\n")
+
+
+COMPONENTS = {"movq": movq, "unet": unet, "prior": prior, "clip": clip, "tokenizers": tokenizers}
 
 
 def main() -> None:

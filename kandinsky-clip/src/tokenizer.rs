@@ -1,0 +1,311 @@
+//! Tokenizers of the text encoders, through the `tokenizers` crate (pure Rust build):
+//!
+//! - a folder with `tokenizer.json` (e.g. kandinsky-2-1's XLM-RoBERTa `tokenizer/`) is loaded
+//!   from it;
+//! - a CLIP folder with only `vocab.json` + `merges.txt` (as the prior repos may ship) is built
+//!   the way transformers' `CLIPTokenizer` builds it: NFC, whitespace runs to one space,
+//!   lowercase; CLIP's split pattern, byte-level BPE with the `</w>` word suffix; SOT/EOT
+//!   around the text.
+//!
+//! The special tokens (`bos`, `eos`, `unk`, `pad`, …) come from `tokenizer_config.json` and are
+//! added as special tokens, as transformers does: the 2.1 prior's pad token is `!`, so a `!`
+//! typed in a prompt becomes that token too, exactly as in the reference. Every prompt is
+//! truncated to `max_length` tokens (specials included) and padded to it; the attention mask
+//! marks the real tokens.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::Deserialize;
+use tokenizers::models::bpe::BPE;
+use tokenizers::normalizers::{Lowercase, NFC, Replace, Sequence as NormalizerSequence};
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::sequence::Sequence as PreTokenizerSequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::processors::roberta::RobertaProcessing;
+use tokenizers::{
+    AddedToken, PaddingDirection, PaddingParams, PaddingStrategy, SplitDelimiterBehavior,
+    Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
+};
+
+/// CLIP's pre-tokenization pattern (transformers `CLIPTokenizer`).
+const CLIP_PATTERN: &str =
+    r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
+
+/// Why a tokenizer folder could not be used or a prompt could not be encoded.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenizerError {
+    /// The folder lacks the files of either supported layout.
+    #[error("no tokenizer in {dir}: expected tokenizer.json, or vocab.json and merges.txt")]
+    NotFound {
+        /// The folder searched.
+        dir: PathBuf,
+    },
+    /// A file could not be read or parsed.
+    #[error("cannot read tokenizer file {path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A special token named in the config is not in the vocabulary.
+    #[error("tokenizer {dir}: the {role} token {token:?} is not in the vocabulary")]
+    UnknownToken {
+        /// The folder.
+        dir: PathBuf,
+        /// `pad`, `bos`, …
+        role: &'static str,
+        /// The token text.
+        token: String,
+    },
+    /// Encoding failed inside the tokenizers library.
+    #[error("tokenization failed: {0}")]
+    Encode(String),
+}
+
+/// A special token as `tokenizer_config.json` writes it: a string or an object with `content`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum SpecialToken {
+    Text(String),
+    Object { content: String },
+}
+
+impl SpecialToken {
+    fn text(&self) -> &str {
+        match self {
+            Self::Text(t) | Self::Object { content: t } => t,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct TokenizerConfig {
+    model_max_length: Option<f64>,
+    bos_token: Option<SpecialToken>,
+    eos_token: Option<SpecialToken>,
+    unk_token: Option<SpecialToken>,
+    pad_token: Option<SpecialToken>,
+}
+
+/// Token ids and attention mask of a batch of prompts, each `max_length` long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tokens {
+    /// Token ids, one row per prompt.
+    pub ids: Vec<Vec<u32>>,
+    /// 1 for real tokens, 0 for padding.
+    pub mask: Vec<Vec<u32>>,
+}
+
+impl Tokens {
+    fn tensor(rows: &[Vec<u32>], device: &Device) -> Tensor<2, Int> {
+        let shape = [rows.len(), rows.first().map_or(0, Vec::len)];
+        let flat: Vec<i64> = rows.iter().flatten().map(|&v| v as i64).collect();
+        Tensor::from_data(TensorData::new(flat, shape), device)
+    }
+
+    /// The ids as a (B, L) tensor.
+    pub fn ids_tensor(&self, device: &Device) -> Tensor<2, Int> {
+        Self::tensor(&self.ids, device)
+    }
+
+    /// The mask as a (B, L) tensor.
+    pub fn mask_tensor(&self, device: &Device) -> Tensor<2, Int> {
+        Self::tensor(&self.mask, device)
+    }
+}
+
+/// A text tokenizer with the padding and truncation the Kandinsky pipelines use.
+#[derive(Debug, Clone)]
+pub struct TextTokenizer {
+    inner: Tokenizer,
+    max_length: usize,
+}
+
+fn file_error(path: &Path, e: impl std::fmt::Display) -> TokenizerError {
+    TokenizerError::File {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+impl TextTokenizer {
+    /// Loads a tokenizer folder (see the module docs). The length is the config's
+    /// `model_max_length` when it is at most 77, else 77 (what every Kandinsky pipeline pads to);
+    /// change it with [`with_max_length`](Self::with_max_length).
+    pub fn from_dir(dir: &Path) -> Result<Self, TokenizerError> {
+        let config_path = dir.join("tokenizer_config.json");
+        let config: TokenizerConfig = if config_path.is_file() {
+            let text =
+                std::fs::read_to_string(&config_path).map_err(|e| file_error(&config_path, e))?;
+            serde_json::from_str(&text).map_err(|e| file_error(&config_path, e))?
+        } else {
+            TokenizerConfig::default()
+        };
+        let json = dir.join("tokenizer.json");
+        let (vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
+        let mut inner = if json.is_file() {
+            Tokenizer::from_file(&json).map_err(|e| file_error(&json, e))?
+        } else if vocab.is_file() && merges.is_file() {
+            clip_bpe(&vocab, &merges, &config)?
+        } else {
+            return Err(TokenizerError::NotFound {
+                dir: dir.to_path_buf(),
+            });
+        };
+        // The config's special tokens, as transformers registers them.
+        let specials: Vec<AddedToken> = [
+            &config.bos_token,
+            &config.eos_token,
+            &config.unk_token,
+            &config.pad_token,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|t| AddedToken::from(t.text().to_string(), true))
+        .collect();
+        inner.add_special_tokens(&specials);
+        let pad = config
+            .pad_token
+            .as_ref()
+            .map(|t| t.text().to_string())
+            .or_else(|| inner.get_padding().map(|p| p.pad_token.clone()))
+            .unwrap_or_else(|| "<pad>".into());
+        let pad_id = inner
+            .token_to_id(&pad)
+            .ok_or_else(|| TokenizerError::UnknownToken {
+                dir: dir.to_path_buf(),
+                role: "pad",
+                token: pad.clone(),
+            })?;
+        let max_length = config
+            .model_max_length
+            .filter(|&n| n >= 1.0 && n <= 77.0)
+            .map_or(77, |n| n as usize);
+        inner.with_padding(Some(PaddingParams {
+            strategy: PaddingStrategy::Fixed(max_length),
+            direction: PaddingDirection::Right,
+            pad_to_multiple_of: None,
+            pad_id,
+            pad_type_id: 0,
+            pad_token: pad,
+        }));
+        let mut tokenizer = Self { inner, max_length };
+        tokenizer.set_truncation()?;
+        Ok(tokenizer)
+    }
+
+    fn set_truncation(&mut self) -> Result<(), TokenizerError> {
+        let params = TruncationParams {
+            direction: TruncationDirection::Right,
+            max_length: self.max_length,
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+        };
+        self.inner
+            .with_truncation(Some(params))
+            .map_err(|e| TokenizerError::Encode(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Pads and truncates to `max_length` tokens instead.
+    pub fn with_max_length(mut self, max_length: usize) -> Result<Self, TokenizerError> {
+        self.max_length = max_length;
+        if let Some(padding) = self.inner.get_padding_mut() {
+            padding.strategy = PaddingStrategy::Fixed(max_length);
+        }
+        self.set_truncation()?;
+        Ok(self)
+    }
+
+    /// The padded length.
+    pub fn max_length(&self) -> usize {
+        self.max_length
+    }
+
+    /// The id of a token, if it is in the vocabulary.
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// Encodes prompts with their special tokens, truncated and padded to `max_length`.
+    pub fn encode(&self, prompts: &[&str]) -> Result<Tokens, TokenizerError> {
+        let encodings = self
+            .inner
+            .encode_batch(prompts.to_vec(), true)
+            .map_err(|e| TokenizerError::Encode(e.to_string()))?;
+        Ok(Tokens {
+            ids: encodings.iter().map(|e| e.get_ids().to_vec()).collect(),
+            mask: encodings
+                .iter()
+                .map(|e| e.get_attention_mask().to_vec())
+                .collect(),
+        })
+    }
+}
+
+fn special(config: &Option<SpecialToken>, default: &str) -> String {
+    config.as_ref().map_or(default, |t| t.text()).to_string()
+}
+
+/// transformers' `CLIPTokenizer` pipeline over `vocab.json` + `merges.txt`.
+fn clip_bpe(
+    vocab: &Path,
+    merges: &Path,
+    config: &TokenizerConfig,
+) -> Result<Tokenizer, TokenizerError> {
+    let unk = special(&config.unk_token, "<|endoftext|>");
+    let bos = special(&config.bos_token, "<|startoftext|>");
+    let eos = special(&config.eos_token, "<|endoftext|>");
+    let utf8 = |p: &Path| {
+        p.to_str()
+            .map(str::to_string)
+            .ok_or_else(|| file_error(p, "not UTF-8"))
+    };
+    let model = BPE::from_file(&utf8(vocab)?, &utf8(merges)?)
+        .continuing_subword_prefix(String::new())
+        .end_of_word_suffix("</w>".into())
+        .fuse_unk(false)
+        .unk_token(unk)
+        .build()
+        .map_err(|e| file_error(vocab, e))?;
+    let mut tokenizer = Tokenizer::new(model);
+    let whitespace = Replace::new(
+        tokenizers::normalizers::replace::ReplacePattern::Regex(r"\s+".into()),
+        " ",
+    )
+    .map_err(|e| TokenizerError::Encode(e.to_string()))?;
+    tokenizer.with_normalizer(Some(NormalizerSequence::new(vec![
+        NFC.into(),
+        whitespace.into(),
+        Lowercase.into(),
+    ])));
+    let split = Split::new(
+        SplitPattern::Regex(CLIP_PATTERN.into()),
+        SplitDelimiterBehavior::Removed,
+        true,
+    )
+    .map_err(|e| TokenizerError::Encode(e.to_string()))?;
+    tokenizer.with_pre_tokenizer(Some(PreTokenizerSequence::new(vec![
+        split.into(),
+        ByteLevel::new(false, true, true).into(),
+    ])));
+    tokenizer.with_decoder(Some(ByteLevel::default()));
+    let id = |t: &str| {
+        tokenizer
+            .token_to_id(t)
+            .ok_or_else(|| TokenizerError::UnknownToken {
+                dir: vocab.parent().unwrap_or(vocab).to_path_buf(),
+                role: if t == bos { "bos" } else { "eos" },
+                token: t.to_string(),
+            })
+    };
+    let (bos_id, eos_id) = (id(&bos)?, id(&eos)?);
+    tokenizer.with_post_processor(Some(
+        RobertaProcessing::new((eos, eos_id), (bos, bos_id))
+            .trim_offsets(false)
+            .add_prefix_space(false),
+    ));
+    Ok(tokenizer)
+}
