@@ -181,7 +181,7 @@ impl TextTokenizer {
             })?;
         let max_length = config
             .model_max_length
-            .filter(|&n| n >= 1.0 && n <= 77.0)
+            .filter(|n| (1.0..=77.0).contains(n))
             .map_or(77, |n| n as usize);
         inner.with_padding(Some(PaddingParams {
             strategy: PaddingStrategy::Fixed(max_length),
