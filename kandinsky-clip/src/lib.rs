@@ -8,12 +8,11 @@
 //!   returning `image_embeds`;
 //! - [`xlm_roberta::MultilingualClip`]: the 2.1 decoder's text encoder (XLM-RoBERTa-Large +
 //!   projection, `kandinsky-2-1/text_encoder/`), returning the pooled projection and the hidden
-//!   states.
-//!
+//!   states;
 //! - [`tokenizer::TextTokenizer`]: the CLIP and XLM-R tokenizers, padded and truncated as the
-//!   pipelines do.
-//!
-//! Image preprocessing is not here yet.
+//!   pipelines do;
+//! - [`image::ClipImageProcessor`]: CLIP image preprocessing (PIL-compatible bicubic resize,
+//!   center crop, normalization).
 //!
 //! ```
 //! use burn::tensor::{Device, Int, Tensor};
@@ -44,12 +43,14 @@
 pub mod config;
 pub mod encoder;
 pub mod error;
+pub mod image;
 pub mod text;
 pub mod tokenizer;
 pub mod vision;
 pub mod xlm_roberta;
 
 pub use error::ClipError;
+pub use image::{ClipImageProcessor, RgbImage};
 pub use kandinsky_common::trace::{Activation, Trace};
 /// The weight file names of a transformers model folder.
 pub use kandinsky_common::weights::{

@@ -735,7 +735,61 @@ def tokenizers() -> None:
                                        + "\n")
 
 
-COMPONENTS = {"movq": movq, "unet": unet, "prior": prior, "clip": clip, "tokenizers": tokenizers}
+# --------------------------------------------------------------------------------------------
+# CLIP image preprocessing
+
+
+CLIP_IMAGE_PROCESSOR = {  # the prior repos' image_processor/preprocessor_config.json
+    "do_resize": True, "size": {"shortest_edge": 224}, "resample": 3,
+    "do_center_crop": True, "crop_size": {"height": 224, "width": 224},
+    "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
+    "image_mean": [0.48145466, 0.4578275, 0.40821073],
+    "image_std": [0.26862954, 0.26130258, 0.27577711], "do_convert_rgb": True,
+}
+
+
+def preprocessing() -> None:
+    """Synthesized images and the reference CLIP image processor's output for them (the PIL
+    backend: transformers' default backend needs torchvision, which is not installed)."""
+    import numpy as np
+    from PIL import Image
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    print("preprocessing")
+    rng = np.random.default_rng(40)
+    # Three images, kept small (each output is 224x224x3 floats): a non-square "photo" with
+    # smooth shapes, a gradient, a hard-edged disc and sensor-like noise (downscaled, landscape);
+    # pure gradients (downscaled, portrait); uniform noise (upscaled: 96 wide -> 224).
+    y, x = np.mgrid[0:320, 0:480].astype(np.float64)
+    photo = np.stack([
+        128 + 100 * np.sin(x / 37.0) * np.cos(y / 23.0),
+        (x + y) / (480 + 320) * 255,
+        255 * ((x - 240) ** 2 + (y - 150) ** 2 < 90 ** 2),
+    ], axis=-1) + rng.normal(0, 12, (320, 480, 3))
+    gy, gx = np.mgrid[0:300, 0:230].astype(np.float64)
+    gradient = np.stack([gx / 229 * 255, 255 - gy / 299 * 255, (gx + gy) / 528 * 255], axis=-1)
+    images = {
+        "photo_480x320": photo,
+        "gradient_230x300": gradient,
+        "noise_96x128": rng.uniform(0, 255, (128, 96, 3)),
+    }
+    processor = CLIPImageProcessorPil(**CLIP_IMAGE_PROCESSOR)
+    ref = {}
+    for name, array in images.items():
+        array = np.clip(np.round(array), 0, 255).astype(np.uint8)
+        ref[f"{name}.image"] = torch.from_numpy(array.copy())
+        out = processor(images=Image.fromarray(array), return_tensors="pt").pixel_values
+        ref[f"{name}.pixel_values"] = out
+    out_dir = FIXTURES / "clip_image_processor"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "preprocessor_config.json").write_text(
+        json.dumps({"image_processor_type": "CLIPImageProcessor", **CLIP_IMAGE_PROCESSOR},
+                   indent=2) + "\n")
+    save_reference(ref, out_dir / "reference.safetensors")
+
+
+COMPONENTS = {"movq": movq, "unet": unet, "prior": prior, "clip": clip, "tokenizers": tokenizers,
+              "preprocessing": preprocessing}
 
 
 def main() -> None:

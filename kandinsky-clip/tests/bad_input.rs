@@ -1,0 +1,86 @@
+//! Bad folders, configs and inputs give errors that name the file, field or input — never a
+//! panic.
+
+use std::path::PathBuf;
+
+use burn::tensor::{Device, Distribution, Int, Tensor};
+use kandinsky_clip::{ClipError, ClipTextModel, ClipVisionModel, MultilingualClip, WEIGHTS_FP32};
+use kandinsky_common::{ConfigError, WeightsError};
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+}
+
+#[test]
+fn missing_weights_and_bad_configs_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = ClipTextModel::load(dir.path(), &Device::flex()).unwrap_err();
+    assert!(
+        matches!(err, ClipError::Weights(WeightsError::NotFound { .. })),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("model.safetensors"), "{err}");
+
+    let src = fixtures().join("clip_text_l/text_encoder");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    config["num_attention_heads"] = 5.into();
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    std::fs::copy(src.join(WEIGHTS_FP32), dir.path().join(WEIGHTS_FP32)).unwrap();
+    let err = ClipTextModel::load(dir.path(), &Device::flex()).unwrap_err();
+    match err {
+        ClipError::Config(ConfigError::Invalid { field, .. }) => {
+            assert_eq!(field, "num_attention_heads")
+        }
+        other => panic!("expected an invalid field, got {other:?}"),
+    }
+    config["num_attention_heads"] = 3.into();
+    config["hidden_act"] = "relu".into();
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    let err = ClipTextModel::load(dir.path(), &Device::flex()).unwrap_err();
+    assert!(
+        matches!(&err, ClipError::Config(ConfigError::Parse { field, .. }) if field == "hidden_act"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn bad_inputs_are_errors() {
+    let device = Device::flex();
+    let text = ClipTextModel::load(&fixtures().join("clip_text_l/text_encoder"), &device).unwrap();
+    // 12 tokens for a context of 11.
+    let ids = Tensor::<2, Int>::zeros([1, 12], &device);
+    let err = text.forward(ids).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClipError::InvalidInput {
+                input: "input_ids",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    let vision =
+        ClipVisionModel::load(&fixtures().join("clip_vision/image_encoder"), &device).unwrap();
+    let pixels = Tensor::<4>::random([1, 3, 32, 28], Distribution::Default, &device);
+    let err = vision.forward(pixels).unwrap_err();
+    assert!(err.to_string().contains("(batch, 3, 28, 28)"), "{err}");
+
+    let mclip = MultilingualClip::load(&fixtures().join("mclip/text_encoder"), &device).unwrap();
+    let ids = Tensor::<2, Int>::zeros([2, 6], &device);
+    let err = mclip
+        .forward(ids, Tensor::<2, Int>::ones([2, 5], &device))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClipError::InvalidInput {
+                input: "attention_mask",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
