@@ -788,8 +788,112 @@ def preprocessing() -> None:
     save_reference(ref, out_dir / "reference.safetensors")
 
 
+# --------------------------------------------------------------------------------------------
+# Schedulers
+
+
+SCHEDULER_CONFIGS = {
+    # The prior repos' scheduler (UnCLIPScheduler, squaredcos_cap_v2 implied).
+    "unclip": ("UnCLIPScheduler", {"num_train_timesteps": 1000, "variance_type": "fixed_small_log",
+                                   "clip_sample": True, "clip_sample_range": 10.0,
+                                   "prediction_type": "sample"}),
+    # kandinsky-2-1's decoder scheduler.
+    "ddim": ("DDIMScheduler", {"num_train_timesteps": 1000, "beta_schedule": "linear",
+                               "beta_start": 0.00085, "beta_end": 0.012, "clip_sample": False,
+                               "set_alpha_to_one": False, "steps_offset": 1,
+                               "prediction_type": "epsilon", "thresholding": False}),
+    # kandinsky-2-2-decoder's scheduler as first uploaded, and with the later clip_sample.
+    "ddpm": ("DDPMScheduler", {"num_train_timesteps": 1000, "beta_schedule": "linear",
+                               "beta_start": 0.00085, "beta_end": 0.012, "clip_sample": False,
+                               "set_alpha_to_one": False, "steps_offset": 1,
+                               "prediction_type": "epsilon", "thresholding": False}),
+    "ddpm_clip": ("DDPMScheduler", {"num_train_timesteps": 1000, "beta_schedule": "linear",
+                                    "beta_start": 0.00085, "beta_end": 0.012,
+                                    "clip_sample": True, "clip_sample_range": 1.0,
+                                    "steps_offset": 1, "prediction_type": "epsilon"}),
+    # Variants exercising the other options the schedulers implement.
+    "ddpm_learned_trailing": ("DDPMScheduler", {
+        "num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2",
+        "variance_type": "learned_range", "timestep_spacing": "trailing",
+        "prediction_type": "v_prediction", "clip_sample": False}),
+    "ddim_linspace_sample": ("DDIMScheduler", {
+        "num_train_timesteps": 1000, "beta_schedule": "scaled_linear", "beta_start": 0.00085,
+        "beta_end": 0.012, "timestep_spacing": "linspace", "prediction_type": "sample",
+        "set_alpha_to_one": True, "clip_sample": True, "clip_sample_range": 1.5}),
+}
+
+
+def schedulers() -> None:
+    import diffusers
+    import diffusers.schedulers.scheduling_ddpm as ddpm_mod
+    import diffusers.schedulers.scheduling_unclip as unclip_mod
+
+    print("schedulers")
+    out_dir = FIXTURES / "schedulers"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ref: dict[str, torch.Tensor] = {}
+    gen = torch.Generator().manual_seed(50)
+    queue: list[torch.Tensor] = []
+    # The reference draws its step noise with randn_tensor: hand it ours instead, recorded.
+    ddpm_mod.randn_tensor = unclip_mod.randn_tensor = lambda *a, **k: queue.pop(0)
+    for name, (cls_name, cfg) in SCHEDULER_CONFIGS.items():
+        folder = out_dir / name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "scheduler_config.json").write_text(
+            json.dumps({"_class_name": cls_name, **cfg}, indent=2) + "\n")
+        sched = getattr(diffusers, cls_name).from_pretrained(folder)
+        ref[f"{name}.betas"] = sched.betas
+        ref[f"{name}.alphas_cumprod"] = sched.alphas_cumprod
+        # Row n-1: the timesteps for n steps, -1000 after them (numpy's float arange can give one
+        # more than asked for with trailing spacing, ending at timestep -1; the reference keeps
+        # it, and so must we).
+        table = torch.full((100, 128), -1000, dtype=torch.int64)
+        for n in range(2 if cls_name == "UnCLIPScheduler" else 1, 101):
+            sched.set_timesteps(n)
+            table[n - 1, :len(sched.timesteps)] = torch.as_tensor(sched.timesteps)
+        ref[f"{name}.timesteps"] = table
+
+        # A few steps on a prior-shaped and a decoder-shaped sample, model outputs and noise
+        # given (an 8-channel output where the variance is learned).
+        steps = 4
+        for shape_name, shape in (("vector", (2, 6)), ("latent", (2, 4, 3, 5))):
+            sched.set_timesteps(steps)
+            timesteps = [int(t) for t in sched.timesteps]
+            sample = torch.randn(shape, generator=gen)
+            ref[f"{name}.{shape_name}.sample"] = sample
+            out_shape = list(shape)
+            if cfg.get("variance_type") == "learned_range":
+                out_shape[1] *= 2
+            for i, t in enumerate(timesteps):
+                model_output = torch.randn(out_shape, generator=gen)
+                if cfg.get("variance_type") == "learned_range":
+                    # the variance channels are in [-1, 1]
+                    half = shape[1]
+                    model_output[:, half:] = torch.tanh(model_output[:, half:])
+                noise = torch.randn(shape, generator=gen)
+                queue[:] = [noise]
+                kwargs = {}
+                if cls_name == "UnCLIPScheduler":
+                    kwargs["prev_timestep"] = timesteps[i + 1] if i + 1 < steps else None
+                out = sched.step(model_output, t, sample, **kwargs)
+                used = not queue
+                key = f"{name}.{shape_name}.{i}"
+                ref[f"{key}.model_output"] = model_output
+                ref[f"{key}.noise"] = noise if used else torch.zeros(0)
+                ref[f"{key}.prev_sample"] = out.prev_sample
+                ref[f"{key}.pred_original_sample"] = out.pred_original_sample
+                sample = out.prev_sample
+        if cls_name != "UnCLIPScheduler":
+            x0 = torch.randn((2, 4, 3, 5), generator=gen)
+            noise = torch.randn((2, 4, 3, 5), generator=gen)
+            ref[f"{name}.add_noise.original"] = x0
+            ref[f"{name}.add_noise.noise"] = noise
+            ref[f"{name}.add_noise.t500"] = sched.add_noise(x0, noise, torch.tensor([500]))
+    save_reference(ref, out_dir / "reference.safetensors")
+
+
 COMPONENTS = {"movq": movq, "unet": unet, "prior": prior, "clip": clip, "tokenizers": tokenizers,
-              "preprocessing": preprocessing}
+              "preprocessing": preprocessing, "schedulers": schedulers}
 
 
 def main() -> None:
