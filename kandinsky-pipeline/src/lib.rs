@@ -1,6 +1,6 @@
-//! The generation side of Kandinsky 2.1 and 2.2 on burn: the samplers ([`scheduler`]), and
-//! (to come) the pipelines that compose the component crates into text-to-image and the other
-//! modes.
+//! The generation side of Kandinsky 2.1 and 2.2 on burn: the samplers ([`scheduler`]), the
+//! portable seeded generator ([`rng`]), and the decoder stage ([`decoder`]: the guided denoising
+//! loop and the 2.2 decoder). The prior stage, the 2.1 decoder and the other modes are to come.
 //!
 //! ```
 //! use burn::tensor::{Device, Distribution, Tensor};
@@ -33,4 +33,11 @@
 //! # }
 //! ```
 
+pub mod decoder;
+pub mod error;
+pub mod rng;
 pub mod scheduler;
+
+pub use decoder::{DecoderOptions, decode_v22, denoise, latent_size, to_rgb8};
+pub use error::PipelineError;
+pub use rng::{NoiseSource, Rng};

@@ -892,8 +892,56 @@ def schedulers() -> None:
     save_reference(ref, out_dir / "reference.safetensors")
 
 
+# --------------------------------------------------------------------------------------------
+# End-to-end pipelines
+
+
+def pipeline22() -> None:
+    """KandinskyV22Pipeline (the 2.2 decoder) over the small UNet and MoVQ fixtures with the 2.2
+    DDPM scheduler: 3 steps, guidance 4, a 128x192 image (16x24 latent), initial latents given,
+    every step's noise recorded."""
+    import diffusers.schedulers.scheduling_ddpm as ddpm_mod
+    from diffusers import DDPMScheduler, KandinskyV22Pipeline, UNet2DConditionModel, VQModel
+
+    print("pipeline22")
+    unet = UNet2DConditionModel.from_pretrained(FIXTURES / "unet_22" / "unet").eval()
+    movq = VQModel.from_pretrained(FIXTURES / "movq" / "movq").eval()
+    scheduler = DDPMScheduler.from_pretrained(FIXTURES / "schedulers" / "ddpm")
+    pipe = KandinskyV22Pipeline(unet=unet, scheduler=scheduler, movq=movq)
+    pipe.set_progress_bar_config(disable=True)
+    gen = torch.Generator().manual_seed(60)
+    image_embeds = torch.randn((1, 28), generator=gen)
+    negative = torch.randn((1, 28), generator=gen)
+    latents = torch.randn((1, 4, 16, 24), generator=gen)
+    noises: list[torch.Tensor] = []
+
+    def draw(shape, generator=None, device=None, dtype=None, **_):
+        z = torch.randn(shape, generator=gen)
+        noises.append(z)
+        return z
+
+    ddpm_mod.randn_tensor = draw
+    steps: list[torch.Tensor] = []
+
+    def on_step(_pipe, i, t, kwargs):
+        steps.append(kwargs["latents"].clone())
+        return kwargs
+
+    with torch.no_grad():
+        image = pipe(image_embeds=image_embeds, negative_image_embeds=negative, height=128,
+                     width=192, num_inference_steps=3, guidance_scale=4.0, latents=latents,
+                     output_type="pt", callback_on_step_end=on_step).images
+    ref = {"image_embeds": image_embeds, "negative_image_embeds": negative, "latents": latents,
+           "image": image}
+    ref.update({f"noise.{i}": z for i, z in enumerate(noises)})
+    ref.update({f"latents.{i}": z for i, z in enumerate(steps)})
+    out_dir = FIXTURES / "pipeline22"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_reference(ref, out_dir / "reference.safetensors")
+
+
 COMPONENTS = {"movq": movq, "unet": unet, "prior": prior, "clip": clip, "tokenizers": tokenizers,
-              "preprocessing": preprocessing, "schedulers": schedulers}
+              "preprocessing": preprocessing, "schedulers": schedulers, "pipeline22": pipeline22}
 
 
 def main() -> None:

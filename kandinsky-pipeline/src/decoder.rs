@@ -1,0 +1,191 @@
+//! The decoder stage: image embedding (and, for 2.1, text) → latents → image, as diffusers'
+//! `KandinskyV22Pipeline` (2.2) runs it. The denoising loop itself ([`denoise`]) is shared by
+//! every decoder mode.
+
+use burn::tensor::{Device, Tensor};
+use kandinsky_movq::MoVQ;
+use kandinsky_unet::{Conditioning, UNet};
+
+use crate::error::PipelineError;
+use crate::rng::NoiseSource;
+use crate::scheduler::Scheduler;
+
+/// Latent height and width for an image of `height × width` pixels: each rounded up to a
+/// multiple of `scale²`, divided by `scale` (diffusers `downscale_height_and_width`; 512 → 64,
+/// 500 → 64 and so a 512-pixel image, which is not cropped).
+pub fn latent_size(height: usize, width: usize, scale: usize) -> (usize, usize) {
+    let s2 = scale * scale;
+    (height.div_ceil(s2) * scale, width.div_ceil(s2) * scale)
+}
+
+/// Options of a decoder run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecoderOptions {
+    /// Requested image height in pixels (rounded up to a multiple of 64 for the published MoVQ).
+    pub height: usize,
+    /// Requested image width in pixels.
+    pub width: usize,
+    /// Denoising steps (100 in the reference pipelines).
+    pub steps: usize,
+    /// Classifier-free guidance scale; ≤ 1 turns guidance off (4.0 in the reference).
+    pub guidance_scale: f64,
+}
+
+impl Default for DecoderOptions {
+    fn default() -> Self {
+        Self {
+            height: 512,
+            width: 512,
+            steps: 100,
+            guidance_scale: 4.0,
+        }
+    }
+}
+
+/// The denoising loop with classifier-free guidance, for any model and scheduler.
+///
+/// `model(latent_input, timestep)` returns the UNet output (2B or B, 8, h, w) for the latents
+/// duplicated as [negative, positive] when guiding. The prediction is guided
+/// ε = ε_neg + g·(ε_pos − ε_neg); the variance channels are taken from the positive half and
+/// passed on only if the scheduler uses them. `on_step(i, latents)` sees the latents after each
+/// step.
+pub fn denoise(
+    model: &mut dyn FnMut(Tensor<4>, f32) -> Result<Tensor<4>, PipelineError>,
+    scheduler: &dyn Scheduler,
+    mut latents: Tensor<4>,
+    guidance_scale: f64,
+    noise: &mut dyn NoiseSource,
+    on_step: &mut dyn FnMut(usize, &Tensor<4>),
+) -> Result<Tensor<4>, PipelineError> {
+    let guided = guidance_scale > 1.0;
+    let [b, c, h, w] = latents.dims();
+    let device = latents.device();
+    for (i, &t) in scheduler.timesteps().iter().enumerate() {
+        let input = if guided {
+            Tensor::cat(vec![latents.clone(), latents.clone()], 0)
+        } else {
+            latents.clone()
+        };
+        let out = model(input, t as f32)?;
+        let out_channels = out.dims()[1];
+        let prediction = if guided {
+            let eps = out.clone().slice([0..2 * b, 0..c, 0..h, 0..w]);
+            let eps_neg = eps.clone().slice([0..b, 0..c, 0..h, 0..w]);
+            let eps_pos = eps.slice([b..2 * b, 0..c, 0..h, 0..w]);
+            let guided_eps = eps_neg.clone() + (eps_pos - eps_neg) * guidance_scale;
+            if out_channels > c {
+                let var_pos = out.slice([b..2 * b, c..out_channels, 0..h, 0..w]);
+                Tensor::cat(vec![guided_eps, var_pos], 1)
+            } else {
+                guided_eps
+            }
+        } else {
+            out
+        };
+        let prediction = if scheduler.uses_model_variance() || prediction.dims()[1] == c {
+            prediction
+        } else {
+            prediction.slice([0..b, 0..c, 0..h, 0..w])
+        };
+        let step_noise = scheduler
+            .needs_noise(i)
+            .then(|| noise.normal(&[b, c, h, w], &device));
+        let flat = |t: Tensor<4>| {
+            let [tb, tc, th, tw] = t.dims();
+            t.reshape([tb, tc * th * tw])
+        };
+        let out = scheduler.step(i, flat(prediction), flat(latents), step_noise)?;
+        latents = out.prev_sample.reshape([b, c, h, w]);
+        on_step(i, &latents);
+    }
+    Ok(latents)
+}
+
+/// Runs the Kandinsky 2.2 decoder: denoises `latents` (B, 4, h, w) — or fresh noise of the
+/// size [`latent_size`] gives when `None` — guided by `image_embeds` against
+/// `negative_image_embeds` (both (B, E)), then decodes with the MoVQ.
+/// Returns the image (B, 3, 8h, 8w) in about [−1, 1].
+#[allow(clippy::too_many_arguments)]
+pub fn decode_v22(
+    unet: &UNet,
+    movq: &MoVQ,
+    scheduler: &mut dyn Scheduler,
+    image_embeds: Tensor<2>,
+    negative_image_embeds: Tensor<2>,
+    latents: Option<Tensor<4>>,
+    options: &DecoderOptions,
+    noise: &mut dyn NoiseSource,
+    on_step: &mut dyn FnMut(usize, &Tensor<4>),
+) -> Result<Tensor<4>, PipelineError> {
+    let [b, e] = image_embeds.dims();
+    if negative_image_embeds.dims() != [b, e] {
+        return Err(PipelineError::Mismatch(format!(
+            "negative image embeddings {:?} for image embeddings {:?}",
+            negative_image_embeds.dims(),
+            [b, e]
+        )));
+    }
+    let device: Device = image_embeds.device();
+    let scale = movq.config().scale_factor();
+    let (h, w) = latent_size(options.height, options.width, scale);
+    let c = unet.config().sample_channels();
+    scheduler.set_timesteps(options.steps)?;
+    let latents = match latents {
+        Some(l) => {
+            if l.dims() != [b, c, h, w] {
+                return Err(PipelineError::Mismatch(format!(
+                    "initial latents {:?}, expected {:?}",
+                    l.dims(),
+                    [b, c, h, w]
+                )));
+            }
+            l
+        }
+        None => noise.normal(&[b, c, h, w], &device).reshape([b, c, h, w]),
+    } * scheduler.init_noise_sigma();
+    let guided = options.guidance_scale > 1.0;
+    let embeds = if guided {
+        Tensor::cat(vec![negative_image_embeds, image_embeds], 0)
+    } else {
+        image_embeds
+    };
+    let mut model = |input: Tensor<4>, t: f32| -> Result<Tensor<4>, PipelineError> {
+        let timestep = Tensor::<1>::from_floats([t], &device);
+        let conditioning = Conditioning::Image {
+            image_embeds: embeds.clone(),
+        };
+        Ok(unet.forward(input, timestep, conditioning)?)
+    };
+    let latents = denoise(
+        &mut model,
+        scheduler,
+        latents,
+        options.guidance_scale,
+        noise,
+        on_step,
+    )?;
+    Ok(movq.decode(latents, true)?)
+}
+
+/// Images in about [−1, 1] (B, 3, H, W) → 8-bit RGB, row-major, one buffer per image:
+/// x·0.5 + 0.5, clamped to [0, 1], times 255, rounded (diffusers' "pil" output).
+pub fn to_rgb8(images: Tensor<4>) -> Result<Vec<Vec<u8>>, PipelineError> {
+    let [b, c, h, w] = images.dims();
+    if c != 3 {
+        return Err(PipelineError::Mismatch(format!(
+            "images with {c} channels, expected 3"
+        )));
+    }
+    let pixels = ((images * 0.5 + 0.5).clamp(0.0, 1.0) * 255.0)
+        .round()
+        .permute([0, 2, 3, 1])
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| PipelineError::Mismatch(format!("{e:?}")))?;
+    Ok(pixels
+        .chunks(h * w * 3)
+        .take(b)
+        .map(|img| img.iter().map(|&v| v as u8).collect())
+        .collect())
+}

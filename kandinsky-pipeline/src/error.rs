@@ -1,0 +1,20 @@
+//! The crate's error type.
+
+use crate::scheduler::SchedulerError;
+
+/// Everything that can go wrong in a pipeline.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// A scheduler could not be built or stepped.
+    #[error(transparent)]
+    Scheduler(#[from] SchedulerError),
+    /// The UNet failed (bad weights, inputs of the wrong size, ...).
+    #[error(transparent)]
+    UNet(#[from] kandinsky_unet::UNetError),
+    /// The MoVQ failed.
+    #[error(transparent)]
+    MoVQ(#[from] kandinsky_movq::MoVQError),
+    /// Inputs or components that do not fit together (embedding widths, batch sizes, ...).
+    #[error("{0}")]
+    Mismatch(String),
+}
