@@ -11,6 +11,15 @@ pub enum PipelineError {
     /// The UNet failed (bad weights, inputs of the wrong size, ...).
     #[error(transparent)]
     UNet(#[from] kandinsky_unet::UNetError),
+    /// The prior failed.
+    #[error(transparent)]
+    Prior(#[from] kandinsky_prior::PriorError),
+    /// A text or image encoder failed.
+    #[error(transparent)]
+    Encoder(#[from] kandinsky_clip::ClipError),
+    /// A prompt could not be tokenized.
+    #[error(transparent)]
+    Tokenizer(#[from] kandinsky_clip::TokenizerError),
     /// The MoVQ failed.
     #[error(transparent)]
     MoVQ(#[from] kandinsky_movq::MoVQError),

@@ -1,6 +1,7 @@
 //! The generation side of Kandinsky 2.1 and 2.2 on burn: the samplers ([`scheduler`]), the
-//! portable seeded generator ([`rng`]), and the decoder stage ([`decoder`]: the guided denoising
-//! loop and the 2.2 decoder). The prior stage, the 2.1 decoder and the other modes are to come.
+//! portable seeded generator ([`rng`]), the prior stage ([`prior`]: prompt → image embedding)
+//! and the decoder stage ([`decoder`]: the guided denoising loop and the 2.2 decoder). The 2.1
+//! decoder, loading from pipeline folders and the other modes are to come.
 //!
 //! ```
 //! use burn::tensor::{Device, Distribution, Tensor};
@@ -35,9 +36,11 @@
 
 pub mod decoder;
 pub mod error;
+pub mod prior;
 pub mod rng;
 pub mod scheduler;
 
 pub use decoder::{DecoderOptions, decode_v22, denoise, latent_size, to_rgb8};
 pub use error::PipelineError;
+pub use prior::{PriorOptions, PriorOutput, run_prior, zero_image_embeds};
 pub use rng::{NoiseSource, Rng};

@@ -940,8 +940,98 @@ def pipeline22() -> None:
     save_reference(ref, out_dir / "reference.safetensors")
 
 
+def prior_pipeline22() -> None:
+    """KandinskyV22PriorPipeline over small components that fit together as the real ones do
+    (CLIP text hidden = projection = prior embedding width = image projection = 32; 77 tokens;
+    a CLIP BPE cut to its first 300 merges), 3 UnCLIP steps, guidance 4, no negative prompt
+    (so the negative embedding is the zero image's), initial latents given, noise recorded."""
+    import diffusers.schedulers.scheduling_unclip as unclip_mod
+    from diffusers import KandinskyV22PriorPipeline, PriorTransformer, UnCLIPScheduler
+    from transformers import (CLIPImageProcessor, CLIPTextConfig, CLIPTextModelWithProjection,
+                              CLIPTokenizer, CLIPVisionConfig, CLIPVisionModelWithProjection)
+
+    print("prior_pipeline22")
+    root = FIXTURES / "prior_pipeline22"
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    # Tokenizer: the real CLIP BPE's bytes and first 300 merges.
+    bpe = FIXTURES / "tokenizers" / "clip_bpe"
+    merges = (bpe / "merges.txt").read_text().split("\n")[1:301]
+    full = json.loads((bpe / "vocab.json").read_text())
+    by_id = sorted(full, key=full.get)
+    tokens = by_id[:512] + ["".join(m.split()) for m in merges] + ["<|startoftext|>",
+                                                                   "<|endoftext|>"]
+    tok_dir = root / "tokenizer"
+    tok_dir.mkdir()
+    (tok_dir / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)},
+                                                   ensure_ascii=False))
+    (tok_dir / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    (tok_dir / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "CLIPTokenizer", "model_max_length": 77,
+         "pad_token": "<|endoftext|>", "bos_token": "<|startoftext|>",
+         "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}, indent=2) + "\n")
+    tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
+    vocab = len(tokens)
+    text = CLIPTextModelWithProjection(CLIPTextConfig(
+        **{**CLIP_TEXT_SMALL, "vocab_size": vocab, "hidden_size": 32, "projection_dim": 32,
+           "num_attention_heads": 4, "max_position_embeddings": 77, "hidden_act": "gelu"})).eval()
+    randomize(text, seed=70)
+    vision = CLIPVisionModelWithProjection(CLIPVisionConfig(
+        **{**CLIP_VISION_SMALL, "image_size": 224, "patch_size": 32, "projection_dim": 32})).eval()
+    randomize(vision, seed=71)
+    prior = PriorTransformer(**{**{k: v for k, v in PRIOR_SMALL.items() if not k.startswith("_")},
+                                "embedding_dim": 32, "num_embeddings": 77,
+                                "embedding_proj_dim": None, "clip_embed_dim": None,
+                                "num_attention_heads": 2, "attention_head_dim": 16}).eval()
+    randomize(prior, seed=72)
+    gen = torch.Generator().manual_seed(73)
+    with torch.no_grad():
+        for p in (prior.positional_embedding, prior.prd_embedding, prior.clip_mean):
+            p.copy_(torch.randn(p.shape, generator=gen))
+        prior.clip_std.copy_(0.5 + torch.rand(prior.clip_std.shape, generator=gen))
+    scheduler = UnCLIPScheduler.from_pretrained(FIXTURES / "schedulers" / "unclip")
+    processor = CLIPImageProcessor(**CLIP_IMAGE_PROCESSOR)
+    pipe = KandinskyV22PriorPipeline(prior=prior, image_encoder=vision, text_encoder=text,
+                                     tokenizer=tokenizer, scheduler=scheduler,
+                                     image_processor=processor)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.save_pretrained(root)
+    # save_pretrained writes a tokenizer.json too; keep the published layout (vocab + merges).
+    for extra in ("tokenizer.json", "special_tokens_map.json"):
+        if (root / "tokenizer" / extra).exists():
+            (root / "tokenizer" / extra).unlink()
+
+    latents = torch.randn((1, 32), generator=gen)
+    noises: list[torch.Tensor] = []
+
+    def draw(shape, generator=None, device=None, dtype=None, **_):
+        z = torch.randn(shape, generator=gen)
+        noises.append(z)
+        return z
+
+    unclip_mod.randn_tensor = draw
+    steps: list[torch.Tensor] = []
+
+    def on_step(_pipe, i, t, kwargs):
+        steps.append(kwargs["latents"].clone())
+        return kwargs
+
+    prompt = "a red cat sitting on a windowsill"
+    with torch.no_grad():
+        out = pipe(prompt, num_inference_steps=3, guidance_scale=4.0, latents=latents,
+                   callback_on_step_end=on_step)
+    ref = {"latents": latents, "image_embeds": out.image_embeds,
+           "negative_image_embeds": out.negative_image_embeds}
+    ref.update({f"noise.{i}": z for i, z in enumerate(noises)})
+    ref.update({f"latents.{i}": z for i, z in enumerate(steps)})
+    save_reference(ref, root / "reference.safetensors")
+    (root / "prompt.txt").write_text(prompt + "\n")
+
+
 COMPONENTS = {"movq": movq, "unet": unet, "prior": prior, "clip": clip, "tokenizers": tokenizers,
-              "preprocessing": preprocessing, "schedulers": schedulers, "pipeline22": pipeline22}
+              "preprocessing": preprocessing, "schedulers": schedulers, "pipeline22": pipeline22,
+              "prior_pipeline22": prior_pipeline22}
 
 
 def main() -> None:

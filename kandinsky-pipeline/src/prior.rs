@@ -1,0 +1,178 @@
+//! The prior stage: prompt → CLIP image embedding, as diffusers' `KandinskyPriorPipeline` and
+//! `KandinskyV22PriorPipeline` compute it (identical math for 2.1 and 2.2).
+
+use burn::tensor::{Bool, Device, Tensor};
+use kandinsky_clip::{ClipTextModel, ClipVisionModel, TextTokenizer};
+use kandinsky_prior::PriorTransformer;
+
+use crate::error::PipelineError;
+use crate::rng::NoiseSource;
+use crate::scheduler::Scheduler;
+
+/// Options of a prior run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PriorOptions {
+    /// Sampling steps (25 in the reference; at least 2).
+    pub steps: usize,
+    /// Classifier-free guidance scale; ≤ 1 turns guidance off (4.0 in the reference).
+    pub guidance_scale: f64,
+}
+
+impl Default for PriorOptions {
+    fn default() -> Self {
+        Self {
+            steps: 25,
+            guidance_scale: 4.0,
+        }
+    }
+}
+
+/// The prior's output.
+#[derive(Debug, Clone)]
+pub struct PriorOutput {
+    /// One image embedding per prompt, (B, E).
+    pub image_embeds: Tensor<2>,
+    /// The negative embedding for the decoder, (B, E): the negative prompts' embeddings when
+    /// given, else `None` (the caller uses [`zero_image_embeds`], as the reference does).
+    pub negative_image_embeds: Option<Tensor<2>>,
+}
+
+/// The CLIP image embedding of an all-zero input (zero in normalized pixel space, not a black
+/// image), repeated `batch` times: the decoder's default negative embedding. It depends only on
+/// the image encoder, so compute it once and keep it.
+pub fn zero_image_embeds(
+    image_encoder: &ClipVisionModel,
+    batch: usize,
+    device: &Device,
+) -> Result<Tensor<2>, PipelineError> {
+    let size = image_encoder.config().image_size;
+    let channels = image_encoder.config().num_channels;
+    let zeros = Tensor::<4>::zeros([1, channels, size, size], device);
+    let embeds = image_encoder.forward(zeros)?.image_embeds;
+    let e = embeds.dims()[1];
+    Ok(embeds.expand([batch, e]))
+}
+
+/// Text embedding, hidden states and mask of `prompts`.
+fn encode(
+    text_encoder: &ClipTextModel,
+    tokenizer: &TextTokenizer,
+    prompts: &[&str],
+    device: &Device,
+) -> Result<(Tensor<2>, Tensor<3>, Tensor<2, Bool>), PipelineError> {
+    let tokens = tokenizer.encode(prompts)?;
+    let out = text_encoder.forward(tokens.ids_tensor(device))?;
+    let mask = tokens.mask_tensor(device).equal_elem(1);
+    Ok((out.text_embeds, out.last_hidden_state, mask))
+}
+
+/// Runs the prior for `prompts`. With `negative_prompts`, they are sampled alongside (each
+/// guided against itself, as the reference does) and returned as the negative embeddings;
+/// without, guidance is against the empty prompt.
+///
+/// `latents` (B', E) replaces the initial noise, B' being the number of prompts (doubled with
+/// negative prompts). `on_step(i, latents)` sees the standardized latents after each step.
+#[allow(clippy::too_many_arguments)]
+pub fn run_prior(
+    prior: &PriorTransformer,
+    text_encoder: &ClipTextModel,
+    tokenizer: &TextTokenizer,
+    scheduler: &mut dyn Scheduler,
+    prompts: &[&str],
+    negative_prompts: Option<&[&str]>,
+    latents: Option<Tensor<2>>,
+    options: &PriorOptions,
+    noise: &mut dyn NoiseSource,
+    on_step: &mut dyn FnMut(usize, &Tensor<2>),
+) -> Result<PriorOutput, PipelineError> {
+    if prompts.is_empty() {
+        return Err(PipelineError::Mismatch("no prompt given".into()));
+    }
+    let device = prior.proj_in.weight.val().device();
+    // With negative prompts: [prompts, negatives] guided against [negatives, negatives].
+    let (conditional, unconditional): (Vec<&str>, Vec<&str>) = match negative_prompts {
+        Some(neg) if neg.len() != prompts.len() => {
+            return Err(PipelineError::Mismatch(format!(
+                "{} negative prompts for {} prompts",
+                neg.len(),
+                prompts.len()
+            )));
+        }
+        Some(neg) => (
+            prompts.iter().chain(neg).copied().collect(),
+            neg.iter().chain(neg).copied().collect(),
+        ),
+        None => (prompts.to_vec(), vec![""; prompts.len()]),
+    };
+    let b = conditional.len();
+    let guided = options.guidance_scale > 1.0;
+    let (embeds, hidden, mask) = encode(text_encoder, tokenizer, &conditional, &device)?;
+    let (embeds, hidden, mask) = if guided {
+        let (u_embeds, u_hidden, u_mask) =
+            encode(text_encoder, tokenizer, &unconditional, &device)?;
+        (
+            Tensor::cat(vec![u_embeds, embeds], 0),
+            Tensor::cat(vec![u_hidden, hidden], 0),
+            Tensor::cat(vec![u_mask, mask], 0),
+        )
+    } else {
+        (embeds, hidden, mask)
+    };
+
+    scheduler.set_timesteps(options.steps)?;
+    let e = prior.config().embedding_dim;
+    let mut latents = match latents {
+        Some(l) if l.dims() != [b, e] => {
+            return Err(PipelineError::Mismatch(format!(
+                "initial latents {:?}, expected {:?}",
+                l.dims(),
+                [b, e]
+            )));
+        }
+        Some(l) => l,
+        None => noise.normal(&[b, e], &device),
+    } * scheduler.init_noise_sigma();
+    for (i, &t) in scheduler.timesteps().to_vec().iter().enumerate() {
+        let input = if guided {
+            Tensor::cat(vec![latents.clone(), latents.clone()], 0)
+        } else {
+            latents.clone()
+        };
+        let timestep = Tensor::<1>::from_floats([t as f32], &device);
+        let predicted = prior.forward(
+            input,
+            timestep,
+            embeds.clone(),
+            hidden.clone(),
+            mask.clone(),
+        )?;
+        let predicted = if guided {
+            let uncond = predicted.clone().slice([0..b, 0..e]);
+            let text = predicted.slice([b..2 * b, 0..e]);
+            uncond.clone() + (text - uncond) * options.guidance_scale
+        } else {
+            predicted
+        };
+        let step_noise = scheduler
+            .needs_noise(i)
+            .then(|| noise.normal(&[b, e], &device));
+        latents = scheduler
+            .step(i, predicted, latents, step_noise)?
+            .prev_sample;
+        on_step(i, &latents);
+    }
+    let embeddings = prior.post_process_latents(latents);
+    Ok(match negative_prompts {
+        Some(_) => {
+            let n = prompts.len();
+            PriorOutput {
+                image_embeds: embeddings.clone().slice([0..n, 0..e]),
+                negative_image_embeds: Some(embeddings.slice([n..2 * n, 0..e])),
+            }
+        }
+        None => PriorOutput {
+            image_embeds: embeddings,
+            negative_image_embeds: None,
+        },
+    })
+}
