@@ -23,6 +23,22 @@ pub enum PipelineError {
     /// The MoVQ failed.
     #[error(transparent)]
     MoVQ(#[from] kandinsky_movq::MoVQError),
+    /// A pipeline folder lacks a component.
+    #[error("{dir} is not a complete pipeline folder: {component} is missing")]
+    MissingComponent {
+        /// The pipeline folder.
+        dir: std::path::PathBuf,
+        /// The missing file or folder.
+        component: String,
+    },
+    /// An output file could not be written.
+    #[error("cannot write {path}: {message}")]
+    Output {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What failed.
+        message: String,
+    },
     /// Inputs or components that do not fit together (embedding widths, batch sizes, ...).
     #[error("{0}")]
     Mismatch(String),

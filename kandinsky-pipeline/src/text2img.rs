@@ -1,0 +1,252 @@
+//! Kandinsky 2.2 text-to-image from the published diffusers folders: a prior repo
+//! (`kandinsky-2-2-prior`) and a decoder repo (`kandinsky-2-2-decoder`), each with its
+//! `model_index.json` and one folder per component.
+//!
+//! The stages load one at a time and are dropped after use, so peak memory is about the largest
+//! stage (the prior with its text encoder, or the UNet with the MoVQ), not the sum.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use burn::tensor::{Device, Tensor};
+use kandinsky_clip::{ClipTextModel, ClipVisionModel, TextTokenizer};
+use kandinsky_movq::MoVQ;
+use kandinsky_prior::PriorTransformer;
+use kandinsky_unet::UNet;
+
+use crate::decoder::{DecoderOptions, decode_v22, to_rgb8};
+use crate::error::PipelineError;
+use crate::prior::{PriorOptions, run_prior, zero_image_embeds};
+use crate::rng::Rng;
+use crate::scheduler::load_scheduler;
+
+/// An 8-bit RGB image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// Row-major RGB bytes.
+    pub rgb: Vec<u8>,
+}
+
+impl Image {
+    /// Writes the image as a PNG file.
+    pub fn save_png(&self, path: &Path) -> Result<(), PipelineError> {
+        let io = |e: std::io::Error| PipelineError::Output {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
+        let file = std::fs::File::create(path).map_err(io)?;
+        let mut encoder = png::Encoder::new(
+            std::io::BufWriter::new(file),
+            self.width as u32,
+            self.height as u32,
+        );
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        let fail = |e: png::EncodingError| PipelineError::Output {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
+        let mut writer = encoder.write_header().map_err(fail)?;
+        writer.write_image_data(&self.rgb).map_err(fail)?;
+        writer.finish().map_err(fail)
+    }
+}
+
+/// Options of a text-to-image run (the reference pipelines' defaults).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Text2ImageOptions {
+    /// The prior's steps and guidance (25, 4.0).
+    pub prior: PriorOptions,
+    /// The decoder's size, steps and guidance (512×512, 100, 4.0).
+    pub decoder: DecoderOptions,
+    /// Seed of the portable generator ([`Rng`]).
+    pub seed: u64,
+}
+
+impl Default for Text2ImageOptions {
+    fn default() -> Self {
+        Self {
+            prior: PriorOptions::default(),
+            decoder: DecoderOptions::default(),
+            seed: 0,
+        }
+    }
+}
+
+/// Checks that `dir` is a diffusers pipeline folder with the given components.
+fn pipeline_folder(dir: &Path, components: &[&str]) -> Result<PathBuf, PipelineError> {
+    let index = dir.join("model_index.json");
+    if !index.is_file() {
+        return Err(PipelineError::MissingComponent {
+            dir: dir.to_path_buf(),
+            component: "model_index.json".into(),
+        });
+    }
+    for component in components {
+        if !dir.join(component).is_dir() {
+            return Err(PipelineError::MissingComponent {
+                dir: dir.to_path_buf(),
+                component: (*component).into(),
+            });
+        }
+    }
+    Ok(dir.to_path_buf())
+}
+
+/// Kandinsky 2.2 text-to-image over a prior repo and a decoder repo.
+///
+/// ```no_run
+/// use burn::tensor::Device;
+/// use kandinsky_pipeline::{Kandinsky22, Text2ImageOptions};
+///
+/// let device = Device::flex(); // or Device::cuda(0), Device::vulkan(..) with those features
+/// let pipeline = Kandinsky22::new(
+///     "kandinsky-2-2-prior".as_ref(),
+///     "kandinsky-2-2-decoder".as_ref(),
+///     &device,
+/// )?;
+/// let options = Text2ImageOptions { seed: 42, ..Default::default() };
+/// let images = pipeline.generate(&["a red cat sitting on a windowsill"], None, &options)?;
+/// images[0].save_png("cat.png".as_ref())?;
+/// # Ok::<(), kandinsky_pipeline::PipelineError>(())
+/// ```
+#[derive(Debug)]
+pub struct Kandinsky22 {
+    prior_dir: PathBuf,
+    decoder_dir: PathBuf,
+    device: Device,
+    zero_embed: Mutex<Option<Tensor<2>>>,
+}
+
+impl Kandinsky22 {
+    /// Checks both folders; nothing is loaded until [`generate`](Self::generate).
+    pub fn new(
+        prior_repo: &Path,
+        decoder_repo: &Path,
+        device: &Device,
+    ) -> Result<Self, PipelineError> {
+        let prior_dir = pipeline_folder(
+            prior_repo,
+            &[
+                "prior",
+                "text_encoder",
+                "tokenizer",
+                "scheduler",
+                "image_encoder",
+            ],
+        )?;
+        let decoder_dir = pipeline_folder(decoder_repo, &["unet", "movq", "scheduler"])?;
+        Ok(Self {
+            prior_dir,
+            decoder_dir,
+            device: device.clone(),
+            zero_embed: Mutex::new(None),
+        })
+    }
+
+    /// The zero-image negative embedding, computed with the image encoder on first use only.
+    fn zero_embed(&self) -> Result<Tensor<2>, PipelineError> {
+        let mut cached = self.zero_embed.lock().expect("not poisoned");
+        if let Some(embed) = cached.as_ref() {
+            return Ok(embed.clone());
+        }
+        let image_encoder =
+            ClipVisionModel::load(&self.prior_dir.join("image_encoder"), &self.device)?;
+        let embed = zero_image_embeds(&image_encoder, 1, &self.device)?;
+        *cached = Some(embed.clone());
+        Ok(embed)
+    }
+
+    /// Image embeddings for `prompts` and their negatives (the negative prompts' embeddings, or
+    /// the zero-image embedding).
+    pub fn embed(
+        &self,
+        prompts: &[&str],
+        negative_prompts: Option<&[&str]>,
+        options: &PriorOptions,
+        rng: &mut Rng,
+    ) -> Result<(Tensor<2>, Tensor<2>), PipelineError> {
+        let dir = &self.prior_dir;
+        let out = {
+            let tokenizer = TextTokenizer::from_dir(&dir.join("tokenizer"))?;
+            let text_encoder = ClipTextModel::load(&dir.join("text_encoder"), &self.device)?;
+            let prior = PriorTransformer::load(&dir.join("prior"), &self.device)?;
+            let mut scheduler = load_scheduler(&dir.join("scheduler/scheduler_config.json"))?;
+            run_prior(
+                &prior,
+                &text_encoder,
+                &tokenizer,
+                scheduler.as_mut(),
+                prompts,
+                negative_prompts,
+                None,
+                options,
+                rng,
+                &mut |_, _| {},
+            )?
+            // the prior and its text encoder are dropped here
+        };
+        let negative = match out.negative_image_embeds {
+            Some(negative) => negative,
+            None => {
+                let zero = self.zero_embed()?;
+                let e = zero.dims()[1];
+                zero.expand([prompts.len(), e])
+            }
+        };
+        Ok((out.image_embeds, negative))
+    }
+
+    /// Generates one image per prompt.
+    pub fn generate(
+        &self,
+        prompts: &[&str],
+        negative_prompts: Option<&[&str]>,
+        options: &Text2ImageOptions,
+    ) -> Result<Vec<Image>, PipelineError> {
+        let d = &options.decoder;
+        if d.height == 0 || d.width == 0 {
+            return Err(PipelineError::Mismatch(format!(
+                "invalid image size {}×{}: both sides must be positive",
+                d.width, d.height
+            )));
+        }
+        let mut rng = Rng::new(options.seed);
+        let (image_embeds, negative) =
+            self.embed(prompts, negative_prompts, &options.prior, &mut rng)?;
+        let dir = &self.decoder_dir;
+        let unet = UNet::load(&dir.join("unet"), &self.device)?;
+        let expected = unet.config().encoder_hid_dim;
+        let found = image_embeds.dims()[1];
+        if found != expected {
+            return Err(PipelineError::Mismatch(format!(
+                "the prior makes image embeddings of width {found}, the decoder UNet takes {expected}: \
+                 {} and {} are not a matching prior and decoder",
+                self.prior_dir.display(),
+                dir.display()
+            )));
+        }
+        let movq = MoVQ::load(&dir.join("movq"), &self.device)?;
+        let mut scheduler = load_scheduler(&dir.join("scheduler/scheduler_config.json"))?;
+        let image = decode_v22(
+            &unet,
+            &movq,
+            scheduler.as_mut(),
+            image_embeds,
+            negative,
+            None,
+            d,
+            &mut rng,
+            &mut |_, _| {},
+        )?;
+        let [_, _, height, width] = image.dims();
+        Ok(to_rgb8(image)?
+            .into_iter()
+            .map(|rgb| Image { width, height, rgb })
+            .collect())
+    }
+}
