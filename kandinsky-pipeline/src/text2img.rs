@@ -56,8 +56,8 @@ impl Image {
     }
 }
 
-/// Options of a text-to-image run (the reference pipelines' defaults).
-#[derive(Debug, Clone, PartialEq)]
+/// Options of a text-to-image run (the reference pipelines' defaults; seed 0).
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Text2ImageOptions {
     /// The prior's steps and guidance (25, 4.0).
     pub prior: PriorOptions,
@@ -67,15 +67,6 @@ pub struct Text2ImageOptions {
     pub seed: u64,
 }
 
-impl Default for Text2ImageOptions {
-    fn default() -> Self {
-        Self {
-            prior: PriorOptions::default(),
-            decoder: DecoderOptions::default(),
-            seed: 0,
-        }
-    }
-}
 
 /// Checks that `dir` is a diffusers pipeline folder with the given components.
 fn pipeline_folder(dir: &Path, components: &[&str]) -> Result<PathBuf, PipelineError> {
