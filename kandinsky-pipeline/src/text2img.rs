@@ -67,7 +67,6 @@ pub struct Text2ImageOptions {
     pub seed: u64,
 }
 
-
 /// Checks that `dir` is a diffusers pipeline folder with the given components.
 fn pipeline_folder(dir: &Path, components: &[&str]) -> Result<PathBuf, PipelineError> {
     let index = dir.join("model_index.json");
