@@ -23,21 +23,62 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// A decoder repo assembled from the component fixtures (its UNet takes 28-wide embeddings).
-fn decoder_repo() -> tempfile::TempDir {
+/// A decoder repo assembled from the component fixtures; `unet` is `unet_22` (28-wide image
+/// embeddings, not the small prior's) or `decoder_unet32` (32-wide, the small prior's).
+fn decoder_repo_with(unet: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("model_index.json"),
         r#"{"_class_name": "KandinskyV22Pipeline"}"#,
     )
     .unwrap();
-    copy_dir(&fixtures().join("unet_22/unet"), &dir.path().join("unet"));
+    copy_dir(
+        &fixtures().join(unet).join("unet"),
+        &dir.path().join("unet"),
+    );
     copy_dir(&fixtures().join("movq/movq"), &dir.path().join("movq"));
     copy_dir(
         &fixtures().join("schedulers/ddpm"),
         &dir.path().join("scheduler"),
     );
     dir
+}
+
+fn decoder_repo() -> tempfile::TempDir {
+    decoder_repo_with("unet_22")
+}
+
+/// The whole chain on the small fixtures: prompt → prior → zero-image negative → decoder →
+/// MoVQ → PNG. (Each stage's numbers are checked against the reference in the end-to-end
+/// tests; this checks that they compose, and that a seed reproduces the image.)
+#[test]
+fn a_prompt_becomes_a_png() {
+    let device = Device::flex();
+    let decoder = decoder_repo_with("decoder_unet32");
+    let pipeline = Kandinsky22::new(
+        &fixtures().join("prior_pipeline22"),
+        decoder.path(),
+        &device,
+    )
+    .unwrap();
+    let mut options = Text2ImageOptions::default();
+    options.prior.steps = 3;
+    options.decoder = DecoderOptions {
+        height: 100, // rounded up to 128, as the reference does
+        width: 64,
+        steps: 2,
+        guidance_scale: 4.0,
+    };
+    options.seed = 11;
+    let images = pipeline.generate(&["a red cat"], None, &options).unwrap();
+    assert_eq!((images[0].width, images[0].height), (64, 128));
+    let again = pipeline.generate(&["a red cat"], None, &options).unwrap();
+    assert_eq!(images, again, "same seed, same image");
+    let out = tempfile::tempdir().unwrap();
+    let path = out.path().join("cat.png");
+    images[0].save_png(&path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(&bytes[1..4], b"PNG");
 }
 
 #[test]

@@ -1028,6 +1028,18 @@ def prior_pipeline22() -> None:
     save_reference(ref, root / "reference.safetensors")
     (root / "prompt.txt").write_text(prompt + "\n")
 
+    # A 2.2 decoder UNet that takes this prior's 32-wide embeddings (the small UNet fixture's
+    # configuration otherwise), so that a whole text-to-image chain can run on the fixtures.
+    from diffusers import UNet2DConditionModel
+
+    folder = FIXTURES / "decoder_unet32" / "unet"
+    if folder.parent.exists():
+        shutil.rmtree(folder.parent)
+    unet = UNet2DConditionModel(**unet_config({**UNET_FIXTURES["unet_22"],
+                                               "encoder_hid_dim": 32})).eval()
+    randomize(unet, seed=74)
+    unet.save_pretrained(folder, safe_serialization=True)
+
 
 COMPONENTS = {"movq": movq, "unet": unet, "prior": prior, "clip": clip, "tokenizers": tokenizers,
               "preprocessing": preprocessing, "schedulers": schedulers, "pipeline22": pipeline22,
