@@ -3,6 +3,7 @@
 //! every decoder mode.
 
 use burn::tensor::{Device, Tensor};
+use kandinsky_clip::{MultilingualClip, TextTokenizer};
 use kandinsky_movq::MoVQ;
 use kandinsky_unet::{Conditioning, UNet};
 
@@ -101,6 +102,122 @@ pub fn denoise(
     Ok(latents)
 }
 
+/// The initial latents: the caller's (checked against the expected shape) or fresh noise,
+/// times the scheduler's initial sigma.
+fn initial_latents(
+    latents: Option<Tensor<4>>,
+    shape: [usize; 4],
+    scheduler: &dyn Scheduler,
+    noise: &mut dyn NoiseSource,
+    device: &Device,
+) -> Result<Tensor<4>, PipelineError> {
+    let latents = match latents {
+        Some(l) if l.dims() != shape => {
+            return Err(PipelineError::Mismatch(format!(
+                "initial latents {:?}, expected {shape:?}",
+                l.dims()
+            )));
+        }
+        Some(l) => l,
+        None => noise.normal(&shape, device).reshape(shape),
+    };
+    Ok(latents * scheduler.init_noise_sigma())
+}
+
+fn check_embeds(image_embeds: &Tensor<2>, negative: &Tensor<2>) -> Result<(), PipelineError> {
+    if negative.dims() != image_embeds.dims() {
+        return Err(PipelineError::Mismatch(format!(
+            "negative image embeddings {:?} for image embeddings {:?}",
+            negative.dims(),
+            image_embeds.dims()
+        )));
+    }
+    Ok(())
+}
+
+/// Runs the Kandinsky 2.1 decoder: `prompts` (and `negative_prompts`, else "") through the
+/// MultilingualCLIP, then denoising as [`decode_v22`] with the text hidden states as context and
+/// the pooled text embedding beside the image embedding, then the MoVQ. Returns the image
+/// (B, 3, 8h, 8w) in about [−1, 1].
+#[allow(clippy::too_many_arguments)]
+pub fn decode_v21(
+    unet: &UNet,
+    movq: &MoVQ,
+    text_encoder: &MultilingualClip,
+    tokenizer: &TextTokenizer,
+    scheduler: &mut dyn Scheduler,
+    prompts: &[&str],
+    negative_prompts: Option<&[&str]>,
+    image_embeds: Tensor<2>,
+    negative_image_embeds: Tensor<2>,
+    latents: Option<Tensor<4>>,
+    options: &DecoderOptions,
+    noise: &mut dyn NoiseSource,
+    on_step: &mut dyn FnMut(usize, &Tensor<4>),
+) -> Result<Tensor<4>, PipelineError> {
+    check_embeds(&image_embeds, &negative_image_embeds)?;
+    let b = image_embeds.dims()[0];
+    if prompts.len() != b {
+        return Err(PipelineError::Mismatch(format!(
+            "{} prompts for {b} image embeddings",
+            prompts.len()
+        )));
+    }
+    let negatives: Vec<&str> = match negative_prompts {
+        Some(n) if n.len() != b => {
+            return Err(PipelineError::Mismatch(format!(
+                "{} negative prompts for {b} prompts",
+                n.len()
+            )));
+        }
+        Some(n) => n.to_vec(),
+        None => vec![""; b],
+    };
+    let device: Device = image_embeds.device();
+    // The 2.1 pipeline always pads the MultilingualCLIP input to 77 tokens.
+    let tokenizer = tokenizer.clone().with_max_length(77)?;
+    let encode = |texts: &[&str]| -> Result<(Tensor<2>, Tensor<3>), PipelineError> {
+        let tokens = tokenizer.encode(texts)?;
+        let out = text_encoder.forward(tokens.ids_tensor(&device), tokens.mask_tensor(&device))?;
+        Ok((out.pooled, out.hidden_states))
+    };
+    let (pooled, hidden) = encode(prompts)?;
+    let guided = options.guidance_scale > 1.0;
+    let (pooled, hidden, embeds) = if guided {
+        let (neg_pooled, neg_hidden) = encode(&negatives)?;
+        (
+            Tensor::cat(vec![neg_pooled, pooled], 0),
+            Tensor::cat(vec![neg_hidden, hidden], 0),
+            Tensor::cat(vec![negative_image_embeds, image_embeds], 0),
+        )
+    } else {
+        (pooled, hidden, image_embeds)
+    };
+    let scale = movq.config().scale_factor();
+    let (h, w) = latent_size(options.height, options.width, scale);
+    let c = unet.config().sample_channels();
+    scheduler.set_timesteps(options.steps)?;
+    let latents = initial_latents(latents, [b, c, h, w], scheduler, noise, &device)?;
+    let mut model = |input: Tensor<4>, t: f32| -> Result<Tensor<4>, PipelineError> {
+        let timestep = Tensor::<1>::from_floats([t], &device);
+        let conditioning = Conditioning::TextImage {
+            text_hidden_states: hidden.clone(),
+            text_embeds: pooled.clone(),
+            image_embeds: embeds.clone(),
+        };
+        Ok(unet.forward(input, timestep, conditioning)?)
+    };
+    let latents = denoise(
+        &mut model,
+        scheduler,
+        latents,
+        options.guidance_scale,
+        noise,
+        on_step,
+    )?;
+    Ok(movq.decode(latents, true)?)
+}
+
 /// Runs the Kandinsky 2.2 decoder: denoises `latents` (B, 4, h, w) — or fresh noise of the
 /// size [`latent_size`] gives when `None` — guided by `image_embeds` against
 /// `negative_image_embeds` (both (B, E)), then decodes with the MoVQ.
@@ -117,32 +234,14 @@ pub fn decode_v22(
     noise: &mut dyn NoiseSource,
     on_step: &mut dyn FnMut(usize, &Tensor<4>),
 ) -> Result<Tensor<4>, PipelineError> {
-    let [b, e] = image_embeds.dims();
-    if negative_image_embeds.dims() != [b, e] {
-        return Err(PipelineError::Mismatch(format!(
-            "negative image embeddings {:?} for image embeddings {:?}",
-            negative_image_embeds.dims(),
-            [b, e]
-        )));
-    }
+    check_embeds(&image_embeds, &negative_image_embeds)?;
+    let b = image_embeds.dims()[0];
     let device: Device = image_embeds.device();
     let scale = movq.config().scale_factor();
     let (h, w) = latent_size(options.height, options.width, scale);
     let c = unet.config().sample_channels();
     scheduler.set_timesteps(options.steps)?;
-    let latents = match latents {
-        Some(l) => {
-            if l.dims() != [b, c, h, w] {
-                return Err(PipelineError::Mismatch(format!(
-                    "initial latents {:?}, expected {:?}",
-                    l.dims(),
-                    [b, c, h, w]
-                )));
-            }
-            l
-        }
-        None => noise.normal(&[b, c, h, w], &device).reshape([b, c, h, w]),
-    } * scheduler.init_noise_sigma();
+    let latents = initial_latents(latents, [b, c, h, w], scheduler, noise, &device)?;
     let guided = options.guidance_scale > 1.0;
     let embeds = if guided {
         Tensor::cat(vec![negative_image_embeds, image_embeds], 0)

@@ -1,8 +1,8 @@
 //! The generation side of Kandinsky 2.1 and 2.2 on burn: the samplers ([`scheduler`]), the
 //! portable seeded generator ([`rng`]), the prior stage ([`prior`]: prompt → image embedding)
-//! and the decoder stage ([`decoder`]: the guided denoising loop and the 2.2 decoder), composed
-//! into 2.2 text-to-image from the published folders ([`text2img::Kandinsky22`]). The 2.1
-//! decoder and the other modes are to come.
+//! and the decoder stage ([`decoder`]: the guided denoising loop, the 2.1 and 2.2 decoders),
+//! composed into 2.2 text-to-image from the published folders ([`text2img::Kandinsky22`]).
+//! 2.1 text-to-image from folders and the other modes are to come.
 //!
 //! ```
 //! use burn::tensor::{Device, Distribution, Tensor};
@@ -42,7 +42,7 @@ pub mod rng;
 pub mod scheduler;
 pub mod text2img;
 
-pub use decoder::{DecoderOptions, decode_v22, denoise, latent_size, to_rgb8};
+pub use decoder::{DecoderOptions, decode_v21, decode_v22, denoise, latent_size, to_rgb8};
 pub use error::PipelineError;
 pub use prior::{PriorOptions, PriorOutput, run_prior, zero_image_embeds};
 pub use rng::{NoiseSource, Rng};

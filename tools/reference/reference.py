@@ -1041,9 +1041,57 @@ def prior_pipeline22() -> None:
     unet.save_pretrained(folder, safe_serialization=True)
 
 
+def pipeline21() -> None:
+    """KandinskyPipeline (the 2.1 decoder) over the small UNet and MoVQ fixtures, a small
+    MultilingualCLIP that fits them (hidden 12 = the UNet's encoder_hid_dim, projection 20 = its
+    cross-attention width) with the XLM-R tokenizer fixture, and the 2.1 DDIM scheduler: 3 steps,
+    guidance 4, a 128x192 image, initial latents given (DDIM with eta 0 draws no noise)."""
+    from diffusers import DDIMScheduler, KandinskyPipeline, UNet2DConditionModel, VQModel
+    from diffusers.pipelines.kandinsky.text_encoder import MCLIPConfig, MultilingualCLIP
+    from transformers import XLMRobertaTokenizer
+
+    print("pipeline21")
+    root = FIXTURES / "pipeline21"
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    tokenizer = XLMRobertaTokenizer.from_pretrained(FIXTURES / "tokenizers" / "xlmr")
+    text_encoder = MultilingualCLIP(MCLIPConfig(**{
+        **MCLIP_SMALL, "vocab_size": len(tokenizer), "hidden_size": 12, "num_attention_heads": 3,
+        "intermediate_size": 20, "max_position_embeddings": 80, "transformerDimSize": 12,
+        "imageDimSize": 20})).eval()
+    randomize(text_encoder, seed=80)
+    text_encoder.save_pretrained(root / "text_encoder", safe_serialization=True)
+    unet = UNet2DConditionModel.from_pretrained(FIXTURES / "unet_21" / "unet").eval()
+    movq = VQModel.from_pretrained(FIXTURES / "movq" / "movq").eval()
+    scheduler = DDIMScheduler.from_pretrained(FIXTURES / "schedulers" / "ddim")
+    pipe = KandinskyPipeline(text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                             scheduler=scheduler, movq=movq)
+    pipe.set_progress_bar_config(disable=True)
+    gen = torch.Generator().manual_seed(81)
+    image_embeds = torch.randn((1, 20), generator=gen)
+    negative = torch.randn((1, 20), generator=gen)
+    latents = torch.randn((1, 4, 16, 24), generator=gen)
+    steps: list[torch.Tensor] = []
+
+    def on_step(i, t, latents):  # the 2.1 pipeline's older callback, after each step
+        steps.append(latents.clone())
+
+    prompt = "Красивый закат над морем"
+    with torch.no_grad():
+        image = pipe(prompt, image_embeds=image_embeds, negative_image_embeds=negative,
+                     height=128, width=192, num_inference_steps=3, guidance_scale=4.0,
+                     latents=latents, output_type="pt", callback=on_step, callback_steps=1).images
+    ref = {"image_embeds": image_embeds, "negative_image_embeds": negative, "latents": latents,
+           "image": image}
+    ref.update({f"latents.{i}": z for i, z in enumerate(steps)})
+    save_reference(ref, root / "reference.safetensors")
+    (root / "prompt.txt").write_text(prompt + "\n")
+
+
 COMPONENTS = {"movq": movq, "unet": unet, "prior": prior, "clip": clip, "tokenizers": tokenizers,
               "preprocessing": preprocessing, "schedulers": schedulers, "pipeline22": pipeline22,
-              "prior_pipeline22": prior_pipeline22}
+              "prior_pipeline22": prior_pipeline22, "pipeline21": pipeline21}
 
 
 def main() -> None:
