@@ -371,6 +371,45 @@ def unet() -> None:
         write_manifest(real, config, FIXTURES / "manifests" / f"{name}.txt")
 
 
+def pipeline22_full(out: str) -> None:
+    """Real-size Kandinsky 2.2 prior and decoder pipeline folders with random weights (about
+    20 GB: prior 4.1, bigG text 2.8, bigG vision 7.4, UNet 5.0, MoVQ 0.3), for measuring the
+    memory and time of a whole generation; never committed. One component at a time."""
+    import gc
+
+    from diffusers import DDPMScheduler, PriorTransformer, UnCLIPScheduler, UNet2DConditionModel, VQModel
+    from transformers import (CLIPTextConfig, CLIPTextModelWithProjection, CLIPVisionConfig,
+                              CLIPVisionModelWithProjection)
+
+    root = Path(out)
+    prior_dir, decoder_dir = root / "kandinsky-2-2-prior", root / "kandinsky-2-2-decoder"
+    for d in (prior_dir, decoder_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    (prior_dir / "model_index.json").write_text(json.dumps({"_class_name": "KandinskyV22PriorPipeline"}))
+    (decoder_dir / "model_index.json").write_text(json.dumps({"_class_name": "KandinskyV22Pipeline"}))
+    tok = prior_dir / "tokenizer"
+    shutil.copytree(FIXTURES / "tokenizers" / "clip_bpe", tok, dirs_exist_ok=True)
+    shutil.copy(FIXTURES / "tokenizers" / "clip_22" / "tokenizer_config.json", tok)
+    UnCLIPScheduler.from_pretrained(FIXTURES / "schedulers" / "unclip").save_pretrained(prior_dir / "scheduler")
+    DDPMScheduler.from_pretrained(FIXTURES / "schedulers" / "ddpm").save_pretrained(decoder_dir / "scheduler")
+    jobs = [
+        (prior_dir / "prior", lambda: PriorTransformer(**{k: v for k, v in PRIOR_REAL_22.items() if not k.startswith("_")})),
+        (prior_dir / "text_encoder", lambda: CLIPTextModelWithProjection(CLIPTextConfig(**CLIP_TEXT_G))),
+        (prior_dir / "image_encoder", lambda: CLIPVisionModelWithProjection(CLIPVisionConfig(**CLIP_VISION_G))),
+        (decoder_dir / "unet", lambda: UNet2DConditionModel(**unet_config({**UNET_REAL_BASE, **UNET_V22, "in_channels": 4}))),
+        (decoder_dir / "movq", lambda: VQModel(**{k: v for k, v in MOVQ_REAL_CONFIG.items() if not k.startswith("_")})),
+    ]
+    for folder, build in jobs:
+        model = build().eval()
+        if isinstance(model, PriorTransformer):
+            with torch.no_grad():
+                model.clip_std.fill_(1.0)
+        model.save_pretrained(folder, safe_serialization=True, max_shard_size="20GB")
+        print(f"  wrote {folder}")
+        del model
+        gc.collect()
+
+
 def unet_full(out: str) -> None:
     """A real-size 2.2 decoder UNet with random weights (about 5 GB, fp32), for measuring
     loading memory and speed; never committed."""
@@ -1099,9 +1138,14 @@ def main() -> None:
     parser.add_argument("components", nargs="*", choices=[*COMPONENTS, []], help="default: all")
     parser.add_argument("--unet-full", metavar="DIR",
                         help="only write a real-size random 2.2 UNet folder to DIR (~5 GB)")
+    parser.add_argument("--pipeline22-full", metavar="DIR",
+                        help="only write real-size random 2.2 prior and decoder repos to DIR (~20 GB)")
     args = parser.parse_args()
     if args.unet_full:
         unet_full(args.unet_full)
+        return
+    if args.pipeline22_full:
+        pipeline22_full(args.pipeline22_full)
         return
     for name in args.components or COMPONENTS:
         COMPONENTS[name]()
