@@ -1,8 +1,9 @@
 //! The generation side of Kandinsky 2.1 and 2.2 on burn: the samplers ([`scheduler`]), the
 //! portable seeded generator ([`rng`]), the prior stage ([`prior`]: prompt → image embedding)
 //! and the decoder stage ([`decoder`]: the guided denoising loop, the 2.1 and 2.2 decoders),
-//! composed into 2.2 text-to-image from the published folders ([`text2img::Kandinsky22`]).
-//! 2.1 text-to-image from folders and the other modes are to come.
+//! composed into text-to-image from the published folders ([`text2img::Kandinsky22`],
+//! [`text2img::Kandinsky21`]). The other modes (img2img, inpainting, ControlNet, fusion) are to
+//! come.
 //!
 //! ```
 //! use burn::tensor::{Device, Distribution, Tensor};
@@ -46,4 +47,4 @@ pub use decoder::{DecoderOptions, decode_v21, decode_v22, denoise, latent_size, 
 pub use error::PipelineError;
 pub use prior::{PriorOptions, PriorOutput, run_prior, zero_image_embeds};
 pub use rng::{NoiseSource, Rng};
-pub use text2img::{Image, Kandinsky22, Text2ImageOptions};
+pub use text2img::{Image, Kandinsky21, Kandinsky22, Text2ImageOptions};

@@ -1,5 +1,5 @@
-//! Kandinsky 2.2 text-to-image from the published diffusers folders: a prior repo
-//! (`kandinsky-2-2-prior`) and a decoder repo (`kandinsky-2-2-decoder`), each with its
+//! Text-to-image from the published diffusers folders: a prior repo (`kandinsky-2-2-prior`,
+//! `-2-1-prior`) and a decoder repo (`kandinsky-2-2-decoder`, `kandinsky-2-1`), each with its
 //! `model_index.json` and one folder per component.
 //!
 //! The stages load one at a time and are dropped after use, so peak memory is about the largest
@@ -9,12 +9,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use burn::tensor::{Device, Tensor};
-use kandinsky_clip::{ClipTextModel, ClipVisionModel, TextTokenizer};
+use kandinsky_clip::{ClipTextModel, ClipVisionModel, MultilingualClip, TextTokenizer};
 use kandinsky_movq::MoVQ;
 use kandinsky_prior::PriorTransformer;
 use kandinsky_unet::UNet;
+use kandinsky_unet::config::AdditionEmbedType;
 
-use crate::decoder::{DecoderOptions, decode_v22, to_rgb8};
+use crate::decoder::{DecoderOptions, decode_v21, decode_v22, to_rgb8};
 use crate::error::PipelineError;
 use crate::prior::{PriorOptions, run_prior, zero_image_embeds};
 use crate::rng::Rng;
@@ -87,52 +88,27 @@ fn pipeline_folder(dir: &Path, components: &[&str]) -> Result<PathBuf, PipelineE
     Ok(dir.to_path_buf())
 }
 
-/// Kandinsky 2.2 text-to-image over a prior repo and a decoder repo.
-///
-/// ```no_run
-/// use burn::tensor::Device;
-/// use kandinsky_pipeline::{Kandinsky22, Text2ImageOptions};
-///
-/// let device = Device::flex(); // or Device::cuda(0), Device::vulkan(..) with those features
-/// let pipeline = Kandinsky22::new(
-///     "kandinsky-2-2-prior".as_ref(),
-///     "kandinsky-2-2-decoder".as_ref(),
-///     &device,
-/// )?;
-/// let options = Text2ImageOptions { seed: 42, ..Default::default() };
-/// let images = pipeline.generate(&["a red cat sitting on a windowsill"], None, &options)?;
-/// images[0].save_png("cat.png".as_ref())?;
-/// # Ok::<(), kandinsky_pipeline::PipelineError>(())
-/// ```
+/// A prior repo (`kandinsky-2-1-prior` or `-2-2-prior`): the text encoder, tokenizer, prior
+/// and scheduler load for each generation and are dropped after it; the zero-image negative
+/// embedding is computed once with the image encoder and kept.
 #[derive(Debug)]
-pub struct Kandinsky22 {
-    prior_dir: PathBuf,
-    decoder_dir: PathBuf,
+struct PriorRepo {
+    dir: PathBuf,
     device: Device,
     zero_embed: Mutex<Option<Tensor<2>>>,
 }
 
-impl Kandinsky22 {
-    /// Checks both folders; nothing is loaded until [`generate`](Self::generate).
-    pub fn new(
-        prior_repo: &Path,
-        decoder_repo: &Path,
-        device: &Device,
-    ) -> Result<Self, PipelineError> {
-        let prior_dir = pipeline_folder(
-            prior_repo,
-            &[
-                "prior",
-                "text_encoder",
-                "tokenizer",
-                "scheduler",
-                "image_encoder",
-            ],
-        )?;
-        let decoder_dir = pipeline_folder(decoder_repo, &["unet", "movq", "scheduler"])?;
+impl PriorRepo {
+    fn new(dir: &Path, device: &Device) -> Result<Self, PipelineError> {
+        let components = [
+            "prior",
+            "text_encoder",
+            "tokenizer",
+            "scheduler",
+            "image_encoder",
+        ];
         Ok(Self {
-            prior_dir,
-            decoder_dir,
+            dir: pipeline_folder(dir, &components)?,
             device: device.clone(),
             zero_embed: Mutex::new(None),
         })
@@ -144,23 +120,20 @@ impl Kandinsky22 {
         if let Some(embed) = cached.as_ref() {
             return Ok(embed.clone());
         }
-        let image_encoder =
-            ClipVisionModel::load(&self.prior_dir.join("image_encoder"), &self.device)?;
+        let image_encoder = ClipVisionModel::load(&self.dir.join("image_encoder"), &self.device)?;
         let embed = zero_image_embeds(&image_encoder, 1, &self.device)?;
         *cached = Some(embed.clone());
         Ok(embed)
     }
 
-    /// Image embeddings for `prompts` and their negatives (the negative prompts' embeddings, or
-    /// the zero-image embedding).
-    pub fn embed(
+    fn embed(
         &self,
         prompts: &[&str],
         negative_prompts: Option<&[&str]>,
         options: &PriorOptions,
         rng: &mut Rng,
     ) -> Result<(Tensor<2>, Tensor<2>), PipelineError> {
-        let dir = &self.prior_dir;
+        let dir = &self.dir;
         let out = {
             let tokenizer = TextTokenizer::from_dir(&dir.join("tokenizer"))?;
             let text_encoder = ClipTextModel::load(&dir.join("text_encoder"), &self.device)?;
@@ -190,6 +163,97 @@ impl Kandinsky22 {
         };
         Ok((out.image_embeds, negative))
     }
+}
+
+fn check_size(options: &DecoderOptions) -> Result<(), PipelineError> {
+    if options.height == 0 || options.width == 0 {
+        return Err(PipelineError::Mismatch(format!(
+            "invalid image size {}×{}: both sides must be positive",
+            options.width, options.height
+        )));
+    }
+    Ok(())
+}
+
+/// The UNet's image-embedding width must be the prior's output width.
+fn check_widths(
+    unet: &UNet,
+    embeds: &Tensor<2>,
+    prior: &Path,
+    decoder: &Path,
+) -> Result<(), PipelineError> {
+    let config = unet.config();
+    let expected = match config.addition_embed_type {
+        AdditionEmbedType::TextImage => config.cross_attention_dim,
+        _ => config.encoder_hid_dim,
+    };
+    let found = embeds.dims()[1];
+    if found != expected {
+        return Err(PipelineError::Mismatch(format!(
+            "the prior makes image embeddings of width {found}, the decoder UNet takes {expected}: \
+             {} and {} are not a matching prior and decoder",
+            prior.display(),
+            decoder.display()
+        )));
+    }
+    Ok(())
+}
+
+fn images(image: Tensor<4>) -> Result<Vec<Image>, PipelineError> {
+    let [_, _, height, width] = image.dims();
+    Ok(to_rgb8(image)?
+        .into_iter()
+        .map(|rgb| Image { width, height, rgb })
+        .collect())
+}
+
+/// Kandinsky 2.2 text-to-image over a prior repo and a decoder repo.
+///
+/// ```no_run
+/// use burn::tensor::Device;
+/// use kandinsky_pipeline::{Kandinsky22, Text2ImageOptions};
+///
+/// let device = Device::flex(); // or Device::cuda(0), Device::vulkan(..) with those features
+/// let pipeline = Kandinsky22::new(
+///     "kandinsky-2-2-prior".as_ref(),
+///     "kandinsky-2-2-decoder".as_ref(),
+///     &device,
+/// )?;
+/// let options = Text2ImageOptions { seed: 42, ..Default::default() };
+/// let images = pipeline.generate(&["a red cat sitting on a windowsill"], None, &options)?;
+/// images[0].save_png("cat.png".as_ref())?;
+/// # Ok::<(), kandinsky_pipeline::PipelineError>(())
+/// ```
+#[derive(Debug)]
+pub struct Kandinsky22 {
+    prior: PriorRepo,
+    decoder_dir: PathBuf,
+}
+
+impl Kandinsky22 {
+    /// Checks both folders; nothing is loaded until [`generate`](Self::generate).
+    pub fn new(
+        prior_repo: &Path,
+        decoder_repo: &Path,
+        device: &Device,
+    ) -> Result<Self, PipelineError> {
+        Ok(Self {
+            prior: PriorRepo::new(prior_repo, device)?,
+            decoder_dir: pipeline_folder(decoder_repo, &["unet", "movq", "scheduler"])?,
+        })
+    }
+
+    /// Image embeddings for `prompts` and their negatives (the negative prompts' embeddings, or
+    /// the zero-image embedding).
+    pub fn embed(
+        &self,
+        prompts: &[&str],
+        negative_prompts: Option<&[&str]>,
+        options: &PriorOptions,
+        rng: &mut Rng,
+    ) -> Result<(Tensor<2>, Tensor<2>), PipelineError> {
+        self.prior.embed(prompts, negative_prompts, options, rng)
+    }
 
     /// Generates one image per prompt.
     pub fn generate(
@@ -198,29 +262,15 @@ impl Kandinsky22 {
         negative_prompts: Option<&[&str]>,
         options: &Text2ImageOptions,
     ) -> Result<Vec<Image>, PipelineError> {
-        let d = &options.decoder;
-        if d.height == 0 || d.width == 0 {
-            return Err(PipelineError::Mismatch(format!(
-                "invalid image size {}×{}: both sides must be positive",
-                d.width, d.height
-            )));
-        }
+        check_size(&options.decoder)?;
         let mut rng = Rng::new(options.seed);
         let (image_embeds, negative) =
             self.embed(prompts, negative_prompts, &options.prior, &mut rng)?;
         let dir = &self.decoder_dir;
-        let unet = UNet::load(&dir.join("unet"), &self.device)?;
-        let expected = unet.config().encoder_hid_dim;
-        let found = image_embeds.dims()[1];
-        if found != expected {
-            return Err(PipelineError::Mismatch(format!(
-                "the prior makes image embeddings of width {found}, the decoder UNet takes {expected}: \
-                 {} and {} are not a matching prior and decoder",
-                self.prior_dir.display(),
-                dir.display()
-            )));
-        }
-        let movq = MoVQ::load(&dir.join("movq"), &self.device)?;
+        let device = &self.prior.device;
+        let unet = UNet::load(&dir.join("unet"), device)?;
+        check_widths(&unet, &image_embeds, &self.prior.dir, dir)?;
+        let movq = MoVQ::load(&dir.join("movq"), device)?;
         let mut scheduler = load_scheduler(&dir.join("scheduler/scheduler_config.json"))?;
         let image = decode_v22(
             &unet,
@@ -229,14 +279,73 @@ impl Kandinsky22 {
             image_embeds,
             negative,
             None,
-            d,
+            &options.decoder,
             &mut rng,
             &mut |_, _| {},
         )?;
-        let [_, _, height, width] = image.dims();
-        Ok(to_rgb8(image)?
-            .into_iter()
-            .map(|rgb| Image { width, height, rgb })
-            .collect())
+        images(image)
+    }
+}
+
+/// Kandinsky 2.1 text-to-image over a prior repo (`kandinsky-2-1-prior`) and a decoder repo
+/// (`kandinsky-2-1`: MultilingualCLIP `text_encoder`, XLM-R `tokenizer`, `unet`, `movq`,
+/// `scheduler`). The prompt goes to both the prior (CLIP) and the decoder (MultilingualCLIP, so
+/// about 100 languages).
+#[derive(Debug)]
+pub struct Kandinsky21 {
+    prior: PriorRepo,
+    decoder_dir: PathBuf,
+}
+
+impl Kandinsky21 {
+    /// Checks both folders; nothing is loaded until [`generate`](Self::generate).
+    pub fn new(
+        prior_repo: &Path,
+        decoder_repo: &Path,
+        device: &Device,
+    ) -> Result<Self, PipelineError> {
+        let components = ["text_encoder", "tokenizer", "unet", "movq", "scheduler"];
+        Ok(Self {
+            prior: PriorRepo::new(prior_repo, device)?,
+            decoder_dir: pipeline_folder(decoder_repo, &components)?,
+        })
+    }
+
+    /// Generates one image per prompt.
+    pub fn generate(
+        &self,
+        prompts: &[&str],
+        negative_prompts: Option<&[&str]>,
+        options: &Text2ImageOptions,
+    ) -> Result<Vec<Image>, PipelineError> {
+        check_size(&options.decoder)?;
+        let mut rng = Rng::new(options.seed);
+        let (image_embeds, negative) =
+            self.prior
+                .embed(prompts, negative_prompts, &options.prior, &mut rng)?;
+        let dir = &self.decoder_dir;
+        let device = &self.prior.device;
+        let unet = UNet::load(&dir.join("unet"), device)?;
+        check_widths(&unet, &image_embeds, &self.prior.dir, dir)?;
+        let text_encoder = MultilingualClip::load(&dir.join("text_encoder"), device)?;
+        let tokenizer = TextTokenizer::from_dir(&dir.join("tokenizer"))?;
+        let movq = MoVQ::load(&dir.join("movq"), device)?;
+        let mut scheduler = load_scheduler(&dir.join("scheduler/scheduler_config.json"))?;
+        let image = decode_v21(
+            &unet,
+            &movq,
+            &text_encoder,
+            &tokenizer,
+            scheduler.as_mut(),
+            prompts,
+            negative_prompts,
+            image_embeds,
+            negative,
+            None,
+            &options.decoder,
+            &mut rng,
+            &mut |_, _| {},
+        )?;
+        images(image)
     }
 }

@@ -196,3 +196,55 @@ fn a_scheduler_from_outside_the_crate_drives_a_generation() {
     let rgb = to_rgb8(image).unwrap();
     assert_eq!(rgb[0].len(), 64 * 128 * 3);
 }
+
+/// A 2.1 decoder repo assembled from the fixtures: MultilingualCLIP, XLM-R tokenizer, UNet
+/// (20-wide image embeddings), MoVQ, DDIM.
+fn decoder_repo_21() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("model_index.json"),
+        r#"{"_class_name": "KandinskyPipeline"}"#,
+    )
+    .unwrap();
+    copy_dir(
+        &fixtures().join("pipeline21/text_encoder"),
+        &dir.path().join("text_encoder"),
+    );
+    copy_dir(
+        &fixtures().join("tokenizers/xlmr"),
+        &dir.path().join("tokenizer"),
+    );
+    copy_dir(&fixtures().join("unet_21/unet"), &dir.path().join("unet"));
+    copy_dir(&fixtures().join("movq/movq"), &dir.path().join("movq"));
+    copy_dir(
+        &fixtures().join("schedulers/ddim"),
+        &dir.path().join("scheduler"),
+    );
+    dir
+}
+
+#[test]
+fn kandinsky_21_checks_its_folders_and_widths() {
+    use kandinsky_pipeline::Kandinsky21;
+    let device = Device::flex();
+    let decoder = decoder_repo_21();
+    let prior = fixtures().join("prior_pipeline22");
+    let pipeline = Kandinsky21::new(&prior, decoder.path(), &device).unwrap();
+    let mut options = Text2ImageOptions::default();
+    options.prior.steps = 2;
+    options.decoder.steps = 2;
+    let err = pipeline
+        .generate(&["a cat"], None, &options)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("width 32") && err.contains("takes 20"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(decoder.path().join("tokenizer")).unwrap();
+    let err = Kandinsky21::new(&prior, decoder.path(), &device).unwrap_err();
+    assert!(
+        matches!(&err, PipelineError::MissingComponent { component, .. } if component == "tokenizer"),
+        "{err:?}"
+    );
+}
