@@ -80,15 +80,16 @@ impl NoiseSchedule {
                     .collect()
             }
         };
-        // The reference stores betas and ᾱ as f32 (its cumulative product accumulates in f64).
-        // Near the end of the cosine schedule β ≈ 0.999, where rounding β to f32 changes 1 − β
-        // by 6e-5 relative; the samplers divide by such quantities, so the same rounding is
-        // applied here for the steps to match the reference, not merely the math.
+        // The reference stores betas, 1 − β and ᾱ as f32 (its running product accumulates in
+        // f64). Near the end
+        // of the cosine schedule β ≈ 0.999, where rounding β to f32 changes 1 − β by 6e-5
+        // relative; the samplers divide by such quantities, so the same rounding is applied here
+        // for the steps to match the reference, not merely the math.
         let betas: Vec<f64> = betas.into_iter().map(|b| b as f32 as f64).collect();
         let alphas_cumprod = betas
             .iter()
-            .scan(1.0f64, |acc, b| {
-                *acc *= 1.0 - b;
+            .scan(1.0f64, |acc, &b| {
+                *acc *= (1.0 - b as f32) as f64;
                 Some(*acc as f32 as f64)
             })
             .collect();
