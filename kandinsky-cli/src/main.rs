@@ -47,6 +47,8 @@ enum Model {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Backend {
+    /// The best compiled in: cuda, metal, vulkan, wgpu, then cpu.
+    Auto,
     Cpu,
     Wgpu,
     Vulkan,
@@ -96,8 +98,11 @@ struct Generate {
     #[arg(long, default_value_t = 1)]
     num_images: usize,
     /// Compute backend.
-    #[arg(long, value_enum, default_value = "cpu")]
+    #[arg(long, value_enum, default_value = "auto")]
     backend: Backend,
+    /// Float precision of weights and computation (the files are cast on load).
+    #[arg(long, value_enum, default_value = "f32")]
+    dtype: Dtype,
     /// Output PNG; several images get numbered names (cat-1.png, cat-2.png, ...).
     #[arg(long, default_value = "kandinsky.png")]
     output: PathBuf,
@@ -109,6 +114,13 @@ struct Generate {
     quiet: bool,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Dtype {
+    F32,
+    F16,
+    Bf16,
+}
+
 /// A failure and its exit code.
 struct Failure(u8, anyhow::Error);
 
@@ -116,8 +128,40 @@ fn usage(e: anyhow::Error) -> Failure {
     Failure(2, e)
 }
 
-fn device(backend: Backend) -> Result<Device> {
+/// The best backend compiled into this binary.
+fn best_backend() -> Backend {
+    if cfg!(feature = "cuda") {
+        Backend::Cuda
+    } else if cfg!(feature = "metal") {
+        Backend::Metal
+    } else if cfg!(feature = "vulkan") {
+        Backend::Vulkan
+    } else if cfg!(feature = "wgpu") {
+        Backend::Wgpu
+    } else {
+        Backend::Cpu
+    }
+}
+
+fn device(backend: Backend, dtype: Dtype) -> Result<Device> {
+    let mut device = backend_device(backend)?;
+    let float = match dtype {
+        Dtype::F32 => return Ok(device),
+        Dtype::F16 => burn::tensor::FloatDType::F16,
+        Dtype::Bf16 => burn::tensor::FloatDType::BF16,
+    };
+    if !device.supports_dtype(float) {
+        bail!("the {backend:?} backend does not compute in {dtype:?}");
+    }
+    device
+        .configure(float)
+        .map_err(|e| anyhow::anyhow!("cannot use {dtype:?} on {backend:?}: {e:?}"))?;
+    Ok(device)
+}
+
+fn backend_device(backend: Backend) -> Result<Device> {
     match backend {
+        Backend::Auto => backend_device(best_backend()),
         Backend::Cpu => {
             #[cfg(feature = "flex")]
             return Ok(Device::flex());
@@ -235,7 +279,7 @@ fn generate(args: Generate) -> std::result::Result<(), Failure> {
             ),
         ));
     }
-    let device = device(args.backend).map_err(usage)?;
+    let device = device(args.backend, args.dtype).map_err(usage)?;
     let seed = args.seed.unwrap_or_else(|| {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

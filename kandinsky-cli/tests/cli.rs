@@ -165,3 +165,18 @@ fn bad_input_gets_distinct_exit_codes() {
     let (c, err) = code(&[], decoder.path(), &out.path().join("missing/dir/x.png"));
     assert_eq!(c, Some(3), "{err}");
 }
+
+/// Half precision: the f32 files are cast on load and the whole generation runs in f16.
+#[test]
+fn generates_in_f16() {
+    let decoder = decoder_repo();
+    let out = tempfile::tempdir().unwrap();
+    let path = out.path().join("cat16.png");
+    let result = run(decoder.path(), &path, &["--dtype", "f16"]);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    assert!(!text_chunks(&path).is_empty());
+}
