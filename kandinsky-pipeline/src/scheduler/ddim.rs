@@ -7,8 +7,11 @@ use burn::tensor::Tensor;
 use kandinsky_common::ConfigError;
 
 use super::ddpm::add_noise;
-use super::schedule::{BetaSchedule, NoiseSchedule, TimestepSpacing, spaced_timesteps};
-use super::{PredictionType, Scheduler, SchedulerConfig, SchedulerError, StepOutput, check_step};
+use super::schedule::{BetaSchedule, NoiseSchedule, TimestepSpacing};
+use super::{
+    PredictionType, Scheduler, SchedulerConfig, SchedulerError, StepOutput, begin_step,
+    checked_timesteps,
+};
 
 /// Denoising diffusion implicit sampling. Each step goes from t to t − T div N (whatever the
 /// spacing, as the reference does); before timestep 0, ᾱ is 1 with `set_alpha_to_one`, else ᾱ_0.
@@ -73,16 +76,7 @@ impl DdimScheduler {
 
 impl Scheduler for DdimScheduler {
     fn set_timesteps(&mut self, steps: usize) -> Result<(), SchedulerError> {
-        if steps == 0 || steps > self.train_steps {
-            return Err(SchedulerError::Steps {
-                steps,
-                reason: format!(
-                    "expected 1 to {} (the training timesteps)",
-                    self.train_steps
-                ),
-            });
-        }
-        self.timesteps = spaced_timesteps(self.spacing, self.train_steps, steps, self.offset);
+        self.timesteps = checked_timesteps(self.spacing, self.train_steps, steps, self.offset)?;
         Ok(())
     }
 
@@ -102,11 +96,14 @@ impl Scheduler for DdimScheduler {
         noise: Option<Tensor<2>>,
     ) -> Result<StepOutput, SchedulerError> {
         let len = self.timesteps.len();
-        let t = *self
-            .timesteps
-            .get(index)
-            .ok_or(SchedulerError::Index { index, len })?;
-        check_step(&model_output, &sample, noise.as_ref(), false)?;
+        let (t, model_output, _) = begin_step(
+            &self.timesteps,
+            index,
+            model_output,
+            &sample,
+            noise.as_ref(),
+            false,
+        )?;
         let prev_t = t - (self.train_steps / len) as i64;
         // Scalars in f32, in the reference's order (see the DDPM scheduler's docs).
         let final_alpha = self.final_alpha_cumprod;

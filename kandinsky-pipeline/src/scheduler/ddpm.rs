@@ -10,10 +10,10 @@ use std::path::Path;
 use burn::tensor::Tensor;
 use kandinsky_common::ConfigError;
 
-use super::schedule::{BetaSchedule, NoiseSchedule, TimestepSpacing, spaced_timesteps};
+use super::schedule::{BetaSchedule, NoiseSchedule, TimestepSpacing};
 use super::{
     PredictionType, Scheduler, SchedulerConfig, SchedulerError, StepOutput, VarianceType,
-    check_step,
+    begin_step, checked_timesteps,
 };
 
 /// Denoising diffusion probabilistic sampling.
@@ -88,16 +88,7 @@ pub(crate) fn predict_original(
 
 impl Scheduler for DdpmScheduler {
     fn set_timesteps(&mut self, steps: usize) -> Result<(), SchedulerError> {
-        if steps == 0 || steps > self.train_steps {
-            return Err(SchedulerError::Steps {
-                steps,
-                reason: format!(
-                    "expected 1 to {} (the training timesteps)",
-                    self.train_steps
-                ),
-            });
-        }
-        self.timesteps = spaced_timesteps(self.spacing, self.train_steps, steps, self.offset);
+        self.timesteps = checked_timesteps(self.spacing, self.train_steps, steps, self.offset)?;
         Ok(())
     }
 
@@ -123,25 +114,16 @@ impl Scheduler for DdpmScheduler {
         sample: Tensor<2>,
         noise: Option<Tensor<2>>,
     ) -> Result<StepOutput, SchedulerError> {
-        let len = self.timesteps.len();
-        let t = *self
-            .timesteps
-            .get(index)
-            .ok_or(SchedulerError::Index { index, len })?;
-        check_step(
-            &model_output,
+        let model_variance = self.uses_model_variance();
+        let (t, model_output, predicted_variance) = begin_step(
+            &self.timesteps,
+            index,
+            model_output,
             &sample,
             noise.as_ref(),
-            self.uses_model_variance(),
+            model_variance,
         )?;
         let n = sample.dims()[1];
-        let (model_output, predicted_variance) = if model_output.dims()[1] == 2 * n {
-            let b = sample.dims()[0];
-            let v = model_output.clone().slice([0..b, n..2 * n]);
-            (model_output.slice([0..b, 0..n]), Some(v))
-        } else {
-            (model_output, None)
-        };
         let prev_t = self.timesteps.get(index + 1).copied().unwrap_or(-1);
         // The step's scalars in f32, in the reference's order: its f32 rounding is part of the
         // result (see the module docs).

@@ -181,8 +181,48 @@ pub fn load_scheduler(path: &Path) -> Result<Box<dyn Scheduler>, SchedulerError>
     })
 }
 
+/// `steps` timesteps with `spacing`, refusing counts outside 1..=train (DDPM, DDIM).
+pub(crate) fn checked_timesteps(
+    spacing: schedule::TimestepSpacing,
+    train: usize,
+    steps: usize,
+    offset: i64,
+) -> Result<Vec<i64>, SchedulerError> {
+    if steps == 0 || steps > train {
+        return Err(SchedulerError::Steps {
+            steps,
+            reason: format!("expected 1 to {train} (the training timesteps)"),
+        });
+    }
+    Ok(schedule::spaced_timesteps(spacing, train, steps, offset))
+}
+
+/// The common start of a step: the timestep at `index`, the shapes checked, and the model
+/// output split into prediction and (when it has twice the sample's width) variance.
+pub(crate) fn begin_step(
+    timesteps: &[i64],
+    index: usize,
+    model_output: Tensor<2>,
+    sample: &Tensor<2>,
+    noise: Option<&Tensor<2>>,
+    model_variance: bool,
+) -> Result<(i64, Tensor<2>, Option<Tensor<2>>), SchedulerError> {
+    let len = timesteps.len();
+    let t = *timesteps
+        .get(index)
+        .ok_or(SchedulerError::Index { index, len })?;
+    check_step(&model_output, sample, noise, model_variance)?;
+    let [b, n] = sample.dims();
+    if model_output.dims()[1] == 2 * n {
+        let variance = model_output.clone().slice([0..b, n..2 * n]);
+        Ok((t, model_output.slice([0..b, 0..n]), Some(variance)))
+    } else {
+        Ok((t, model_output, None))
+    }
+}
+
 /// Checks the shapes of a step's tensors; `width` is the sample width N.
-pub(crate) fn check_step(
+fn check_step(
     model_output: &Tensor<2>,
     sample: &Tensor<2>,
     noise: Option<&Tensor<2>>,

@@ -9,7 +9,7 @@ use super::ddpm::{add_noise, predict_original};
 use super::schedule::{BetaSchedule, NoiseSchedule};
 use super::{
     PredictionType, Scheduler, SchedulerConfig, SchedulerError, StepOutput, VarianceType,
-    check_step,
+    begin_step,
 };
 
 /// The unCLIP prior sampler. Timesteps are `round(i · (T−1)/(N−1))` reversed, so 999 … 0; each
@@ -116,24 +116,15 @@ impl Scheduler for UnclipScheduler {
         sample: Tensor<2>,
         noise: Option<Tensor<2>>,
     ) -> Result<StepOutput, SchedulerError> {
-        let len = self.timesteps.len();
-        let t = *self
-            .timesteps
-            .get(index)
-            .ok_or(SchedulerError::Index { index, len })?;
-        check_step(
-            &model_output,
+        let model_variance = self.uses_model_variance();
+        let (t, model_output, predicted_variance) = begin_step(
+            &self.timesteps,
+            index,
+            model_output,
             &sample,
             noise.as_ref(),
-            self.uses_model_variance(),
+            model_variance,
         )?;
-        let [b, n] = sample.dims();
-        let (model_output, predicted_variance) = if model_output.dims()[1] == 2 * n {
-            let v = model_output.clone().slice([0..b, n..2 * n]);
-            (model_output.slice([0..b, 0..n]), Some(v))
-        } else {
-            (model_output, None)
-        };
         // The pipeline passes the next listed timestep; after the last, t − 1.
         let prev_t = self.timesteps.get(index + 1).copied().unwrap_or(t - 1);
         // Scalars in f32, in the reference's order (see the DDPM scheduler's docs).
