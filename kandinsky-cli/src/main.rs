@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::{Parser, Subcommand, ValueEnum};
-use kandinsky_pipeline::{Image, Kandinsky21, Kandinsky22, Text2ImageOptions};
+use kandinsky_pipeline::{Image, Kandinsky21, Kandinsky22, Progress, Text2ImageOptions};
 
 /// Largest accepted image side in pixels (a 2048² image needs a 256² latent).
 const MAX_SIDE: usize = 2048;
@@ -248,6 +248,34 @@ fn write_png(path: &Path, image: &Image, metadata: &[(&str, String)]) -> Result<
     result.with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// Progress on stderr: one line per event, steps rewritten in place on a terminal; nothing
+/// with `--quiet`.
+fn reporter(quiet: bool) -> impl FnMut(Progress) {
+    use std::io::{IsTerminal, Write};
+    let terminal = std::io::stderr().is_terminal();
+    let start = std::time::Instant::now();
+    move |event| {
+        if quiet {
+            return;
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        let (line, step) = match event {
+            Progress::Loading(component) => (format!("loading {component}"), false),
+            Progress::PriorStep { step, of } => (format!("prior step {step}/{of}"), step < of),
+            Progress::DecoderStep { step, of } => (format!("decoder step {step}/{of}"), step < of),
+            Progress::Decoding => ("decoding".to_string(), false),
+        };
+        let mut err = std::io::stderr();
+        if terminal && step {
+            let _ = write!(err, "\r[{elapsed:7.1} s] {line}   ");
+        } else {
+            let lead = if terminal { "\r" } else { "" };
+            let _ = writeln!(err, "{lead}[{elapsed:7.1} s] {line}   ");
+        }
+        let _ = err.flush();
+    }
+}
+
 fn generate(args: Generate) -> std::result::Result<(), Failure> {
     for (name, value) in [("--width", args.width), ("--height", args.height)] {
         if value == 0 || value > MAX_SIDE {
@@ -303,11 +331,13 @@ fn generate(args: Generate) -> std::result::Result<(), Failure> {
         .as_deref()
         .map(|n| vec![n; args.num_images]);
     let failed = |e: kandinsky_pipeline::PipelineError| Failure(1, e.into());
+    let mut report = reporter(args.quiet);
+    let negatives = negatives.as_deref();
     let images = match args.model {
         Model::V22 => Kandinsky22::new(&args.prior, &args.decoder, &device)
-            .and_then(|p| p.generate(&prompts, negatives.as_deref(), &options)),
+            .and_then(|p| p.generate_with_progress(&prompts, negatives, &options, &mut report)),
         Model::V21 => Kandinsky21::new(&args.prior, &args.decoder, &device)
-            .and_then(|p| p.generate(&prompts, negatives.as_deref(), &options)),
+            .and_then(|p| p.generate_with_progress(&prompts, negatives, &options, &mut report)),
     }
     .map_err(failed)?;
     let model = match args.model {

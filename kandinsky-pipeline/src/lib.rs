@@ -47,4 +47,4 @@ pub use decoder::{DecoderOptions, decode_v21, decode_v22, denoise, latent_size, 
 pub use error::PipelineError;
 pub use prior::{PriorOptions, PriorOutput, run_prior, zero_image_embeds};
 pub use rng::{NoiseSource, Rng};
-pub use text2img::{Image, Kandinsky21, Kandinsky22, Text2ImageOptions};
+pub use text2img::{Image, Kandinsky21, Kandinsky22, Progress, Text2ImageOptions};

@@ -57,6 +57,29 @@ impl Image {
     }
 }
 
+/// What a generation is doing, reported to the `progress` callback of `generate_with_progress`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Loading a component (its folder name: `prior`, `unet`, …).
+    Loading(&'static str),
+    /// A prior step finished (1-based).
+    PriorStep {
+        /// Steps done.
+        step: usize,
+        /// Steps in all.
+        of: usize,
+    },
+    /// A decoder step finished (1-based).
+    DecoderStep {
+        /// Steps done.
+        step: usize,
+        /// Steps in all.
+        of: usize,
+    },
+    /// Decoding the latents to pixels with the MoVQ.
+    Decoding,
+}
+
 /// Options of a text-to-image run (the reference pipelines' defaults; seed 0).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Text2ImageOptions {
@@ -115,11 +138,12 @@ impl PriorRepo {
     }
 
     /// The zero-image negative embedding, computed with the image encoder on first use only.
-    fn zero_embed(&self) -> Result<Tensor<2>, PipelineError> {
+    fn zero_embed(&self, progress: &mut dyn FnMut(Progress)) -> Result<Tensor<2>, PipelineError> {
         let mut cached = self.zero_embed.lock().expect("not poisoned");
         if let Some(embed) = cached.as_ref() {
             return Ok(embed.clone());
         }
+        progress(Progress::Loading("image_encoder"));
         let image_encoder = ClipVisionModel::load(&self.dir.join("image_encoder"), &self.device)?;
         let embed = zero_image_embeds(&image_encoder, 1, &self.device)?;
         *cached = Some(embed.clone());
@@ -132,9 +156,12 @@ impl PriorRepo {
         negative_prompts: Option<&[&str]>,
         options: &PriorOptions,
         rng: &mut Rng,
+        progress: &mut dyn FnMut(Progress),
     ) -> Result<(Tensor<2>, Tensor<2>), PipelineError> {
         let dir = &self.dir;
+        let of = options.steps;
         let out = {
+            progress(Progress::Loading("prior"));
             let tokenizer = TextTokenizer::from_dir(&dir.join("tokenizer"))?;
             let text_encoder = ClipTextModel::load(&dir.join("text_encoder"), &self.device)?;
             let prior = PriorTransformer::load(&dir.join("prior"), &self.device)?;
@@ -149,14 +176,14 @@ impl PriorRepo {
                 None,
                 options,
                 rng,
-                &mut |_, _| {},
+                &mut |i, _| progress(Progress::PriorStep { step: i + 1, of }),
             )?
             // the prior and its text encoder are dropped here
         };
         let negative = match out.negative_image_embeds {
             Some(negative) => negative,
             None => {
-                let zero = self.zero_embed()?;
+                let zero = self.zero_embed(progress)?;
                 let e = zero.dims()[1];
                 zero.expand([prompts.len(), e])
             }
@@ -197,6 +224,19 @@ fn check_widths(
         )));
     }
     Ok(())
+}
+
+/// Reports decoder steps, then the decoding, to `progress`.
+fn decoder_progress(
+    of: usize,
+    progress: &mut dyn FnMut(Progress),
+) -> impl FnMut(usize, &Tensor<4>) + '_ {
+    move |i, _| {
+        progress(Progress::DecoderStep { step: i + 1, of });
+        if i + 1 == of {
+            progress(Progress::Decoding);
+        }
+    }
 }
 
 fn images(image: Tensor<4>) -> Result<Vec<Image>, PipelineError> {
@@ -252,7 +292,8 @@ impl Kandinsky22 {
         options: &PriorOptions,
         rng: &mut Rng,
     ) -> Result<(Tensor<2>, Tensor<2>), PipelineError> {
-        self.prior.embed(prompts, negative_prompts, options, rng)
+        self.prior
+            .embed(prompts, negative_prompts, options, rng, &mut |_| {})
     }
 
     /// Generates one image per prompt.
@@ -262,12 +303,29 @@ impl Kandinsky22 {
         negative_prompts: Option<&[&str]>,
         options: &Text2ImageOptions,
     ) -> Result<Vec<Image>, PipelineError> {
+        self.generate_with_progress(prompts, negative_prompts, options, &mut |_| {})
+    }
+
+    /// [`generate`](Self::generate), reporting what it is doing to `progress`.
+    pub fn generate_with_progress(
+        &self,
+        prompts: &[&str],
+        negative_prompts: Option<&[&str]>,
+        options: &Text2ImageOptions,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Vec<Image>, PipelineError> {
         check_size(&options.decoder)?;
         let mut rng = Rng::new(options.seed);
-        let (image_embeds, negative) =
-            self.embed(prompts, negative_prompts, &options.prior, &mut rng)?;
+        let (image_embeds, negative) = self.prior.embed(
+            prompts,
+            negative_prompts,
+            &options.prior,
+            &mut rng,
+            progress,
+        )?;
         let dir = &self.decoder_dir;
         let device = &self.prior.device;
+        progress(Progress::Loading("unet"));
         let unet = UNet::load(&dir.join("unet"), device)?;
         check_widths(&unet, &image_embeds, &self.prior.dir, dir)?;
         let movq = MoVQ::load(&dir.join("movq"), device)?;
@@ -281,7 +339,7 @@ impl Kandinsky22 {
             None,
             &options.decoder,
             &mut rng,
-            &mut |_, _| {},
+            &mut decoder_progress(options.decoder.steps, progress),
         )?;
         images(image)
     }
@@ -318,13 +376,29 @@ impl Kandinsky21 {
         negative_prompts: Option<&[&str]>,
         options: &Text2ImageOptions,
     ) -> Result<Vec<Image>, PipelineError> {
+        self.generate_with_progress(prompts, negative_prompts, options, &mut |_| {})
+    }
+
+    /// [`generate`](Self::generate), reporting what it is doing to `progress`.
+    pub fn generate_with_progress(
+        &self,
+        prompts: &[&str],
+        negative_prompts: Option<&[&str]>,
+        options: &Text2ImageOptions,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Vec<Image>, PipelineError> {
         check_size(&options.decoder)?;
         let mut rng = Rng::new(options.seed);
-        let (image_embeds, negative) =
-            self.prior
-                .embed(prompts, negative_prompts, &options.prior, &mut rng)?;
+        let (image_embeds, negative) = self.prior.embed(
+            prompts,
+            negative_prompts,
+            &options.prior,
+            &mut rng,
+            progress,
+        )?;
         let dir = &self.decoder_dir;
         let device = &self.prior.device;
+        progress(Progress::Loading("unet"));
         let unet = UNet::load(&dir.join("unet"), device)?;
         check_widths(&unet, &image_embeds, &self.prior.dir, dir)?;
         let text_encoder = MultilingualClip::load(&dir.join("text_encoder"), device)?;
@@ -344,7 +418,7 @@ impl Kandinsky21 {
             None,
             &options.decoder,
             &mut rng,
-            &mut |_, _| {},
+            &mut decoder_progress(options.decoder.steps, progress),
         )?;
         images(image)
     }
