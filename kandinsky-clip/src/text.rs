@@ -12,7 +12,7 @@ use kandinsky_common::weights::find_transformers_weights;
 
 use crate::config::ClipTextConfig;
 use crate::encoder::{ClipEncoder, EncoderSizes, layer_norm};
-use crate::error::{ClipError, check_shape};
+use crate::error::ClipError;
 
 /// Token and position embeddings (`text_model.embeddings`).
 #[derive(Module, Debug)]
@@ -121,16 +121,13 @@ impl ClipTextModel {
     ) -> Result<ClipTextOutput, ClipError> {
         let ctx = self.config.max_position_embeddings;
         let [b, l] = input_ids.dims();
-        check_shape("input_ids", &[b, l], &[None, None], || unreachable!()).and_then(
-            |_| match l <= ctx {
-                true => Ok(()),
-                false => Err(ClipError::InvalidInput {
-                    input: "input_ids",
-                    expected: format!("(batch, tokens ≤ {ctx})"),
-                    found: vec![b, l],
-                }),
-            },
-        )?;
+        if b == 0 || l == 0 || l > ctx {
+            return Err(ClipError::InvalidInput {
+                input: "input_ids",
+                expected: format!("(batch ≥ 1, 1 to {ctx} tokens)"),
+                found: vec![b, l],
+            });
+        }
         let device = input_ids.device();
         let tm = &self.text_model;
         let positions = Tensor::<1, Int>::arange(0..l as i64, &device).unsqueeze_dim::<2>(0);

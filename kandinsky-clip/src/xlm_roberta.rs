@@ -251,11 +251,10 @@ impl MultilingualClip {
         let [b, l] = input_ids.dims();
         // Positions run from pad + 1, so a sequence can hold max_positions − pad − 1 tokens.
         let max_len = c.max_position_embeddings - c.pad_token_id - 1;
-        check_shape("input_ids", &[b, l], &[None, None], || unreachable!())?;
-        if l > max_len {
+        if b == 0 || l == 0 || l > max_len {
             return Err(ClipError::InvalidInput {
                 input: "input_ids",
-                expected: format!("(batch, tokens ≤ {max_len})"),
+                expected: format!("(batch ≥ 1, 1 to {max_len} tokens)"),
                 found: vec![b, l],
             });
         }

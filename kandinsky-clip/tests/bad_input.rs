@@ -69,6 +69,18 @@ fn bad_inputs_are_errors() {
     assert!(err.to_string().contains("(batch, 3, 28, 28)"), "{err}");
 
     let mclip = MultilingualClip::load(&fixtures().join("mclip/text_encoder"), &device).unwrap();
+    let empty = Tensor::<2, Int>::zeros([0, 6], &device);
+    let err = mclip.forward(empty.clone(), empty).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClipError::InvalidInput {
+                input: "input_ids",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     let ids = Tensor::<2, Int>::zeros([2, 6], &device);
     let err = mclip
         .forward(ids, Tensor::<2, Int>::ones([2, 5], &device))
