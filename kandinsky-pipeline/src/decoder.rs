@@ -193,29 +193,22 @@ pub fn decode_v21(
     } else {
         (pooled, hidden, image_embeds)
     };
-    let scale = movq.config().scale_factor();
-    let (h, w) = latent_size(options.height, options.width, scale);
-    let c = unet.config().sample_channels();
-    scheduler.set_timesteps(options.steps)?;
-    let latents = initial_latents(latents, [b, c, h, w], scheduler, noise, &device)?;
-    let mut model = |input: Tensor<4>, t: f32| -> Result<Tensor<4>, PipelineError> {
-        let timestep = Tensor::<1>::from_floats([t], &device);
-        let conditioning = Conditioning::TextImage {
-            text_hidden_states: hidden.clone(),
-            text_embeds: pooled.clone(),
-            image_embeds: embeds.clone(),
-        };
-        Ok(unet.forward(input, timestep, conditioning)?)
+    let conditioning = Conditioning::TextImage {
+        text_hidden_states: hidden,
+        text_embeds: pooled,
+        image_embeds: embeds,
     };
-    let latents = denoise(
-        &mut model,
+    decode_with(
+        unet,
+        movq,
         scheduler,
+        conditioning,
+        b,
         latents,
-        options.guidance_scale,
+        options,
         noise,
         on_step,
-    )?;
-    Ok(movq.decode(latents, true)?)
+    )
 }
 
 /// Runs the Kandinsky 2.2 decoder: denoises `latents` (B, 4, h, w) — or fresh noise of the
@@ -236,24 +229,50 @@ pub fn decode_v22(
 ) -> Result<Tensor<4>, PipelineError> {
     check_embeds(&image_embeds, &negative_image_embeds)?;
     let b = image_embeds.dims()[0];
-    let device: Device = image_embeds.device();
-    let scale = movq.config().scale_factor();
-    let (h, w) = latent_size(options.height, options.width, scale);
-    let c = unet.config().sample_channels();
-    scheduler.set_timesteps(options.steps)?;
-    let latents = initial_latents(latents, [b, c, h, w], scheduler, noise, &device)?;
-    let guided = options.guidance_scale > 1.0;
-    let embeds = if guided {
+    let embeds = if options.guidance_scale > 1.0 {
         Tensor::cat(vec![negative_image_embeds, image_embeds], 0)
     } else {
         image_embeds
     };
+    let conditioning = Conditioning::Image {
+        image_embeds: embeds,
+    };
+    decode_with(
+        unet,
+        movq,
+        scheduler,
+        conditioning,
+        b,
+        latents,
+        options,
+        noise,
+        on_step,
+    )
+}
+
+/// The part both decoders share: initial latents for `batch` images of the requested size,
+/// the guided loop with `conditioning` (already batched as [negative, positive] when
+/// guiding), the MoVQ decode.
+#[allow(clippy::too_many_arguments)]
+fn decode_with(
+    unet: &UNet,
+    movq: &MoVQ,
+    scheduler: &mut dyn Scheduler,
+    conditioning: Conditioning,
+    batch: usize,
+    latents: Option<Tensor<4>>,
+    options: &DecoderOptions,
+    noise: &mut dyn NoiseSource,
+    on_step: &mut dyn FnMut(usize, &Tensor<4>),
+) -> Result<Tensor<4>, PipelineError> {
+    let device = unet.conv_in.weight.val().device();
+    let (h, w) = latent_size(options.height, options.width, movq.config().scale_factor());
+    let c = unet.config().sample_channels();
+    scheduler.set_timesteps(options.steps)?;
+    let latents = initial_latents(latents, [batch, c, h, w], scheduler, noise, &device)?;
     let mut model = |input: Tensor<4>, t: f32| -> Result<Tensor<4>, PipelineError> {
         let timestep = Tensor::<1>::from_floats([t], &device);
-        let conditioning = Conditioning::Image {
-            image_embeds: embeds.clone(),
-        };
-        Ok(unet.forward(input, timestep, conditioning)?)
+        Ok(unet.forward(input, timestep, conditioning.clone())?)
     };
     let latents = denoise(
         &mut model,
