@@ -192,6 +192,45 @@ impl PriorRepo {
     }
 }
 
+/// What both decoders start from: the generator after the prior, the embeddings, the UNet.
+struct Stage {
+    rng: Rng,
+    image_embeds: Tensor<2>,
+    negative: Tensor<2>,
+    unet: UNet,
+}
+
+impl PriorRepo {
+    /// Checks the size, runs the prior, loads the decoder's UNet and checks that the two fit.
+    fn start(
+        &self,
+        decoder_dir: &Path,
+        prompts: &[&str],
+        negative_prompts: Option<&[&str]>,
+        options: &Text2ImageOptions,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Stage, PipelineError> {
+        check_size(&options.decoder)?;
+        let mut rng = Rng::new(options.seed);
+        let (image_embeds, negative) = self.embed(
+            prompts,
+            negative_prompts,
+            &options.prior,
+            &mut rng,
+            progress,
+        )?;
+        progress(Progress::Loading("unet"));
+        let unet = UNet::load(&decoder_dir.join("unet"), &self.device)?;
+        check_widths(&unet, &image_embeds, &self.dir, decoder_dir)?;
+        Ok(Stage {
+            rng,
+            image_embeds,
+            negative,
+            unet,
+        })
+    }
+}
+
 fn check_size(options: &DecoderOptions) -> Result<(), PipelineError> {
     if options.height == 0 || options.width == 0 {
         return Err(PipelineError::Mismatch(format!(
@@ -314,20 +353,20 @@ impl Kandinsky22 {
         options: &Text2ImageOptions,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Vec<Image>, PipelineError> {
-        check_size(&options.decoder)?;
-        let mut rng = Rng::new(options.seed);
-        let (image_embeds, negative) = self.prior.embed(
+        let Stage {
+            mut rng,
+            image_embeds,
+            negative,
+            unet,
+        } = self.prior.start(
+            &self.decoder_dir,
             prompts,
             negative_prompts,
-            &options.prior,
-            &mut rng,
+            options,
             progress,
         )?;
         let dir = &self.decoder_dir;
         let device = &self.prior.device;
-        progress(Progress::Loading("unet"));
-        let unet = UNet::load(&dir.join("unet"), device)?;
-        check_widths(&unet, &image_embeds, &self.prior.dir, dir)?;
         let movq = MoVQ::load(&dir.join("movq"), device)?;
         let mut scheduler = load_scheduler(&dir.join("scheduler/scheduler_config.json"))?;
         let image = decode_v22(
@@ -387,20 +426,20 @@ impl Kandinsky21 {
         options: &Text2ImageOptions,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Vec<Image>, PipelineError> {
-        check_size(&options.decoder)?;
-        let mut rng = Rng::new(options.seed);
-        let (image_embeds, negative) = self.prior.embed(
+        let Stage {
+            mut rng,
+            image_embeds,
+            negative,
+            unet,
+        } = self.prior.start(
+            &self.decoder_dir,
             prompts,
             negative_prompts,
-            &options.prior,
-            &mut rng,
+            options,
             progress,
         )?;
         let dir = &self.decoder_dir;
         let device = &self.prior.device;
-        progress(Progress::Loading("unet"));
-        let unet = UNet::load(&dir.join("unet"), device)?;
-        check_widths(&unet, &image_embeds, &self.prior.dir, dir)?;
         let text_encoder = MultilingualClip::load(&dir.join("text_encoder"), device)?;
         let tokenizer = TextTokenizer::from_dir(&dir.join("tokenizer"))?;
         let movq = MoVQ::load(&dir.join("movq"), device)?;
