@@ -11,9 +11,18 @@
 //! Larger maps use burn's `conv2d`, which tiles its im2col instead of materialising nine
 //! copies of the input.
 
-use burn::nn::conv::Conv2d;
-use burn::tensor::Tensor;
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::ops::PadMode;
+use burn::tensor::{Device, Tensor};
+
+/// A 3×3 convolution with stride 1 and padding 1 (every 3×3 conv of the UNet except the
+/// ControlNet hint encoder's strided ones).
+pub fn new_conv3x3(inp: usize, out: usize, device: &Device) -> Conv2d {
+    Conv2dConfig::new([inp, out], [3, 3])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .init(device)
+}
 
 /// Feature maps of at most this many positions take the matrix-product path.
 pub const SMALL_MAP: usize = 16 * 16;

@@ -4,13 +4,13 @@
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::silu;
 use burn::tensor::module::{avg_pool2d, interpolate};
 use burn::tensor::ops::{AvgPoolOptions, InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor};
 
-use crate::conv::conv3x3;
+use crate::conv::{conv3x3, new_conv3x3};
 
 /// Resampling done inside a resnet (diffusers `down=True` / `up=True`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,12 +53,6 @@ pub struct ResnetBlock2D {
     pub conv_shortcut: Option<Conv2d>,
     #[module(skip)]
     resample: Resample,
-}
-
-fn new_conv3x3(inp: usize, out: usize, device: &Device) -> Conv2d {
-    Conv2dConfig::new([inp, out], [3, 3])
-        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-        .init(device)
 }
 
 fn resample(x: Tensor<4>, how: Resample) -> Tensor<4> {

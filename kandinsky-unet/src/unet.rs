@@ -5,8 +5,7 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
-use burn::nn::conv::Conv2dConfig;
-use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig2d};
+use burn::nn::{GroupNorm, GroupNormConfig};
 use burn::tensor::activation::silu;
 use burn::tensor::{DType, Device, Tensor};
 use kandinsky_common::embeddings::{TimestepEmbedding, timestep_features};
@@ -16,6 +15,7 @@ use kandinsky_common::weights::find_diffusers_weights;
 
 use crate::blocks::{BlockSizes, DownBlock, MidBlock, UpBlock, UpChannels};
 use crate::config::{AdditionEmbedType, EncoderHidDimType, UNetConfig};
+use crate::conv::new_conv3x3;
 use crate::embeddings::{
     AddEmbedding, EncoderHidProj, ImageHintTimeEmbedding, ImageProjection, ImageTimeEmbedding,
     TextImageProjection, TextImageTimeEmbedding,
@@ -91,12 +91,6 @@ pub struct UNet {
     config: UNetConfig,
 }
 
-fn conv3x3(inp: usize, out: usize, device: &Device) -> Conv2d {
-    Conv2dConfig::new([inp, out], [3, 3])
-        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-        .init(device)
-}
-
 impl UNetConfig {
     /// Builds the model with lazily initialised parameters: nothing is allocated until the
     /// weights are loaded (or, without loading, until first use, with random values).
@@ -170,7 +164,7 @@ impl UNetConfig {
             })
             .collect();
         UNet {
-            conv_in: conv3x3(self.in_channels, channels[0], device),
+            conv_in: new_conv3x3(self.in_channels, channels[0], device),
             time_embedding: TimestepEmbedding::new(self.timestep_dim(), time, time, device),
             add_embedding,
             encoder_hid_proj,
@@ -180,7 +174,7 @@ impl UNetConfig {
             conv_norm_out: GroupNormConfig::new(self.norm_num_groups, channels[0])
                 .with_epsilon(self.norm_eps)
                 .init(device),
-            conv_out: conv3x3(channels[0], self.out_channels, device),
+            conv_out: new_conv3x3(channels[0], self.out_channels, device),
             config: self.clone(),
         }
     }

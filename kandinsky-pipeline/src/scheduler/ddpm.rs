@@ -13,7 +13,7 @@ use kandinsky_common::ConfigError;
 use super::schedule::{BetaSchedule, NoiseSchedule, TimestepSpacing};
 use super::{
     PredictionType, Scheduler, SchedulerConfig, SchedulerError, StepOutput, VarianceType,
-    begin_step, checked_timesteps,
+    begin_step, checked_timesteps, learned_range_noise,
 };
 
 /// Denoising diffusion probabilistic sampling.
@@ -152,10 +152,7 @@ impl Scheduler for DdpmScheduler {
                 (VarianceType::FixedLarge, _) => noise * current_beta_t.sqrt(),
                 (VarianceType::Learned, Some(v)) => v.sqrt() * noise,
                 (VarianceType::LearnedRange, Some(v)) => {
-                    let frac = (v + 1.0) / 2.0;
-                    let log_var =
-                        frac.clone() * current_beta_t.ln() + (-frac + 1.0) * variance.ln();
-                    (log_var * 0.5).exp() * noise
+                    learned_range_noise(v, current_beta_t, variance, noise)
                 }
                 (VarianceType::Learned | VarianceType::LearnedRange, None) => {
                     return Err(SchedulerError::Shape(format!(

@@ -221,6 +221,19 @@ pub(crate) fn begin_step(
     }
 }
 
+/// The noise of a learned-range step: the model's variance channels v ∈ [−1, 1] interpolate
+/// log σ² between log `variance` (the posterior's, v = −1) and log `beta` (v = 1).
+pub(crate) fn learned_range_noise(
+    v: Tensor<2>,
+    beta: f32,
+    variance: f32,
+    noise: Tensor<2>,
+) -> Tensor<2> {
+    let frac = (v + 1.0) / 2.0;
+    let log_var = frac.clone() * beta.ln() + (-frac + 1.0) * variance.ln();
+    (log_var * 0.5).exp() * noise
+}
+
 /// Checks the shapes of a step's tensors; `width` is the sample width N.
 fn check_step(
     model_output: &Tensor<2>,

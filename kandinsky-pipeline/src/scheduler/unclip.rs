@@ -9,7 +9,7 @@ use super::ddpm::{add_noise, predict_original};
 use super::schedule::{BetaSchedule, NoiseSchedule};
 use super::{
     PredictionType, Scheduler, SchedulerConfig, SchedulerError, StepOutput, VarianceType,
-    begin_step,
+    begin_step, learned_range_noise,
 };
 
 /// The unCLIP prior sampler. Timesteps are `round(i · (T−1)/(N−1))` reversed, so 999 … 0; each
@@ -154,9 +154,7 @@ impl Scheduler for UnclipScheduler {
             let variance = beta_prod_t_prev / beta_prod_t * beta;
             let scaled = match predicted_variance {
                 Some(v) if self.variance == VarianceType::LearnedRange => {
-                    let frac = (v + 1.0) / 2.0;
-                    let log_var = frac.clone() * beta.ln() + (-frac + 1.0) * variance.ln();
-                    (log_var * 0.5).exp() * noise
+                    learned_range_noise(v, beta, variance, noise)
                 }
                 _ => noise * (0.5 * variance.max(1e-20).ln()).exp(),
             };
