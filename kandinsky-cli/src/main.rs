@@ -1,21 +1,37 @@
-//! `kandinsky`: text-to-image with Kandinsky 2.1 and 2.2 from the published diffusers folders,
-//! on the backend compiled in (`flex` CPU by default; `wgpu`, `vulkan`, `metal`, `cuda`).
+//! `kandinsky`: text-to-image with Kandinsky 2.1 and 2.2 from the published diffusers
+//! repositories (downloaded from the Hugging Face Hub into its standard cache, or local
+//! folders), on the backend compiled in (`flex` CPU by default; `wgpu`, `vulkan`, `metal`,
+//! `cuda`).
 //!
 //! ```text
-//! kandinsky generate --prompt "a red cat" --prior kandinsky-2-2-prior \
-//!     --decoder kandinsky-2-2-decoder --output cat.png
+//! kandinsky generate --prompt "a red cat" --output cat.png
+//! kandinsky generate --prompt "a red cat" --prior ./kandinsky-2-2-prior \
+//!     --decoder ./kandinsky-2-2-decoder --offline --output cat.png
 //! ```
 //!
-//! Exit codes: 0 success, 1 generation failed (weights, configs, components), 2 invalid usage
-//! (bad option values), 3 the output cannot be written.
+//! Exit codes: 0 success, 1 generation failed (weights missing, corrupt or not downloadable,
+//! configs, components), 2 invalid usage (bad option values, a backend not compiled in),
+//! 3 the output cannot be written.
 
-use std::path::{Path, PathBuf};
+mod backend;
+mod hub;
+mod output;
+mod progress;
+mod zero_cache;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
-use burn::tensor::Device;
+use anyhow::anyhow;
+use burn::tensor::Tensor;
 use clap::{Parser, Subcommand, ValueEnum};
-use kandinsky_pipeline::{Image, Kandinsky21, Kandinsky22, Progress, Text2ImageOptions};
+use kandinsky_pipeline::{
+    Image, Kandinsky21, Kandinsky22, PipelineError, Progress, Text2ImageOptions,
+};
+
+use hub::{Component, HubRepo, Source};
+use progress::Reporter;
+use zero_cache::ZeroEmbedCache;
 
 /// Largest accepted image side in pixels (a 2048² image needs a 256² latent).
 const MAX_SIDE: usize = 2048;
@@ -67,12 +83,17 @@ struct Generate {
     /// Model version.
     #[arg(long, value_enum, default_value = "2.2")]
     model: Model,
-    /// The prior repository folder (diffusers layout, e.g. kandinsky-2-2-prior).
+    /// The prior: a Hub repository id or a local folder in diffusers layout
+    /// [default: kandinsky-community/kandinsky-2-2-prior, or -2-1-prior with --model 2.1].
     #[arg(long)]
-    prior: PathBuf,
-    /// The decoder repository folder (e.g. kandinsky-2-2-decoder or kandinsky-2-1).
+    prior: Option<String>,
+    /// The decoder: a Hub repository id or a local folder
+    /// [default: kandinsky-community/kandinsky-2-2-decoder, or kandinsky-2-1 with --model 2.1].
     #[arg(long)]
-    decoder: PathBuf,
+    decoder: Option<String>,
+    /// Use only the Hugging Face cache, download nothing (also set by HF_HUB_OFFLINE=1).
+    #[arg(long)]
+    offline: bool,
     /// Image width in pixels (rounded up to a multiple of 64, as the reference pipelines do).
     #[arg(long, default_value_t = 512)]
     width: usize,
@@ -128,158 +149,82 @@ fn usage(e: anyhow::Error) -> Failure {
     Failure(2, e)
 }
 
-/// The best backend compiled into this binary.
-fn best_backend() -> Backend {
-    if cfg!(feature = "cuda") {
-        Backend::Cuda
-    } else if cfg!(feature = "metal") {
-        Backend::Metal
-    } else if cfg!(feature = "vulkan") {
-        Backend::Vulkan
-    } else if cfg!(feature = "wgpu") {
-        Backend::Wgpu
-    } else {
-        Backend::Cpu
-    }
+/// A prior or decoder repository, opened (a Hub repository knows its commit) but not yet
+/// fetched.
+enum Opened {
+    Local(PathBuf),
+    Hub(Box<HubRepo>),
 }
 
-fn device(backend: Backend, dtype: Dtype) -> Result<Device> {
-    let mut device = backend_device(backend)?;
-    let float = match dtype {
-        Dtype::F32 => return Ok(device),
-        Dtype::F16 => burn::tensor::FloatDType::F16,
-        Dtype::Bf16 => burn::tensor::FloatDType::BF16,
-    };
-    if !device.supports_dtype(float) {
-        bail!("the {backend:?} backend does not compute in {dtype:?}");
+impl Opened {
+    fn open(spec: &str, offline: bool) -> anyhow::Result<Self> {
+        Ok(match Source::parse(spec) {
+            Source::Local(dir) => Opened::Local(dir),
+            Source::Hub(id) => Opened::Hub(Box::new(HubRepo::open(&id, offline)?)),
+        })
     }
-    device
-        .configure(float)
-        .map_err(|e| anyhow::anyhow!("cannot use {dtype:?} on {backend:?}: {e:?}"))?;
-    Ok(device)
-}
 
-fn backend_device(backend: Backend) -> Result<Device> {
-    match backend {
-        Backend::Auto => backend_device(best_backend()),
-        Backend::Cpu => {
-            #[cfg(feature = "flex")]
-            return Ok(Device::flex());
-            #[cfg(not(feature = "flex"))]
-            bail!("the cpu backend is not compiled in (build with --features flex)")
+    /// What identifies the contents (for the zero-embedding cache).
+    fn key(&self) -> String {
+        match self {
+            Opened::Local(dir) => ZeroEmbedCache::local_key(dir),
+            Opened::Hub(repo) => repo.key(),
         }
-        Backend::Cuda => {
-            #[cfg(feature = "cuda")]
-            return Ok(Device::cuda(0));
-            #[cfg(not(feature = "cuda"))]
-            bail!("the cuda backend is not compiled in (build with --features cuda)")
-        }
-        Backend::Vulkan => {
-            #[cfg(feature = "vulkan")]
-            return Ok(Device::vulkan(burn::tensor::DeviceKind::DefaultDevice));
-            #[cfg(not(feature = "vulkan"))]
-            bail!("the vulkan backend is not compiled in (build with --features vulkan)")
-        }
-        Backend::Metal => {
-            #[cfg(feature = "metal")]
-            return Ok(Device::metal(burn::tensor::DeviceKind::DefaultDevice));
-            #[cfg(not(feature = "metal"))]
-            bail!("the metal backend is not compiled in (build with --features metal)")
-        }
-        Backend::Wgpu => {
-            #[cfg(feature = "wgpu")]
-            return Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice));
-            #[cfg(not(feature = "wgpu"))]
-            bail!("the wgpu backend is not compiled in (build with --features wgpu)")
+    }
+
+    /// The folder, with what `components` need downloaded.
+    fn folder(
+        &self,
+        components: &[Component],
+        prefer_fp16: bool,
+        reporter: &mut Reporter,
+    ) -> anyhow::Result<PathBuf> {
+        match self {
+            Opened::Local(dir) => Ok(dir.clone()),
+            Opened::Hub(repo) => repo.fetch(components, prefer_fp16, reporter),
         }
     }
 }
 
-/// The output paths: `out` for one image, `stem-1.ext`, `stem-2.ext`, ... for several.
-fn output_paths(out: &Path, n: usize) -> Vec<PathBuf> {
-    if n == 1 {
-        return vec![out.to_path_buf()];
-    }
-    let stem = out
-        .file_stem()
-        .map_or("kandinsky".into(), |s| s.to_string_lossy().into_owned());
-    let ext = out
-        .extension()
-        .map_or("png".into(), |s| s.to_string_lossy().into_owned());
-    (1..=n)
-        .map(|i| out.with_file_name(format!("{stem}-{i}.{ext}")))
-        .collect()
+/// Either model's text-to-image pipeline.
+enum Pipeline {
+    V21(Kandinsky21),
+    V22(Kandinsky22),
 }
 
-/// Writes the PNG with the generation parameters as text chunks, through a temporary file in the
-/// same folder renamed into place.
-fn write_png(path: &Path, image: &Image, metadata: &[(&str, String)]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name()
-            .map_or("kandinsky".into(), |n| n.to_string_lossy()),
-        std::process::id()
-    ));
-    let result = (|| -> Result<()> {
-        let file = std::fs::File::create(&tmp)?;
-        let mut encoder = png::Encoder::new(
-            std::io::BufWriter::new(file),
-            image.width as u32,
-            image.height as u32,
-        );
-        encoder.set_color(png::ColorType::Rgb);
-        encoder.set_depth(png::BitDepth::Eight);
-        for (key, value) in metadata {
-            encoder.add_text_chunk((*key).to_string(), value.clone())?;
+impl Pipeline {
+    fn set_zero_image_embeds(&self, embed: Tensor<2>) -> Result<(), PipelineError> {
+        match self {
+            Pipeline::V21(p) => p.set_zero_image_embeds(embed),
+            Pipeline::V22(p) => p.set_zero_image_embeds(embed),
         }
-        let mut writer = encoder.write_header()?;
-        writer.write_image_data(&image.rgb)?;
-        writer.finish()?;
-        std::fs::rename(&tmp, path)?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
     }
-    result.with_context(|| format!("cannot write {}", path.display()))
-}
 
-/// Progress on stderr: one line per event, steps rewritten in place on a terminal; nothing
-/// with `--quiet`.
-fn reporter(quiet: bool) -> impl FnMut(Progress) {
-    use std::io::{IsTerminal, Write};
-    let terminal = std::io::stderr().is_terminal();
-    let start = std::time::Instant::now();
-    move |event| {
-        if quiet {
-            return;
+    fn zero_image_embeds(&self) -> Option<Tensor<2>> {
+        match self {
+            Pipeline::V21(p) => p.zero_image_embeds(),
+            Pipeline::V22(p) => p.zero_image_embeds(),
         }
-        let elapsed = start.elapsed().as_secs_f64();
-        let (line, step) = match event {
-            Progress::Loading(component) => (format!("loading {component}"), false),
-            Progress::PriorStep { step, of } => (format!("prior step {step}/{of}"), step < of),
-            Progress::DecoderStep { step, of } => (format!("decoder step {step}/{of}"), step < of),
-            Progress::Decoding => ("decoding".to_string(), false),
-        };
-        let mut err = std::io::stderr();
-        if terminal && step {
-            let _ = write!(err, "\r[{elapsed:7.1} s] {line}   ");
-        } else {
-            let lead = if terminal { "\r" } else { "" };
-            let _ = writeln!(err, "{lead}[{elapsed:7.1} s] {line}   ");
+    }
+
+    fn generate(
+        &self,
+        prompts: &[&str],
+        negatives: Option<&[&str]>,
+        options: &Text2ImageOptions,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Vec<Image>, PipelineError> {
+        match self {
+            Pipeline::V21(p) => p.generate_with_progress(prompts, negatives, options, progress),
+            Pipeline::V22(p) => p.generate_with_progress(prompts, negatives, options, progress),
         }
-        let _ = err.flush();
     }
 }
 
-fn generate(args: Generate) -> std::result::Result<(), Failure> {
+fn check_args(args: &Generate) -> Result<(), Failure> {
     for (name, value) in [("--width", args.width), ("--height", args.height)] {
         if value == 0 || value > MAX_SIDE {
-            return Err(usage(anyhow::anyhow!(
+            return Err(usage(anyhow!(
                 "invalid {name} {value}: expected 1 to {MAX_SIDE} pixels"
             )));
         }
@@ -290,32 +235,102 @@ fn generate(args: Generate) -> std::result::Result<(), Failure> {
         ("--num-images", args.num_images, 1),
     ] {
         if value < min {
-            return Err(usage(anyhow::anyhow!(
+            return Err(usage(anyhow!(
                 "invalid {name} {value}: expected at least {min}"
             )));
         }
     }
-    let paths = output_paths(&args.output, args.num_images);
+    for (name, value) in [
+        ("--guidance", args.guidance),
+        ("--prior-guidance", args.prior_guidance),
+    ] {
+        if !value.is_finite() {
+            return Err(usage(anyhow!("invalid {name} {value}: expected a finite number")));
+        }
+    }
+    Ok(())
+}
+
+fn generate(args: Generate) -> Result<(), Failure> {
+    check_args(&args)?;
+    let paths = output::output_paths(&args.output, args.num_images);
     if !args.force
         && let Some(existing) = paths.iter().find(|p| p.exists())
     {
         return Err(Failure(
             3,
-            anyhow::anyhow!(
-                "{} exists; pass --force to overwrite it",
-                existing.display()
-            ),
+            anyhow!("{} exists; pass --force to overwrite it", existing.display()),
         ));
     }
-    let device = device(args.backend, args.dtype).map_err(usage)?;
+    let device = backend::device(args.backend, args.dtype).map_err(usage)?;
     let seed = args.seed.unwrap_or_else(|| {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         nanos ^ (std::process::id() as u64) << 32
     });
-    if !args.quiet {
-        eprintln!("seed {seed}");
+    let mut reporter = Reporter::new(args.quiet);
+    reporter.line(&format!("seed {seed}"));
+    let failed = |e: anyhow::Error| Failure(1, e);
+
+    // Where the weights are, fetching only what this run needs.
+    let offline = args.offline || hub::offline_from_env();
+    let prefer_fp16 = args.dtype != Dtype::F32;
+    let (prior_default, decoder_default) = match args.model {
+        Model::V21 => (
+            "kandinsky-community/kandinsky-2-1-prior",
+            "kandinsky-community/kandinsky-2-1",
+        ),
+        Model::V22 => (
+            "kandinsky-community/kandinsky-2-2-prior",
+            "kandinsky-community/kandinsky-2-2-decoder",
+        ),
+    };
+    let prior_spec = args.prior.as_deref().unwrap_or(prior_default);
+    let decoder_spec = args.decoder.as_deref().unwrap_or(decoder_default);
+    let prior_repo = Opened::open(prior_spec, offline).map_err(failed)?;
+    let dtype_name = format!("{:?}", args.dtype).to_lowercase();
+    let zero_cache = args
+        .negative_prompt
+        .is_none()
+        .then(|| ZeroEmbedCache::new(&prior_repo.key(), &dtype_name))
+        .flatten();
+    let cached_zero = zero_cache.as_ref().and_then(|c| c.load(&device));
+    let mut prior_components = vec![
+        Component::diffusers("prior"),
+        Component::transformers("text_encoder"),
+        Component::files("tokenizer"),
+        Component::files("scheduler"),
+    ];
+    if args.negative_prompt.is_none() && cached_zero.is_none() {
+        prior_components.push(Component::transformers("image_encoder"));
+    }
+    let prior_dir = prior_repo
+        .folder(&prior_components, prefer_fp16, &mut reporter)
+        .map_err(failed)?;
+    let mut decoder_components = vec![
+        Component::diffusers("unet"),
+        Component::diffusers("movq"),
+        Component::files("scheduler"),
+    ];
+    if args.model == Model::V21 {
+        decoder_components.push(Component::transformers("text_encoder"));
+        decoder_components.push(Component::files("tokenizer"));
+    }
+    let decoder_dir = Opened::open(decoder_spec, offline)
+        .and_then(|repo| repo.folder(&decoder_components, prefer_fp16, &mut reporter))
+        .map_err(failed)?;
+
+    let pipeline_failed = |e: PipelineError| Failure(1, e.into());
+    let pipeline = match args.model {
+        Model::V22 => Kandinsky22::new(&prior_dir, &decoder_dir, &device).map(Pipeline::V22),
+        Model::V21 => Kandinsky21::new(&prior_dir, &decoder_dir, &device).map(Pipeline::V21),
+    }
+    .map_err(pipeline_failed)?;
+    if let Some(zero) = cached_zero.clone() {
+        pipeline
+            .set_zero_image_embeds(zero)
+            .map_err(pipeline_failed)?;
     }
     let mut options = Text2ImageOptions::default();
     options.prior.steps = args.prior_steps;
@@ -330,16 +345,23 @@ fn generate(args: Generate) -> std::result::Result<(), Failure> {
         .negative_prompt
         .as_deref()
         .map(|n| vec![n; args.num_images]);
-    let failed = |e: kandinsky_pipeline::PipelineError| Failure(1, e.into());
-    let mut report = reporter(args.quiet);
-    let negatives = negatives.as_deref();
-    let images = match args.model {
-        Model::V22 => Kandinsky22::new(&args.prior, &args.decoder, &device)
-            .and_then(|p| p.generate_with_progress(&prompts, negatives, &options, &mut report)),
-        Model::V21 => Kandinsky21::new(&args.prior, &args.decoder, &device)
-            .and_then(|p| p.generate_with_progress(&prompts, negatives, &options, &mut report)),
+    let images = pipeline
+        .generate(&prompts, negatives.as_deref(), &options, &mut |e| {
+            reporter.event(e)
+        })
+        .map_err(pipeline_failed);
+    reporter.finish();
+    let images = images?;
+    if let (Some(cache), None, Some(zero)) =
+        (&zero_cache, &cached_zero, pipeline.zero_image_embeds())
+        && let Err(e) = cache.save(zero)
+    {
+        reporter.line(&format!(
+            "warning: cannot cache the zero-image embedding in {}: {e}",
+            cache.path().display()
+        ));
     }
-    .map_err(failed)?;
+
     let model = match args.model {
         Model::V21 => "kandinsky-2.1",
         Model::V22 => "kandinsky-2.2",
@@ -351,15 +373,18 @@ fn generate(args: Generate) -> std::result::Result<(), Failure> {
             args.negative_prompt.clone().unwrap_or_default(),
         ),
         ("model", model.to_string()),
+        ("prior", prior_spec.to_string()),
+        ("decoder", decoder_spec.to_string()),
         ("seed", seed.to_string()),
         ("steps", args.steps.to_string()),
         ("prior_steps", args.prior_steps.to_string()),
         ("guidance", args.guidance.to_string()),
         ("prior_guidance", args.prior_guidance.to_string()),
         ("size", format!("{}x{}", args.width, args.height)),
+        ("dtype", dtype_name),
     ];
     for (image, path) in images.iter().zip(&paths) {
-        write_png(path, image, &metadata).map_err(|e| Failure(3, e))?;
+        output::write_png(path, image, &metadata).map_err(|e| Failure(3, e))?;
         if !args.quiet {
             println!("{}", path.display());
         }

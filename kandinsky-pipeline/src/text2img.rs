@@ -113,7 +113,8 @@ fn pipeline_folder(dir: &Path, components: &[&str]) -> Result<PathBuf, PipelineE
 
 /// A prior repo (`kandinsky-2-1-prior` or `-2-2-prior`): the text encoder, tokenizer, prior
 /// and scheduler load for each generation and are dropped after it; the zero-image negative
-/// embedding is computed once with the image encoder and kept.
+/// embedding is computed once with the image encoder and kept (or supplied, in which case the
+/// folder needs no `image_encoder`).
 #[derive(Debug)]
 struct PriorRepo {
     dir: PathBuf,
@@ -123,13 +124,7 @@ struct PriorRepo {
 
 impl PriorRepo {
     fn new(dir: &Path, device: &Device) -> Result<Self, PipelineError> {
-        let components = [
-            "prior",
-            "text_encoder",
-            "tokenizer",
-            "scheduler",
-            "image_encoder",
-        ];
+        let components = ["prior", "text_encoder", "tokenizer", "scheduler"];
         Ok(Self {
             dir: pipeline_folder(dir, &components)?,
             device: device.clone(),
@@ -143,11 +138,33 @@ impl PriorRepo {
         if let Some(embed) = cached.as_ref() {
             return Ok(embed.clone());
         }
+        let folder = self.dir.join("image_encoder");
+        if !folder.is_dir() {
+            return Err(PipelineError::MissingComponent {
+                dir: self.dir.clone(),
+                component: "image_encoder (needed for the zero-image embedding)".into(),
+            });
+        }
         progress(Progress::Loading("image_encoder"));
-        let image_encoder = ClipVisionModel::load(&self.dir.join("image_encoder"), &self.device)?;
+        let image_encoder = ClipVisionModel::load(&folder, &self.device)?;
         let embed = zero_image_embeds(&image_encoder, 1, &self.device)?;
         *cached = Some(embed.clone());
         Ok(embed)
+    }
+
+    fn cached_zero_embed(&self) -> Option<Tensor<2>> {
+        self.zero_embed.lock().expect("not poisoned").clone()
+    }
+
+    fn set_zero_embed(&self, embed: Tensor<2>) -> Result<(), PipelineError> {
+        let [rows, _] = embed.dims();
+        if rows != 1 {
+            return Err(PipelineError::Mismatch(format!(
+                "a zero-image embedding is one row (1, E), found {rows} rows"
+            )));
+        }
+        *self.zero_embed.lock().expect("not poisoned") = Some(embed.to_device(&self.device));
+        Ok(())
     }
 
     fn embed(
@@ -335,6 +352,17 @@ impl Kandinsky22 {
             .embed(prompts, negative_prompts, options, rng, &mut |_| {})
     }
 
+    /// Supplies the zero-image negative embedding (1, E), e.g. one computed by an earlier run
+    /// and kept on disk, so that the prior folder's `image_encoder` is neither needed nor loaded.
+    pub fn set_zero_image_embeds(&self, embed: Tensor<2>) -> Result<(), PipelineError> {
+        self.prior.set_zero_embed(embed)
+    }
+
+    /// The zero-image negative embedding (1, E) if it has been computed or supplied.
+    pub fn zero_image_embeds(&self) -> Option<Tensor<2>> {
+        self.prior.cached_zero_embed()
+    }
+
     /// Generates one image per prompt.
     pub fn generate(
         &self,
@@ -406,6 +434,17 @@ impl Kandinsky21 {
             prior: PriorRepo::new(prior_repo, device)?,
             decoder_dir: pipeline_folder(decoder_repo, &components)?,
         })
+    }
+
+    /// Supplies the zero-image negative embedding (1, E), e.g. one computed by an earlier run
+    /// and kept on disk, so that the prior folder's `image_encoder` is neither needed nor loaded.
+    pub fn set_zero_image_embeds(&self, embed: Tensor<2>) -> Result<(), PipelineError> {
+        self.prior.set_zero_embed(embed)
+    }
+
+    /// The zero-image negative embedding (1, E) if it has been computed or supplied.
+    pub fn zero_image_embeds(&self) -> Option<Tensor<2>> {
+        self.prior.cached_zero_embed()
     }
 
     /// Generates one image per prompt.

@@ -1,0 +1,484 @@
+//! Pipeline folders from local paths or from the Hugging Face Hub.
+//!
+//! Hub repositories go into the cache layout of Python's `huggingface_hub`
+//! (`$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`;
+//! `models--{org}--{name}/snapshots/{commit}/…`), so a cache filled from Python is used as is.
+//! Only the files a run needs are fetched: each component's `config.json` and one
+//! safetensors file (the fp16 variant when computing in half precision and the repository has
+//! one), and every file of the small folders (tokenizer, scheduler).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, anyhow, bail};
+
+/// What a component folder holds, which decides the files fetched for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A diffusers model: `config.json` and `diffusion_pytorch_model[.fp16].safetensors`.
+    Diffusers,
+    /// A transformers model: `config.json` and `model[.fp16].safetensors`.
+    Transformers,
+    /// Small files (tokenizer, scheduler): all of them.
+    Files,
+}
+
+/// A component folder of a pipeline repository.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Component {
+    /// Its folder name (`prior`, `unet`, `tokenizer`, …).
+    pub folder: &'static str,
+    /// What it holds.
+    pub kind: Kind,
+}
+
+impl Component {
+    /// A diffusers model folder.
+    pub const fn diffusers(folder: &'static str) -> Self {
+        Self {
+            folder,
+            kind: Kind::Diffusers,
+        }
+    }
+
+    /// A transformers model folder.
+    pub const fn transformers(folder: &'static str) -> Self {
+        Self {
+            folder,
+            kind: Kind::Transformers,
+        }
+    }
+
+    /// A folder of small files.
+    pub const fn files(folder: &'static str) -> Self {
+        Self {
+            folder,
+            kind: Kind::Files,
+        }
+    }
+
+    /// The weight file names, preferred first.
+    fn weights(&self, prefer_fp16: bool) -> [&'static str; 2] {
+        let (full, half) = match self.kind {
+            Kind::Diffusers => (
+                "diffusion_pytorch_model.safetensors",
+                "diffusion_pytorch_model.fp16.safetensors",
+            ),
+            Kind::Transformers => ("model.safetensors", "model.fp16.safetensors"),
+            Kind::Files => ("", ""),
+        };
+        if prefer_fp16 {
+            [half, full]
+        } else {
+            [full, half]
+        }
+    }
+
+    /// A description of the files needed, for messages.
+    fn describe(&self) -> String {
+        match self.kind {
+            Kind::Files => format!("{}/*", self.folder),
+            _ => {
+                let [full, half] = self.weights(false);
+                format!(
+                    "{0}/config.json, {0}/{full} (or {0}/{half})",
+                    self.folder
+                )
+            }
+        }
+    }
+}
+
+/// Where a pipeline comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A folder on disk.
+    Local(PathBuf),
+    /// A Hub repository id (`org/name`).
+    Hub(String),
+}
+
+impl Source {
+    /// An existing path is a folder; otherwise an `org/name` id is a Hub repository.
+    pub fn parse(spec: &str) -> Self {
+        let path = Path::new(spec);
+        if path.exists() || !is_repo_id(spec) {
+            Source::Local(path.to_path_buf())
+        } else {
+            Source::Hub(spec.to_string())
+        }
+    }
+}
+
+fn is_repo_id(spec: &str) -> bool {
+    let ok = |part: &str| {
+        !part.is_empty()
+            && !part.starts_with('.')
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
+    matches!(spec.split('/').collect::<Vec<_>>()[..], [org, name] if ok(org) && ok(name))
+}
+
+/// Whether `HF_HUB_OFFLINE` asks for no network access (as huggingface_hub reads it).
+pub fn offline_from_env() -> bool {
+    std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "yes" | "on"
+        )
+    })
+}
+
+/// The Hub cache folder, as huggingface_hub finds it.
+pub fn cache_dir() -> Result<PathBuf> {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(dir) = var("HF_HUB_CACHE").or_else(|| var("HUGGINGFACE_HUB_CACHE")) {
+        return Ok(dir.into());
+    }
+    if let Some(home) = var("HF_HOME") {
+        return Ok(PathBuf::from(home).join("hub"));
+    }
+    if let Some(xdg) = var("XDG_CACHE_HOME") {
+        return Ok(PathBuf::from(xdg).join("huggingface/hub"));
+    }
+    match var("HOME").or_else(|| var("USERPROFILE")) {
+        Some(home) => Ok(PathBuf::from(home).join(".cache/huggingface/hub")),
+        None => bail!("cannot find the Hugging Face cache: set HF_HOME or HF_HUB_CACHE"),
+    }
+}
+
+/// Reports download progress.
+pub trait DownloadProgress {
+    /// A download of `size` bytes of `file` from `repo` starts.
+    fn start(&mut self, repo: &str, file: &str, size: usize);
+    /// `bytes` more arrived.
+    fn advance(&mut self, bytes: usize);
+    /// The download finished.
+    fn finish(&mut self);
+}
+
+/// A Hub repository at one commit, in the local cache.
+pub struct HubRepo {
+    id: String,
+    commit: String,
+    snapshot: PathBuf,
+    cache: PathBuf,
+    /// The repository's files (online), or `None` offline.
+    listing: Option<Vec<String>>,
+    #[cfg(feature = "hub")]
+    api: Option<hf_hub::api::sync::ApiRepo>,
+}
+
+impl HubRepo {
+    /// Opens `id`: asks the Hub for its current commit and files, or with `offline` reads the
+    /// commit the cache's `refs/main` names.
+    pub fn open(id: &str, offline: bool) -> Result<Self> {
+        let cache = cache_dir()?;
+        let repo_dir = cache.join(format!("models--{}", id.replace('/', "--")));
+        if offline {
+            let refs = repo_dir.join("refs/main");
+            let commit = std::fs::read_to_string(&refs)
+                .map_err(|_| {
+                    anyhow!(
+                        "{id} is not in the Hugging Face cache ({} is missing) and downloads are \
+                         off (--offline or HF_HUB_OFFLINE); run once online, or download the \
+                         repository and pass its folder",
+                        refs.display()
+                    )
+                })?
+                .trim()
+                .to_string();
+            return Ok(Self {
+                id: id.to_string(),
+                snapshot: repo_dir.join("snapshots").join(&commit),
+                commit,
+                cache,
+                listing: None,
+                #[cfg(feature = "hub")]
+                api: None,
+            });
+        }
+        Self::open_online(id, cache, repo_dir)
+    }
+
+    #[cfg(feature = "hub")]
+    fn open_online(id: &str, cache: PathBuf, repo_dir: PathBuf) -> Result<Self> {
+        let mut builder = hf_hub::api::sync::ApiBuilder::from_cache(hf_hub::Cache::new(
+            cache.clone(),
+        ))
+        .with_progress(false)
+        .with_retries(2);
+        if let Ok(endpoint) = std::env::var("HF_ENDPOINT") {
+            builder = builder.with_endpoint(endpoint);
+        }
+        if let Ok(token) = std::env::var("HF_TOKEN") {
+            builder = builder.with_token(Some(token));
+        }
+        let api = builder.build()?.model(id.to_string());
+        let info = api.info().map_err(|e| anyhow!("cannot reach the Hub for {id}: {e}"))?;
+        Ok(Self {
+            id: id.to_string(),
+            snapshot: repo_dir.join("snapshots").join(&info.sha),
+            commit: info.sha,
+            cache,
+            listing: Some(info.siblings.into_iter().map(|s| s.rfilename).collect()),
+            api: Some(api),
+        })
+    }
+
+    #[cfg(not(feature = "hub"))]
+    fn open_online(id: &str, cache: PathBuf, _repo_dir: PathBuf) -> Result<Self> {
+        bail!(
+            "{id}: this build has no downloads (built without the `hub` feature); pass a local \
+             folder, or use --offline with a Hugging Face cache at {}",
+            cache.display()
+        )
+    }
+
+    /// The repository id and commit, which identify its contents.
+    pub fn key(&self) -> String {
+        format!("{}@{}", self.id, self.commit)
+    }
+
+    /// Makes sure the snapshot folder holds what `components` need and returns it.
+    pub fn fetch(
+        &self,
+        components: &[Component],
+        prefer_fp16: bool,
+        progress: &mut dyn DownloadProgress,
+    ) -> Result<PathBuf> {
+        let result = match &self.listing {
+            None => self.check_offline(components, prefer_fp16),
+            Some(listing) => self.download(listing, components, prefer_fp16, progress),
+        };
+        result.map_err(|e| {
+            let needed: Vec<String> = std::iter::once("model_index.json".to_string())
+                .chain(components.iter().map(Component::describe))
+                .collect();
+            anyhow!(
+                "{e}\nthis run needs from {id}: {files}\nto add them by hand: `huggingface-cli \
+                 download {id}` (or the files above) fills the cache at {cache}; or download the \
+                 repository into a folder and pass the folder instead of {id}",
+                id = self.id,
+                files = needed.join(", "),
+                cache = self.cache.display()
+            )
+        })?;
+        Ok(self.snapshot.clone())
+    }
+
+    fn check_offline(&self, components: &[Component], prefer_fp16: bool) -> Result<()> {
+        let has = |file: &str| self.snapshot.join(file).is_file();
+        let mut missing = Vec::new();
+        if !has("model_index.json") {
+            missing.push("model_index.json".to_string());
+        }
+        for component in components {
+            let folder = component.folder;
+            match component.kind {
+                Kind::Files => {
+                    if !self.snapshot.join(folder).is_dir() {
+                        missing.push(format!("{folder}/"));
+                    }
+                }
+                _ => {
+                    if !has(&format!("{folder}/config.json")) {
+                        missing.push(format!("{folder}/config.json"));
+                    }
+                    let weights = component.weights(prefer_fp16);
+                    if !weights.iter().any(|w| has(&format!("{folder}/{w}"))) {
+                        missing.push(format!("{folder}/{}", weights[0]));
+                    }
+                }
+            }
+        }
+        if !missing.is_empty() {
+            bail!(
+                "the cached snapshot {} of {} lacks {} and downloads are off (--offline or \
+                 HF_HUB_OFFLINE)",
+                self.snapshot.display(),
+                self.id,
+                missing.join(", ")
+            );
+        }
+        Ok(())
+    }
+
+    /// The files of `listing` that `components` need.
+    fn select(
+        &self,
+        listing: &[String],
+        components: &[Component],
+        prefer_fp16: bool,
+    ) -> Result<Vec<String>> {
+        let listed = |file: &str| listing.iter().any(|f| f == file);
+        let mut files = vec!["model_index.json".to_string()];
+        for component in components {
+            let folder = component.folder;
+            if component.kind == Kind::Files {
+                let prefix = format!("{folder}/");
+                let all: Vec<String> = listing
+                    .iter()
+                    .filter(|f| f.starts_with(&prefix))
+                    .cloned()
+                    .collect();
+                if all.is_empty() {
+                    bail!("{} has no {folder}/ folder", self.id);
+                }
+                files.extend(all);
+                continue;
+            }
+            let config = format!("{folder}/config.json");
+            let weights = component
+                .weights(prefer_fp16)
+                .iter()
+                .map(|w| format!("{folder}/{w}"))
+                .find(|w| listed(w));
+            match (listed(&config), weights) {
+                (true, Some(weights)) => files.extend([config, weights]),
+                (false, _) => bail!("{} has no {config}", self.id),
+                (true, None) => {
+                    let found: Vec<&String> = listing
+                        .iter()
+                        .filter(|f| f.starts_with(&format!("{folder}/")))
+                        .collect();
+                    bail!(
+                        "{} has no single-file safetensors weights in {folder}/ (found: {found:?}); \
+                         this program reads `{}` or `{}`",
+                        self.id,
+                        component.weights(false)[0],
+                        component.weights(false)[1]
+                    )
+                }
+            }
+        }
+        Ok(files)
+    }
+
+    #[cfg(feature = "hub")]
+    fn download(
+        &self,
+        listing: &[String],
+        components: &[Component],
+        prefer_fp16: bool,
+        progress: &mut dyn DownloadProgress,
+    ) -> Result<()> {
+        let api = self.api.as_ref().expect("online repositories keep their client");
+        for file in self.select(listing, components, prefer_fp16)? {
+            if self.snapshot.join(&file).is_file() {
+                continue;
+            }
+            let bridge = Bridge {
+                repo: &self.id,
+                progress: &mut *progress,
+            };
+            api.download_with_progress(&file, bridge)
+                .map_err(|e| anyhow!("downloading {file} of {} failed: {e}", self.id))?;
+            if !self.snapshot.join(&file).is_file() {
+                bail!(
+                    "{} changed on the Hub while downloading (now past commit {}); run again",
+                    self.id,
+                    self.commit
+                );
+            }
+        }
+        Ok(())
+    }
+
+    #[cfg(not(feature = "hub"))]
+    fn download(
+        &self,
+        _listing: &[String],
+        _components: &[Component],
+        _prefer_fp16: bool,
+        _progress: &mut dyn DownloadProgress,
+    ) -> Result<()> {
+        unreachable!("without the hub feature a repository is only opened offline")
+    }
+}
+
+/// Passes hf-hub's download progress on.
+#[cfg(feature = "hub")]
+struct Bridge<'a> {
+    repo: &'a str,
+    progress: &'a mut dyn DownloadProgress,
+}
+
+#[cfg(feature = "hub")]
+impl hf_hub::api::Progress for Bridge<'_> {
+    fn init(&mut self, size: usize, filename: &str) {
+        self.progress.start(self.repo, filename, size);
+    }
+
+    fn update(&mut self, size: usize) {
+        self.progress.advance(size);
+    }
+
+    fn finish(&mut self) {
+        self.progress.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repo_ids_and_paths() {
+        assert_eq!(
+            Source::parse("kandinsky-community/kandinsky-2-2-prior"),
+            Source::Hub("kandinsky-community/kandinsky-2-2-prior".into())
+        );
+        for local in ["./x/y", "/abs/path", "a/b/c", "../up", "single"] {
+            assert_eq!(Source::parse(local), Source::Local(local.into()), "{local}");
+        }
+    }
+
+    #[test]
+    fn selects_only_needed_files() {
+        let repo = HubRepo {
+            id: "org/prior".into(),
+            commit: "abc".into(),
+            snapshot: "/nowhere".into(),
+            cache: "/cache".into(),
+            listing: None,
+            #[cfg(feature = "hub")]
+            api: None,
+        };
+        let listing: Vec<String> = [
+            "model_index.json",
+            "prior/config.json",
+            "prior/diffusion_pytorch_model.safetensors",
+            "prior/diffusion_pytorch_model.fp16.safetensors",
+            "image_encoder/config.json",
+            "image_encoder/model.safetensors",
+            "tokenizer/vocab.json",
+            "tokenizer/merges.txt",
+            "scheduler/scheduler_config.json",
+            "README.md",
+        ]
+        .map(String::from)
+        .into();
+        let components = [
+            Component::diffusers("prior"),
+            Component::files("tokenizer"),
+        ];
+        assert_eq!(
+            repo.select(&listing, &components, true).unwrap(),
+            [
+                "model_index.json",
+                "prior/config.json",
+                "prior/diffusion_pytorch_model.fp16.safetensors",
+                "tokenizer/vocab.json",
+                "tokenizer/merges.txt"
+            ]
+        );
+        let full = repo.select(&listing, &components[..1], false).unwrap();
+        assert_eq!(full[2], "prior/diffusion_pytorch_model.safetensors");
+        let err = repo
+            .select(&listing, &[Component::transformers("text_encoder")], false)
+            .unwrap_err();
+        assert!(err.to_string().contains("no text_encoder/config.json"), "{err}");
+    }
+}
