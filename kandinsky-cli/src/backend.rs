@@ -71,4 +71,3 @@ fn backend_device(backend: Backend) -> Result<Device> {
         }
     }
 }
-

@@ -79,10 +79,7 @@ impl Component {
             Kind::Files => format!("{}/*", self.folder),
             _ => {
                 let [full, half] = self.weights(false);
-                format!(
-                    "{0}/config.json, {0}/{full} (or {0}/{half})",
-                    self.folder
-                )
+                format!("{0}/config.json, {0}/{full} (or {0}/{half})", self.folder)
             }
         }
     }
@@ -164,51 +161,47 @@ pub struct HubRepo {
     commit: String,
     snapshot: PathBuf,
     cache: PathBuf,
-    /// The repository's files (online), or `None` offline.
-    listing: Option<Vec<String>>,
+    /// The repository's files (online), or why only the cache is used.
+    listing: std::result::Result<Vec<String>, String>,
     #[cfg(feature = "hub")]
     api: Option<hf_hub::api::sync::ApiRepo>,
 }
 
 impl HubRepo {
-    /// Opens `id`: asks the Hub for its current commit and files, or with `offline` reads the
-    /// commit the cache's `refs/main` names.
+    /// Opens `id`: asks the Hub for its current commit and files; with `offline`, or when the
+    /// Hub cannot be reached, uses the commit that the cache's `refs/main` names (as
+    /// huggingface_hub does), and [`fetch`](Self::fetch) then only checks the cache.
     pub fn open(id: &str, offline: bool) -> Result<Self> {
         let cache = cache_dir()?;
         let repo_dir = cache.join(format!("models--{}", id.replace('/', "--")));
-        if offline {
-            let refs = repo_dir.join("refs/main");
-            let commit = std::fs::read_to_string(&refs)
-                .map_err(|_| {
-                    anyhow!(
-                        "{id} is not in the Hugging Face cache ({} is missing) and downloads are \
-                         off (--offline or HF_HUB_OFFLINE); run once online, or download the \
-                         repository and pass its folder",
-                        refs.display()
-                    )
-                })?
-                .trim()
-                .to_string();
-            return Ok(Self {
+        let cached = |why: String| {
+            let commit = std::fs::read_to_string(repo_dir.join("refs/main"))
+                .map(|c| c.trim().to_string())
+                .unwrap_or_default();
+            Self {
                 id: id.to_string(),
                 snapshot: repo_dir.join("snapshots").join(&commit),
                 commit,
-                cache,
-                listing: None,
+                cache: cache.clone(),
+                listing: Err(why),
                 #[cfg(feature = "hub")]
                 api: None,
-            });
+            }
+        };
+        if offline {
+            return Ok(cached(
+                "downloads are off (--offline or HF_HUB_OFFLINE)".to_string(),
+            ));
         }
-        Self::open_online(id, cache, repo_dir)
+        Ok(Self::open_online(id, &cache, &repo_dir).unwrap_or_else(|e| cached(e.to_string())))
     }
 
     #[cfg(feature = "hub")]
-    fn open_online(id: &str, cache: PathBuf, repo_dir: PathBuf) -> Result<Self> {
-        let mut builder = hf_hub::api::sync::ApiBuilder::from_cache(hf_hub::Cache::new(
-            cache.clone(),
-        ))
-        .with_progress(false)
-        .with_retries(2);
+    fn open_online(id: &str, cache: &Path, repo_dir: &Path) -> Result<Self> {
+        let mut builder =
+            hf_hub::api::sync::ApiBuilder::from_cache(hf_hub::Cache::new(cache.to_path_buf()))
+                .with_progress(false)
+                .with_retries(2);
         if let Ok(endpoint) = std::env::var("HF_ENDPOINT") {
             builder = builder.with_endpoint(endpoint);
         }
@@ -216,24 +209,22 @@ impl HubRepo {
             builder = builder.with_token(Some(token));
         }
         let api = builder.build()?.model(id.to_string());
-        let info = api.info().map_err(|e| anyhow!("cannot reach the Hub for {id}: {e}"))?;
+        let info = api
+            .info()
+            .map_err(|e| anyhow!("the Hub could not be reached for {id}: {e}"))?;
         Ok(Self {
             id: id.to_string(),
             snapshot: repo_dir.join("snapshots").join(&info.sha),
             commit: info.sha,
-            cache,
-            listing: Some(info.siblings.into_iter().map(|s| s.rfilename).collect()),
+            cache: cache.to_path_buf(),
+            listing: Ok(info.siblings.into_iter().map(|s| s.rfilename).collect()),
             api: Some(api),
         })
     }
 
     #[cfg(not(feature = "hub"))]
-    fn open_online(id: &str, cache: PathBuf, _repo_dir: PathBuf) -> Result<Self> {
-        bail!(
-            "{id}: this build has no downloads (built without the `hub` feature); pass a local \
-             folder, or use --offline with a Hugging Face cache at {}",
-            cache.display()
-        )
+    fn open_online(_id: &str, _cache: &Path, _repo_dir: &Path) -> Result<Self> {
+        bail!("this build has no downloads (built without the `hub` feature)")
     }
 
     /// The repository id and commit, which identify its contents.
@@ -249,8 +240,8 @@ impl HubRepo {
         progress: &mut dyn DownloadProgress,
     ) -> Result<PathBuf> {
         let result = match &self.listing {
-            None => self.check_offline(components, prefer_fp16),
-            Some(listing) => self.download(listing, components, prefer_fp16, progress),
+            Err(why) => self.check_cached(components, prefer_fp16, why),
+            Ok(listing) => self.download(listing, components, prefer_fp16, progress),
         };
         result.map_err(|e| {
             let needed: Vec<String> = std::iter::once("model_index.json".to_string())
@@ -268,7 +259,7 @@ impl HubRepo {
         Ok(self.snapshot.clone())
     }
 
-    fn check_offline(&self, components: &[Component], prefer_fp16: bool) -> Result<()> {
+    fn check_cached(&self, components: &[Component], prefer_fp16: bool, why: &str) -> Result<()> {
         let has = |file: &str| self.snapshot.join(file).is_file();
         let mut missing = Vec::new();
         if !has("model_index.json") {
@@ -293,10 +284,12 @@ impl HubRepo {
                 }
             }
         }
+        if self.commit.is_empty() {
+            bail!("{} is not in the Hugging Face cache and {why}", self.id);
+        }
         if !missing.is_empty() {
             bail!(
-                "the cached snapshot {} of {} lacks {} and downloads are off (--offline or \
-                 HF_HUB_OFFLINE)",
+                "the cached snapshot {} of {} lacks {} and {why}",
                 self.snapshot.display(),
                 self.id,
                 missing.join(", ")
@@ -364,7 +357,10 @@ impl HubRepo {
         prefer_fp16: bool,
         progress: &mut dyn DownloadProgress,
     ) -> Result<()> {
-        let api = self.api.as_ref().expect("online repositories keep their client");
+        let api = self
+            .api
+            .as_ref()
+            .expect("online repositories keep their client");
         for file in self.select(listing, components, prefer_fp16)? {
             if self.snapshot.join(&file).is_file() {
                 continue;
@@ -442,7 +438,7 @@ mod tests {
             commit: "abc".into(),
             snapshot: "/nowhere".into(),
             cache: "/cache".into(),
-            listing: None,
+            listing: Err(String::new()),
             #[cfg(feature = "hub")]
             api: None,
         };
@@ -460,10 +456,7 @@ mod tests {
         ]
         .map(String::from)
         .into();
-        let components = [
-            Component::diffusers("prior"),
-            Component::files("tokenizer"),
-        ];
+        let components = [Component::diffusers("prior"), Component::files("tokenizer")];
         assert_eq!(
             repo.select(&listing, &components, true).unwrap(),
             [
@@ -479,6 +472,9 @@ mod tests {
         let err = repo
             .select(&listing, &[Component::transformers("text_encoder")], false)
             .unwrap_err();
-        assert!(err.to_string().contains("no text_encoder/config.json"), "{err}");
+        assert!(
+            err.to_string().contains("no text_encoder/config.json"),
+            "{err}"
+        );
     }
 }

@@ -245,7 +245,9 @@ fn check_args(args: &Generate) -> Result<(), Failure> {
         ("--prior-guidance", args.prior_guidance),
     ] {
         if !value.is_finite() {
-            return Err(usage(anyhow!("invalid {name} {value}: expected a finite number")));
+            return Err(usage(anyhow!(
+                "invalid {name} {value}: expected a finite number"
+            )));
         }
     }
     Ok(())
@@ -259,7 +261,10 @@ fn generate(args: Generate) -> Result<(), Failure> {
     {
         return Err(Failure(
             3,
-            anyhow!("{} exists; pass --force to overwrite it", existing.display()),
+            anyhow!(
+                "{} exists; pass --force to overwrite it",
+                existing.display()
+            ),
         ));
     }
     let device = backend::device(args.backend, args.dtype).map_err(usage)?;

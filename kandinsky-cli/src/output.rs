@@ -22,7 +22,8 @@ pub fn output_paths(out: &Path, n: usize) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Writes the PNG with the generation parameters as text chunks, through a temporary file in the
+/// Writes the PNG with the generation parameters as text chunks (tEXt, or iTXt for text
+/// beyond Latin-1), through a temporary file in the
 /// same folder renamed into place.
 pub fn write_png(path: &Path, image: &Image, metadata: &[(&str, String)]) -> Result<()> {
     let dir = path
@@ -45,7 +46,13 @@ pub fn write_png(path: &Path, image: &Image, metadata: &[(&str, String)]) -> Res
         encoder.set_color(png::ColorType::Rgb);
         encoder.set_depth(png::BitDepth::Eight);
         for (key, value) in metadata {
-            encoder.add_text_chunk((*key).to_string(), value.clone())?;
+            // tEXt holds Latin-1 only; other text (Cyrillic, CJK, emoji prompts) goes in iTXt,
+            // which is UTF-8.
+            if value.chars().all(|c| (c as u32) < 256) {
+                encoder.add_text_chunk((*key).to_string(), value.clone())?;
+            } else {
+                encoder.add_itxt_chunk((*key).to_string(), value.clone())?;
+            }
         }
         let mut writer = encoder.write_header()?;
         writer.write_image_data(&image.rgb)?;
@@ -58,4 +65,3 @@ pub fn write_png(path: &Path, image: &Image, metadata: &[(&str, String)]) -> Res
     }
     result.with_context(|| format!("cannot write {}", path.display()))
 }
-

@@ -61,7 +61,10 @@ impl ZeroEmbedCache {
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
-        Some(Tensor::from_data(TensorData::new(values, [1, width]), device))
+        Some(Tensor::from_data(
+            TensorData::new(values, [1, width]),
+            device,
+        ))
     }
 
     /// Writes `embed` (1, E) through a temporary file renamed into place.

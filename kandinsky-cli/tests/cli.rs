@@ -1,6 +1,12 @@
 //! The real `kandinsky` binary against small diffusers-layout folders assembled from the
 //! fixtures (the small 2.2 prior pipeline and a decoder whose UNet takes its 32-wide
-//! embeddings): the PNG's size and metadata, numbered outputs, and the exit code of each error.
+//! embeddings; the small 2.1 prior pipeline and a 2.1 decoder whose UNet takes its 20-wide
+//! embeddings), as local folders and as Hub repositories in a Hugging Face cache: the PNG's
+//! size and metadata, numbered outputs, downloads off or failing, the zero-image embedding's
+//! disk cache, and the exit code of each error.
+//!
+//! Every run gets its own `HF_HOME` and `KANDINSKY_CACHE` and an `HF_ENDPOINT` that refuses
+//! connections, so no test touches the network or the user's caches.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -31,28 +37,52 @@ fn decoder_repo() -> tempfile::TempDir {
     dir
 }
 
-fn run(decoder: &Path, out: &Path, extra: &[&str]) -> Output {
+const SIZE_ARGS: [&str; 10] = [
+    "--width",
+    "64",
+    "--height",
+    "100",
+    "--steps",
+    "2",
+    "--prior-steps",
+    "2",
+    "--seed",
+    "5",
+];
+
+/// Runs `kandinsky generate` with `home` as HF_HOME and KANDINSKY_CACHE's parent.
+fn run_in(home: &Path, prior: &Path, decoder: &Path, out: &Path, extra: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kandinsky"));
-    cmd.args(["generate", "--prompt", "a red cat", "--prior"])
-        .arg(fixtures().join("prior_pipeline22"))
+    cmd.env("HF_HOME", home.join("hf"))
+        .env("KANDINSKY_CACHE", home.join("kandinsky"))
+        .env("HF_ENDPOINT", "http://127.0.0.1:9")
+        .env_remove("HF_HUB_OFFLINE")
+        .env_remove("HF_HUB_CACHE")
+        .env_remove("HUGGINGFACE_HUB_CACHE")
+        .args(["generate", "--prompt", "a red cat", "--prior"])
+        .arg(prior)
         .arg("--decoder")
         .arg(decoder)
         .arg("--output")
         .arg(out)
-        .args([
-            "--width",
-            "64",
-            "--height",
-            "100",
-            "--steps",
-            "2",
-            "--prior-steps",
-            "2",
-            "--seed",
-            "5",
-        ])
+        .args(SIZE_ARGS)
         .args(extra);
     cmd.output().unwrap()
+}
+
+fn run(decoder: &Path, out: &Path, extra: &[&str]) -> Output {
+    let home = tempfile::tempdir().unwrap();
+    run_in(
+        home.path(),
+        &fixtures().join("prior_pipeline22"),
+        decoder,
+        out,
+        extra,
+    )
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 fn text_chunks(path: &Path) -> Vec<(String, String)> {
@@ -64,10 +94,15 @@ fn text_chunks(path: &Path) -> Vec<(String, String)> {
         (64, 128),
         "100 rounds up to 128, as the reference"
     );
-    info.uncompressed_latin1_text
+    let latin1 = info
+        .uncompressed_latin1_text
         .iter()
-        .map(|t| (t.keyword.clone(), t.text.clone()))
-        .collect()
+        .map(|t| (t.keyword.clone(), t.text.clone()));
+    let utf8 = info
+        .utf8_text
+        .iter()
+        .map(|t| (t.keyword.clone(), t.get_text().unwrap()));
+    latin1.chain(utf8).collect()
 }
 
 #[test]
@@ -160,6 +195,19 @@ fn bad_input_gets_distinct_exit_codes() {
     let (c, err) = code(&[], decoder.path(), &path);
     assert_eq!(c, Some(1), "{err}");
     assert!(err.contains("diffusion_pytorch_model"), "{err}");
+    // Corrupt weights: a truncated MoVQ file.
+    let decoder = decoder_repo();
+    let movq = decoder
+        .path()
+        .join("movq/diffusion_pytorch_model.safetensors");
+    let bytes = std::fs::read(&movq).unwrap();
+    std::fs::write(&movq, &bytes[..bytes.len() / 2]).unwrap();
+    let (c, err) = code(&[], decoder.path(), &path);
+    assert_eq!(c, Some(1), "{err}");
+    assert!(err.contains("movq"), "{err}");
+    // Invalid guidance.
+    let (c, err) = code(&["--guidance", "NaN"], decoder.path(), &path);
+    assert_eq!(c, Some(2), "{err}");
     // Unwritable output: its folder does not exist.
     let decoder = decoder_repo();
     let (c, err) = code(&[], decoder.path(), &out.path().join("missing/dir/x.png"));
@@ -179,4 +227,176 @@ fn generates_in_f16() {
         String::from_utf8_lossy(&result.stderr)
     );
     assert!(!text_chunks(&path).is_empty());
+}
+
+/// The 2.1 chain: the small 2.1 prior pipeline, then a 2.1 decoder (MultilingualCLIP, the
+/// XLM-R tokenizer, the small 2.1 UNet, MoVQ, DDIM).
+#[test]
+fn generates_with_2_1() {
+    let decoder = tempfile::tempdir().unwrap();
+    let d = decoder.path();
+    std::fs::write(d.join("model_index.json"), "{}").unwrap();
+    copy_dir(
+        &fixtures().join("pipeline21/text_encoder"),
+        &d.join("text_encoder"),
+    );
+    copy_dir(&fixtures().join("tokenizers/xlmr"), &d.join("tokenizer"));
+    copy_dir(&fixtures().join("unet_21/unet"), &d.join("unet"));
+    copy_dir(&fixtures().join("movq/movq"), &d.join("movq"));
+    copy_dir(&fixtures().join("schedulers/ddim"), &d.join("scheduler"));
+    let home = tempfile::tempdir().unwrap();
+    let path = home.path().join("cat21.png");
+    let result = run_in(
+        home.path(),
+        &fixtures().join("prior_pipeline21"),
+        d,
+        &path,
+        &["--model", "2.1", "--negative-prompt", "размытый"],
+    );
+    assert!(result.status.success(), "{}", stderr(&result));
+    let chunks = text_chunks(&path);
+    for (key, value) in [("model", "kandinsky-2.1"), ("negative_prompt", "размытый")] {
+        assert!(
+            chunks.contains(&(key.to_string(), value.to_string())),
+            "{key}: {chunks:?}"
+        );
+    }
+}
+
+/// Puts `dir`'s files into a Hugging Face cache at `hf` as repository `id` at a commit, in
+/// huggingface_hub's layout (blobs are plain copies here; symlinks work the same).
+fn cache_repo(hf: &Path, id: &str, dir: &Path, skip: &[&str]) -> PathBuf {
+    let repo = hf
+        .join("hub")
+        .join(format!("models--{}", id.replace('/', "--")));
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), commit).unwrap();
+    let snapshot = repo.join("snapshots").join(commit);
+    std::fs::create_dir_all(&snapshot).unwrap();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if skip.contains(&name.as_str()) {
+            continue;
+        }
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &snapshot.join(&name));
+        } else {
+            std::fs::copy(entry.path(), snapshot.join(&name)).unwrap();
+        }
+    }
+    snapshot
+}
+
+/// Hub repository ids resolved through a cache filled as Python's huggingface_hub does, with
+/// downloads off: the image encoder is needed only for the zero-image embedding, which is then
+/// kept on disk so later runs need no image encoder at all.
+#[test]
+fn hub_repositories_from_the_cache() {
+    let home = tempfile::tempdir().unwrap();
+    let hf = home.path().join("hf");
+    let prior = cache_repo(
+        &hf,
+        "test/prior-22",
+        &fixtures().join("prior_pipeline22"),
+        &["image_encoder", "reference.safetensors"],
+    );
+    let decoder = decoder_repo();
+    cache_repo(&hf, "test/decoder-22", decoder.path(), &[]);
+    let (prior_id, decoder_id) = (Path::new("test/prior-22"), Path::new("test/decoder-22"));
+    let out = |name: &str| home.path().join(name);
+
+    // A negative prompt needs no zero-image embedding, so no image encoder.
+    let r = run_in(
+        home.path(),
+        prior_id,
+        decoder_id,
+        &out("a.png"),
+        &["--offline", "--negative-prompt", "blurry"],
+    );
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert!(text_chunks(&out("a.png")).contains(&("prior".into(), "test/prior-22".into())));
+
+    // Without one it does: the error names the repository, the files and where they go.
+    let r = run_in(
+        home.path(),
+        prior_id,
+        decoder_id,
+        &out("b.png"),
+        &["--offline"],
+    );
+    assert_eq!(r.status.code(), Some(1), "{}", stderr(&r));
+    let err = stderr(&r);
+    for needed in [
+        "test/prior-22",
+        "image_encoder/config.json",
+        "image_encoder/model.safetensors",
+        "huggingface-cli download test/prior-22",
+        "--offline",
+    ] {
+        assert!(err.contains(needed), "{needed}: {err}");
+    }
+
+    // With the image encoder in the cache, the embedding is computed once and kept on disk
+    // (HF_HUB_OFFLINE=1 instead of --offline this time).
+    copy_dir(
+        &fixtures().join("prior_pipeline22/image_encoder"),
+        &prior.join("image_encoder"),
+    );
+    let cmd_env = |name: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kandinsky"));
+        cmd.env("HF_HOME", &hf)
+            .env("KANDINSKY_CACHE", home.path().join("kandinsky"))
+            .env("HF_ENDPOINT", "http://127.0.0.1:9")
+            .env("HF_HUB_OFFLINE", "1")
+            .args(["generate", "--prompt", "a red cat"])
+            .args(["--prior", "test/prior-22", "--decoder", "test/decoder-22"])
+            .arg("--output")
+            .arg(out(name))
+            .args(SIZE_ARGS);
+        cmd.output().unwrap()
+    };
+    let r = cmd_env("c.png");
+    assert!(r.status.success(), "{}", stderr(&r));
+    let cached: Vec<_> = std::fs::read_dir(home.path().join("kandinsky/zero-image-embeds"))
+        .unwrap()
+        .collect();
+    assert_eq!(cached.len(), 1);
+    std::fs::remove_dir_all(prior.join("image_encoder")).unwrap();
+    let r = cmd_env("d.png");
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert!(
+        !stderr(&r).contains("loading image_encoder"),
+        "{}",
+        stderr(&r)
+    );
+    assert_eq!(
+        std::fs::read(out("c.png")).unwrap(),
+        std::fs::read(out("d.png")).unwrap(),
+        "the cached embedding gives the same image"
+    );
+}
+
+/// A repository neither cached nor downloadable: the error says what is needed and where.
+#[test]
+fn a_failed_download_says_what_is_needed() {
+    let home = tempfile::tempdir().unwrap();
+    let r = run_in(
+        home.path(),
+        Path::new("test/not-cached"),
+        Path::new("test/decoder"),
+        &home.path().join("x.png"),
+        &[],
+    );
+    assert_eq!(r.status.code(), Some(1), "{}", stderr(&r));
+    let err = stderr(&r);
+    for needed in [
+        "the Hub could not be reached for test/not-cached",
+        "prior/config.json",
+        "text_encoder/model.safetensors",
+        "tokenizer/*",
+        &home.path().join("hf/hub").display().to_string(),
+    ] {
+        assert!(err.contains(needed), "{needed}: {err}");
+    }
 }

@@ -979,18 +979,21 @@ def pipeline22() -> None:
     save_reference(ref, out_dir / "reference.safetensors")
 
 
-def prior_pipeline22() -> None:
-    """KandinskyV22PriorPipeline over small components that fit together as the real ones do
-    (CLIP text hidden = projection = prior embedding width = image projection = 32; 77 tokens;
-    a CLIP BPE cut to its first 300 merges), 3 UnCLIP steps, guidance 4, no negative prompt
-    (so the negative embedding is the zero image's), initial latents given, noise recorded."""
+def small_prior_pipeline(name: str, width: int, pipeline_class: str, seed: int) -> None:
+    """A Kandinsky prior pipeline (`pipeline_class`, 2.1 or 2.2) over small components that fit
+    together as the real ones do (CLIP text hidden = projection = prior embedding width = image
+    projection = `width`; 77 tokens; a CLIP BPE cut to its first 300 merges), 3 UnCLIP steps,
+    guidance 4, no negative prompt (so the negative embedding is the zero image's), initial
+    latents given, noise recorded; the latents after each step where the pipeline reports them
+    (2.2 only)."""
     import diffusers.schedulers.scheduling_unclip as unclip_mod
-    from diffusers import KandinskyV22PriorPipeline, PriorTransformer, UnCLIPScheduler
+    import diffusers
+    from diffusers import PriorTransformer, UnCLIPScheduler
     from transformers import (CLIPImageProcessor, CLIPTextConfig, CLIPTextModelWithProjection,
                               CLIPTokenizer, CLIPVisionConfig, CLIPVisionModelWithProjection)
 
-    print("prior_pipeline22")
-    root = FIXTURES / "prior_pipeline22"
+    print(name)
+    root = FIXTURES / name
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
@@ -1013,25 +1016,25 @@ def prior_pipeline22() -> None:
     tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
     vocab = len(tokens)
     text = CLIPTextModelWithProjection(CLIPTextConfig(
-        **{**CLIP_TEXT_SMALL, "vocab_size": vocab, "hidden_size": 32, "projection_dim": 32,
+        **{**CLIP_TEXT_SMALL, "vocab_size": vocab, "hidden_size": width, "projection_dim": width,
            "num_attention_heads": 4, "max_position_embeddings": 77, "hidden_act": "gelu"})).eval()
-    randomize(text, seed=70)
+    randomize(text, seed=seed)
     vision = CLIPVisionModelWithProjection(CLIPVisionConfig(
-        **{**CLIP_VISION_SMALL, "image_size": 224, "patch_size": 32, "projection_dim": 32})).eval()
-    randomize(vision, seed=71)
+        **{**CLIP_VISION_SMALL, "image_size": 224, "patch_size": 32, "projection_dim": width})).eval()
+    randomize(vision, seed=seed + 1)
     prior = PriorTransformer(**{**{k: v for k, v in PRIOR_SMALL.items() if not k.startswith("_")},
-                                "embedding_dim": 32, "num_embeddings": 77,
+                                "embedding_dim": width, "num_embeddings": 77,
                                 "embedding_proj_dim": None, "clip_embed_dim": None,
-                                "num_attention_heads": 2, "attention_head_dim": 16}).eval()
-    randomize(prior, seed=72)
-    gen = torch.Generator().manual_seed(73)
+                                "num_attention_heads": 2, "attention_head_dim": width // 2}).eval()
+    randomize(prior, seed=seed + 2)
+    gen = torch.Generator().manual_seed(seed + 3)
     with torch.no_grad():
         for p in (prior.positional_embedding, prior.prd_embedding, prior.clip_mean):
             p.copy_(torch.randn(p.shape, generator=gen))
         prior.clip_std.copy_(0.5 + torch.rand(prior.clip_std.shape, generator=gen))
     scheduler = UnCLIPScheduler.from_pretrained(FIXTURES / "schedulers" / "unclip")
     processor = CLIPImageProcessor(**CLIP_IMAGE_PROCESSOR)
-    pipe = KandinskyV22PriorPipeline(prior=prior, image_encoder=vision, text_encoder=text,
+    pipe = getattr(diffusers, pipeline_class)(prior=prior, image_encoder=vision, text_encoder=text,
                                      tokenizer=tokenizer, scheduler=scheduler,
                                      image_processor=processor)
     pipe.set_progress_bar_config(disable=True)
@@ -1041,7 +1044,7 @@ def prior_pipeline22() -> None:
         if (root / "tokenizer" / extra).exists():
             (root / "tokenizer" / extra).unlink()
 
-    latents = torch.randn((1, 32), generator=gen)
+    latents = torch.randn((1, width), generator=gen)
     noises: list[torch.Tensor] = []
 
     def draw(shape, generator=None, device=None, dtype=None, **_):
@@ -1057,9 +1060,10 @@ def prior_pipeline22() -> None:
         return kwargs
 
     prompt = "a red cat sitting on a windowsill"
+    step_callback = {"callback_on_step_end": on_step} if "V22" in pipeline_class else {}
     with torch.no_grad():
         out = pipe(prompt, num_inference_steps=3, guidance_scale=4.0, latents=latents,
-                   callback_on_step_end=on_step)
+                   **step_callback)
     ref = {"latents": latents, "image_embeds": out.image_embeds,
            "negative_image_embeds": out.negative_image_embeds}
     ref.update({f"noise.{i}": z for i, z in enumerate(noises)})
@@ -1067,6 +1071,10 @@ def prior_pipeline22() -> None:
     save_reference(ref, root / "reference.safetensors")
     (root / "prompt.txt").write_text(prompt + "\n")
 
+
+def prior_pipeline22() -> None:
+    """The small 2.2 prior pipeline (32 wide) and a 2.2 decoder UNet that takes its embeddings."""
+    small_prior_pipeline("prior_pipeline22", 32, "KandinskyV22PriorPipeline", seed=70)
     # A 2.2 decoder UNet that takes this prior's 32-wide embeddings (the small UNet fixture's
     # configuration otherwise), so that a whole text-to-image chain can run on the fixtures.
     from diffusers import UNet2DConditionModel
@@ -1078,6 +1086,12 @@ def prior_pipeline22() -> None:
                                                "encoder_hid_dim": 32})).eval()
     randomize(unet, seed=74)
     unet.save_pretrained(folder, safe_serialization=True)
+
+
+def prior_pipeline21() -> None:
+    """The small 2.1 prior pipeline (KandinskyPriorPipeline), 20 wide: its embeddings fit the
+    small 2.1 UNet (cross-attention width 20), so that a whole 2.1 chain runs on the fixtures."""
+    small_prior_pipeline("prior_pipeline21", 20, "KandinskyPriorPipeline", seed=90)
 
 
 def pipeline21() -> None:
@@ -1130,7 +1144,8 @@ def pipeline21() -> None:
 
 COMPONENTS = {"movq": movq, "unet": unet, "prior": prior, "clip": clip, "tokenizers": tokenizers,
               "preprocessing": preprocessing, "schedulers": schedulers, "pipeline22": pipeline22,
-              "prior_pipeline22": prior_pipeline22, "pipeline21": pipeline21}
+              "prior_pipeline22": prior_pipeline22, "prior_pipeline21": prior_pipeline21,
+              "pipeline21": pipeline21}
 
 
 def main() -> None:
