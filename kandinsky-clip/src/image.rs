@@ -27,6 +27,72 @@ pub struct RgbImage<'a> {
     pub data: &'a [u8],
 }
 
+impl RgbImage<'_> {
+    fn check(&self) -> Result<(), ClipError> {
+        let (w, h) = (self.width, self.height);
+        if w == 0 || h == 0 || self.data.len() != w * h * 3 {
+            return Err(ClipError::InvalidInput {
+                input: "image",
+                expected: format!("{w}×{h}×3 = {} bytes, both sides positive", w * h * 3),
+                found: vec![h, w, self.data.len()],
+            });
+        }
+        Ok(())
+    }
+}
+
+/// PIL's bicubic resize (`Image.resize(size, BICUBIC)`, antialiased when shrinking) of `image`
+/// to `width × height`: (3, height, width) on `device`, values in [0, 255] rounded to integers
+/// as PIL's 8-bit passes are. The same size gives the image back unchanged.
+pub fn resize_bicubic(
+    image: &RgbImage<'_>,
+    width: usize,
+    height: usize,
+    device: &Device,
+) -> Result<Tensor<3>, ClipError> {
+    image.check()?;
+    if width == 0 || height == 0 {
+        return Err(ClipError::InvalidInput {
+            input: "resize target",
+            expected: "both sides positive".into(),
+            found: vec![height, width],
+        });
+    }
+    Ok(resize_window(
+        image,
+        (width, height),
+        (0, 0, width, height),
+        device,
+    ))
+}
+
+/// Resizes to `new = (w, h)` and keeps the window `(left, top, width, height)` of the result;
+/// only the kept rows and columns are computed.
+fn resize_window(
+    image: &RgbImage<'_>,
+    (new_w, new_h): (usize, usize),
+    (left, top, crop_w, crop_h): (usize, usize, usize, usize),
+    device: &Device,
+) -> Tensor<3> {
+    let (w, h) = (image.width, image.height);
+    let pixels: Vec<f32> = image.data.iter().map(|&b| b as f32).collect();
+    let x = Tensor::<3>::from_data(TensorData::new(pixels, [h, w, 3]), device).permute([2, 0, 1]); // (3, H, W)
+    if (new_w, new_h, crop_w, crop_h) == (w, h, w, h) {
+        return x;
+    }
+    let wx = Tensor::<2>::from_data(
+        TensorData::new(resize_weights(w, new_w, left, crop_w), [crop_w, w]),
+        device,
+    );
+    let wy = Tensor::<2>::from_data(
+        TensorData::new(resize_weights(h, new_h, top, crop_h), [crop_h, h]),
+        device,
+    );
+    let round = |t: Tensor<3>| t.round().clamp(0.0, 255.0);
+    let x = round(x.matmul(wx.transpose().unsqueeze_dim::<3>(0))); // (3, H, crop_w)
+    round(wy.unsqueeze_dim::<3>(0).matmul(x)) // (3, crop_h, crop_w)
+}
+
 #[derive(Debug, Clone, Deserialize)]
 struct ShortestEdge {
     shortest_edge: usize,
@@ -159,13 +225,7 @@ impl ClipImageProcessor {
         device: &Device,
     ) -> Result<Tensor<4>, ClipError> {
         let (w, h) = (image.width, image.height);
-        if w == 0 || h == 0 || image.data.len() != w * h * 3 {
-            return Err(ClipError::InvalidInput {
-                input: "image",
-                expected: format!("{w}×{h}×3 = {} bytes, both sides positive", w * h * 3),
-                found: vec![h, w, image.data.len()],
-            });
-        }
+        image.check()?;
         // Shortest side to `size`, the other truncated (transformers' rule).
         let (new_h, new_w) = if w <= h {
             (self.size * h / w, self.size)
@@ -174,20 +234,7 @@ impl ClipImageProcessor {
         };
         let (crop_h, crop_w) = self.crop_size;
         let (top, left) = ((new_h - crop_h) / 2, (new_w - crop_w) / 2);
-        let pixels: Vec<f32> = image.data.iter().map(|&b| b as f32).collect();
-        let x =
-            Tensor::<3>::from_data(TensorData::new(pixels, [h, w, 3]), device).permute([2, 0, 1]); // (3, H, W)
-        let wx = Tensor::<2>::from_data(
-            TensorData::new(resize_weights(w, new_w, left, crop_w), [crop_w, w]),
-            device,
-        );
-        let wy = Tensor::<2>::from_data(
-            TensorData::new(resize_weights(h, new_h, top, crop_h), [crop_h, h]),
-            device,
-        );
-        let round = |t: Tensor<3>| t.round().clamp(0.0, 255.0);
-        let x = round(x.matmul(wx.transpose().unsqueeze_dim::<3>(0))); // (3, H, crop_w)
-        let x = round(wy.unsqueeze_dim::<3>(0).matmul(x)); // (3, crop_h, crop_w)
+        let x = resize_window(image, (new_w, new_h), (left, top, crop_w, crop_h), device);
         let mean = Tensor::<1>::from_floats(self.image_mean, device).reshape([3, 1, 1]);
         let std = Tensor::<1>::from_floats(self.image_std, device).reshape([3, 1, 1]);
         Ok(((x / 255.0 - mean) / std).unsqueeze_dim(0))

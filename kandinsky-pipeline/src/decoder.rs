@@ -9,7 +9,8 @@ use kandinsky_unet::{Conditioning, UNet};
 
 use crate::error::PipelineError;
 use crate::rng::NoiseSource;
-use crate::scheduler::Scheduler;
+use crate::scheduler::schedule::{BetaSchedule, NoiseSchedule};
+use crate::scheduler::{Scheduler, SchedulerExt};
 
 /// Latent height and width for an image of `height × width` pixels: each rounded up to a
 /// multiple of `scale²`, divided by `scale` (diffusers `downscale_height_and_width`; 512 → 64,
@@ -43,16 +44,68 @@ impl Default for DecoderOptions {
     }
 }
 
+/// Where the decoder's latents start.
+#[derive(Debug, Clone)]
+pub enum DecoderStart {
+    /// Noise (text-to-image): fresh from the generator, or these latents (B, 4, h, w).
+    Noise(Option<Tensor<4>>),
+    /// Image-to-image: the source images (B, 3, 8h, 8w) in [−1, 1] (see
+    /// [`Image::to_tensor`](crate::Image::to_tensor)), encoded by the MoVQ and noised to
+    /// `strength` ∈ (0, 1]: only the last ⌊steps · strength⌋ steps run, as the reference's
+    /// `get_timesteps`. 2.2 noises with the decoder's scheduler at the first step run; 2.1, as
+    /// its reference pipeline, with the original repo's linear schedule (β 0.0001–0.02) at
+    /// t = ⌊1000 · strength⌋ − 2.
+    Image {
+        /// Source images in [−1, 1].
+        image: Tensor<4>,
+        /// How much of the schedule to run, in (0, 1].
+        strength: f64,
+    },
+}
+
+impl From<Option<Tensor<4>>> for DecoderStart {
+    fn from(latents: Option<Tensor<4>>) -> Self {
+        DecoderStart::Noise(latents)
+    }
+}
+
+/// How image-to-image noises its source latents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Noising {
+    /// With the decoder's scheduler (2.2).
+    Scheduler,
+    /// With the original 2.1 repo's linear schedule at ⌊1000 · strength⌋ − 2.
+    Kandinsky21,
+}
+
+/// The first timestep index that image-to-image runs: steps − min(⌊steps · strength⌋, steps).
+pub fn image_start_index(steps: usize, strength: f64) -> Result<usize, PipelineError> {
+    if !(strength > 0.0 && strength <= 1.0) {
+        return Err(PipelineError::Mismatch(format!(
+            "invalid strength {strength}: expected a value in (0, 1]"
+        )));
+    }
+    let run = ((steps as f64 * strength).floor() as usize).min(steps);
+    if run == 0 {
+        return Err(PipelineError::Mismatch(format!(
+            "strength {strength} of {steps} steps runs no step: raise the strength or the steps"
+        )));
+    }
+    Ok(steps - run)
+}
+
 /// The denoising loop with classifier-free guidance, for any model and scheduler.
 ///
 /// `model(latent_input, timestep)` returns the UNet output (2B or B, 8, h, w) for the latents
 /// duplicated as [negative, positive] when guiding. The prediction is guided
 /// ε = ε_neg + g·(ε_pos − ε_neg); the variance channels are taken from the positive half and
-/// passed on only if the scheduler uses them. `on_step(i, latents)` sees the latents after each
-/// step.
+/// passed on only if the scheduler uses them. The loop runs the scheduler's timesteps from index
+/// `start` on (0, or later for image-to-image). `on_step(i, latents)` sees the latents after
+/// each step (`i` indexes the scheduler's timesteps).
 pub fn denoise(
     model: &mut dyn FnMut(Tensor<4>, f32) -> Result<Tensor<4>, PipelineError>,
     scheduler: &dyn Scheduler,
+    start: usize,
     mut latents: Tensor<4>,
     guidance_scale: f64,
     noise: &mut dyn NoiseSource,
@@ -61,7 +114,7 @@ pub fn denoise(
     let guided = guidance_scale > 1.0;
     let [b, c, h, w] = latents.dims();
     let device = latents.device();
-    for (i, &t) in scheduler.timesteps().iter().enumerate() {
+    for (i, &t) in scheduler.timesteps().iter().enumerate().skip(start) {
         let input = if guided {
             Tensor::cat(vec![latents.clone(), latents.clone()], 0)
         } else {
@@ -150,7 +203,7 @@ pub fn decode_v21(
     negative_prompts: Option<&[&str]>,
     image_embeds: Tensor<2>,
     negative_image_embeds: Tensor<2>,
-    latents: Option<Tensor<4>>,
+    start: DecoderStart,
     options: &DecoderOptions,
     noise: &mut dyn NoiseSource,
     on_step: &mut dyn FnMut(usize, &Tensor<4>),
@@ -204,15 +257,15 @@ pub fn decode_v21(
         scheduler,
         conditioning,
         b,
-        latents,
+        (start, Noising::Kandinsky21),
         options,
         noise,
         on_step,
     )
 }
 
-/// Runs the Kandinsky 2.2 decoder: denoises `latents` (B, 4, h, w) — or fresh noise of the
-/// size [`latent_size`] gives when `None` — guided by `image_embeds` against
+/// Runs the Kandinsky 2.2 decoder: denoises from `start` (noise of the size [`latent_size`]
+/// gives, given latents, or a source image for image-to-image) guided by `image_embeds` against
 /// `negative_image_embeds` (both (B, E)), then decodes with the MoVQ.
 /// Returns the image (B, 3, 8h, 8w) in about [−1, 1].
 #[allow(clippy::too_many_arguments)]
@@ -222,20 +275,76 @@ pub fn decode_v22(
     scheduler: &mut dyn Scheduler,
     image_embeds: Tensor<2>,
     negative_image_embeds: Tensor<2>,
-    latents: Option<Tensor<4>>,
+    start: DecoderStart,
+    options: &DecoderOptions,
+    noise: &mut dyn NoiseSource,
+    on_step: &mut dyn FnMut(usize, &Tensor<4>),
+) -> Result<Tensor<4>, PipelineError> {
+    decode_v22_hint(
+        unet,
+        movq,
+        scheduler,
+        image_embeds,
+        negative_image_embeds,
+        None,
+        start,
+        options,
+        noise,
+        on_step,
+    )
+}
+
+/// [`decode_v22`] with a ControlNet hint for the ControlNet-depth UNet: `hint` (B, 3, 8h, 8w)
+/// in [0, 1] at the output resolution (e.g. a depth map repeated on 3 channels), the same for
+/// both guidance halves, as `KandinskyV22ControlnetPipeline` (text-to-image) and
+/// `KandinskyV22ControlnetImg2ImgPipeline` (with [`DecoderStart::Image`]).
+#[allow(clippy::too_many_arguments)]
+pub fn decode_v22_hint(
+    unet: &UNet,
+    movq: &MoVQ,
+    scheduler: &mut dyn Scheduler,
+    image_embeds: Tensor<2>,
+    negative_image_embeds: Tensor<2>,
+    hint: Option<Tensor<4>>,
+    start: DecoderStart,
     options: &DecoderOptions,
     noise: &mut dyn NoiseSource,
     on_step: &mut dyn FnMut(usize, &Tensor<4>),
 ) -> Result<Tensor<4>, PipelineError> {
     check_embeds(&image_embeds, &negative_image_embeds)?;
     let b = image_embeds.dims()[0];
-    let embeds = if options.guidance_scale > 1.0 {
+    let guided = options.guidance_scale > 1.0;
+    let embeds = if guided {
         Tensor::cat(vec![negative_image_embeds, image_embeds], 0)
     } else {
         image_embeds
     };
-    let conditioning = Conditioning::Image {
-        image_embeds: embeds,
+    let conditioning = match hint {
+        None => Conditioning::Image {
+            image_embeds: embeds,
+        },
+        Some(hint) => {
+            let (h, w) = latent_size(options.height, options.width, movq.config().scale_factor());
+            let scale = movq.config().scale_factor();
+            let expected = [b, 3, h * scale, w * scale];
+            if hint.dims() != expected {
+                return Err(PipelineError::Mismatch(format!(
+                    "a hint of {:?} for {b} images of {}×{}: expected {expected:?}",
+                    hint.dims(),
+                    w * scale,
+                    h * scale
+                )));
+            }
+            let hint = if guided {
+                Tensor::cat(vec![hint.clone(), hint], 0)
+            } else {
+                hint
+            };
+            Conditioning::ImageHint {
+                image_embeds: embeds,
+                hint,
+            }
+        }
     };
     decode_with(
         unet,
@@ -243,14 +352,14 @@ pub fn decode_v22(
         scheduler,
         conditioning,
         b,
-        latents,
+        (start, Noising::Scheduler),
         options,
         noise,
         on_step,
     )
 }
 
-/// The part both decoders share: initial latents for `batch` images of the requested size,
+/// The part both decoders share: the starting latents for `batch` images of the requested size,
 /// the guided loop with `conditioning` (already batched as [negative, positive] when
 /// guiding), the MoVQ decode.
 #[allow(clippy::too_many_arguments)]
@@ -260,16 +369,54 @@ fn decode_with(
     scheduler: &mut dyn Scheduler,
     conditioning: Conditioning,
     batch: usize,
-    latents: Option<Tensor<4>>,
+    (start, noising): (DecoderStart, Noising),
     options: &DecoderOptions,
     noise: &mut dyn NoiseSource,
     on_step: &mut dyn FnMut(usize, &Tensor<4>),
 ) -> Result<Tensor<4>, PipelineError> {
     let device = unet.conv_in.weight.val().device();
-    let (h, w) = latent_size(options.height, options.width, movq.config().scale_factor());
+    let scale = movq.config().scale_factor();
+    let (h, w) = latent_size(options.height, options.width, scale);
     let c = unet.config().sample_channels();
     scheduler.set_timesteps(options.steps)?;
-    let latents = initial_latents(latents, [batch, c, h, w], scheduler, noise, &device)?;
+    let shape = [batch, c, h, w];
+    let (first, latents) = match start {
+        DecoderStart::Noise(latents) => (
+            0,
+            initial_latents(latents, shape, scheduler, noise, &device)?,
+        ),
+        DecoderStart::Image { image, strength } => {
+            let first = image_start_index(options.steps, strength)?;
+            let expected = [batch, 3, h * scale, w * scale];
+            if image.dims() != expected {
+                return Err(PipelineError::Mismatch(format!(
+                    "source images {:?}, expected {expected:?}",
+                    image.dims()
+                )));
+            }
+            let source = movq.encode(image)?;
+            let eps = noise.normal(&shape, &device).reshape(shape);
+            let noised = match noising {
+                Noising::Scheduler => {
+                    let t = scheduler.timesteps()[first];
+                    scheduler.add_noise_nd(source, eps, t)?
+                }
+                Noising::Kandinsky21 => {
+                    let t = (1000.0 * strength) as i64 - 2;
+                    if t < 0 {
+                        return Err(PipelineError::Mismatch(format!(
+                            "strength {strength} is below 2.1 image-to-image's smallest, 0.002"
+                        )));
+                    }
+                    let schedule = NoiseSchedule::new(BetaSchedule::Linear, 1000, 0.0001, 0.02);
+                    let a = schedule.alpha_cumprod(t, 1.0) as f32;
+                    let source = source * scheduler.init_noise_sigma();
+                    source * a.sqrt() + eps * (1.0 - a).sqrt()
+                }
+            };
+            (first, noised)
+        }
+    };
     let mut model = |input: Tensor<4>, t: f32| -> Result<Tensor<4>, PipelineError> {
         let timestep = Tensor::<1>::from_floats([t], &device);
         Ok(unet.forward(input, timestep, conditioning.clone())?)
@@ -277,6 +424,7 @@ fn decode_with(
     let latents = denoise(
         &mut model,
         scheduler,
+        first,
         latents,
         options.guidance_scale,
         noise,

@@ -31,6 +31,14 @@ pub enum PipelineError {
         /// The missing file or folder.
         component: String,
     },
+    /// An input image could not be read.
+    #[error("cannot read the image {path}: {message}")]
+    Image {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What failed.
+        message: String,
+    },
     /// An output file could not be written.
     #[error("cannot write {path}: {message}")]
     Output {

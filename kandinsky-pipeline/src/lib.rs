@@ -38,13 +38,18 @@
 
 pub mod decoder;
 pub mod error;
+pub mod image;
 pub mod prior;
 pub mod rng;
 pub mod scheduler;
 pub mod text2img;
 
-pub use decoder::{DecoderOptions, decode_v21, decode_v22, denoise, latent_size, to_rgb8};
+pub use decoder::{
+    DecoderOptions, DecoderStart, decode_v21, decode_v22, decode_v22_hint, denoise,
+    image_start_index, latent_size, to_rgb8,
+};
 pub use error::PipelineError;
+pub use image::Image;
 pub use prior::{PriorOptions, PriorOutput, run_prior, zero_image_embeds};
 pub use rng::{NoiseSource, Rng};
-pub use text2img::{Image, Kandinsky21, Kandinsky22, Progress, Text2ImageOptions};
+pub use text2img::{Kandinsky21, Kandinsky22, Progress, Text2ImageOptions};

@@ -15,47 +15,12 @@ use kandinsky_prior::PriorTransformer;
 use kandinsky_unet::UNet;
 use kandinsky_unet::config::AdditionEmbedType;
 
-use crate::decoder::{DecoderOptions, decode_v21, decode_v22, to_rgb8};
+use crate::decoder::{DecoderOptions, DecoderStart, decode_v21, decode_v22, to_rgb8};
 use crate::error::PipelineError;
+pub use crate::image::Image;
 use crate::prior::{PriorOptions, run_prior, zero_image_embeds};
 use crate::rng::Rng;
 use crate::scheduler::load_scheduler;
-
-/// An 8-bit RGB image.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Image {
-    /// Width in pixels.
-    pub width: usize,
-    /// Height in pixels.
-    pub height: usize,
-    /// Row-major RGB bytes.
-    pub rgb: Vec<u8>,
-}
-
-impl Image {
-    /// Writes the image as a PNG file.
-    pub fn save_png(&self, path: &Path) -> Result<(), PipelineError> {
-        let io = |e: std::io::Error| PipelineError::Output {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        };
-        let file = std::fs::File::create(path).map_err(io)?;
-        let mut encoder = png::Encoder::new(
-            std::io::BufWriter::new(file),
-            self.width as u32,
-            self.height as u32,
-        );
-        encoder.set_color(png::ColorType::Rgb);
-        encoder.set_depth(png::BitDepth::Eight);
-        let fail = |e: png::EncodingError| PipelineError::Output {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        };
-        let mut writer = encoder.write_header().map_err(fail)?;
-        writer.write_image_data(&self.rgb).map_err(fail)?;
-        writer.finish().map_err(fail)
-    }
-}
 
 /// What a generation is doing, reported to the `progress` callback of `generate_with_progress`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -403,7 +368,7 @@ impl Kandinsky22 {
             scheduler.as_mut(),
             image_embeds,
             negative,
-            None,
+            DecoderStart::Noise(None),
             &options.decoder,
             &mut rng,
             &mut decoder_progress(options.decoder.steps, progress),
@@ -493,7 +458,7 @@ impl Kandinsky21 {
             negative_prompts,
             image_embeds,
             negative,
-            None,
+            DecoderStart::Noise(None),
             &options.decoder,
             &mut rng,
             &mut decoder_progress(options.decoder.steps, progress),

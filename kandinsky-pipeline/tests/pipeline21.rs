@@ -54,7 +54,7 @@ fn decoder_21_matches_the_reference_pipeline() {
         None,
         Tensor::from_data(r["image_embeds"].clone(), &device),
         Tensor::from_data(r["negative_image_embeds"].clone(), &device),
-        Some(Tensor::from_data(r["latents"].clone(), &device)),
+        Some(Tensor::from_data(r["latents"].clone(), &device)).into(),
         &options,
         &mut noise,
         &mut |_, latents| steps.push(latents.clone().into_data()),

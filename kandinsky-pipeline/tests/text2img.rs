@@ -8,7 +8,8 @@ use burn::tensor::{Device, Tensor};
 use kandinsky_movq::MoVQ;
 use kandinsky_pipeline::scheduler::{Scheduler, SchedulerError, StepOutput};
 use kandinsky_pipeline::{
-    DecoderOptions, Kandinsky22, PipelineError, Rng, Text2ImageOptions, decode_v22, to_rgb8,
+    DecoderOptions, DecoderStart, Kandinsky22, PipelineError, Rng, Text2ImageOptions, decode_v22,
+    to_rgb8,
 };
 use kandinsky_unet::UNet;
 
@@ -185,7 +186,7 @@ fn a_scheduler_from_outside_the_crate_drives_a_generation() {
         &mut scheduler,
         embeds,
         negative,
-        None,
+        DecoderStart::Noise(None),
         &options,
         &mut rng,
         &mut |_, _| seen += 1,

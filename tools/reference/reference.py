@@ -1142,10 +1142,115 @@ def pipeline21() -> None:
     (root / "prompt.txt").write_text(prompt + "\n")
 
 
+def source_image(width: int, height: int, seed: int):
+    """A smooth RGB test picture (gradients and a few blobs) as a PIL image."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    img = np.stack([x / width, y / height, 0.5 + 0.5 * np.sin((x + y) / 9.0)], axis=-1)
+    for _ in range(4):
+        cx, cy, r = rng.uniform(0, width), rng.uniform(0, height), rng.uniform(5, 20)
+        blob = np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * r * r))[..., None]
+        img = img * (1 - blob) + blob * rng.uniform(0, 1, size=3)
+    return Image.fromarray((img * 255).round().clip(0, 255).astype(np.uint8))
+
+
+class NoiseRecorder:
+    """Replaces `randn_tensor` in the given modules by draws from one generator, recording them."""
+
+    def __init__(self, seed: int, *modules):
+        self.gen = torch.Generator().manual_seed(seed)
+        self.draws: list[torch.Tensor] = []
+        for module in modules:
+            module.randn_tensor = self
+
+    def __call__(self, shape, generator=None, device=None, dtype=None, **_):
+        z = torch.randn(shape, generator=self.gen)
+        self.draws.append(z)
+        return z
+
+    def save_into(self, ref: dict) -> None:
+        ref.update({f"noise.{i}": z for i, z in enumerate(self.draws)})
+
+
+def modes() -> None:
+    """Decoder modes with the small UNet/MoVQ fixtures on a 64x64 source picture
+    (fixtures/modes/source.png, passed as a PIL image so that the pipelines' own preprocessing
+    runs), guidance 4, every noise draw recorded:
+    - img2img22: KandinskyV22Img2ImgPipeline, DDPM, 6 steps at strength 0.5 (3 run);
+    - img2img21: KandinskyImg2ImgPipeline, DDIM, 6 steps at strength 0.5 (its own noising at
+      t = 498), the small MultilingualCLIP and XLM-R tokenizer of pipeline21;
+    - controlnet22: KandinskyV22ControlnetPipeline, DDPM, 3 steps, a random hint in [0, 1]."""
+    import diffusers.pipelines.kandinsky.pipeline_kandinsky_img2img as img2img21_mod
+    import diffusers.pipelines.kandinsky2_2.pipeline_kandinsky2_2_controlnet as control_mod
+    import diffusers.pipelines.kandinsky2_2.pipeline_kandinsky2_2_img2img as img2img22_mod
+    import diffusers.schedulers.scheduling_ddpm as ddpm_mod
+    from diffusers import (DDIMScheduler, DDPMScheduler, KandinskyImg2ImgPipeline,
+                           KandinskyV22ControlnetPipeline, KandinskyV22Img2ImgPipeline,
+                           UNet2DConditionModel, VQModel)
+    from diffusers.pipelines.kandinsky.text_encoder import MultilingualCLIP
+    from transformers import XLMRobertaTokenizer
+
+    print("modes")
+    root = FIXTURES / "modes"
+    root.mkdir(parents=True, exist_ok=True)
+    source = source_image(64, 64, seed=100)
+    source.save(root / "source.png")
+    movq = VQModel.from_pretrained(FIXTURES / "movq" / "movq").eval()
+    gen = torch.Generator().manual_seed(101)
+    embeds22 = torch.randn((1, 28), generator=gen), torch.randn((1, 28), generator=gen)
+    embeds21 = torch.randn((1, 20), generator=gen), torch.randn((1, 20), generator=gen)
+    common = dict(height=64, width=64, guidance_scale=4.0, output_type="pt")
+
+    unet = UNet2DConditionModel.from_pretrained(FIXTURES / "unet_22" / "unet").eval()
+    pipe = KandinskyV22Img2ImgPipeline(
+        unet=unet, movq=movq, scheduler=DDPMScheduler.from_pretrained(FIXTURES / "schedulers" / "ddpm"))
+    pipe.set_progress_bar_config(disable=True)
+    noise = NoiseRecorder(102, img2img22_mod, ddpm_mod)
+    with torch.no_grad():
+        image = pipe(image=source, image_embeds=embeds22[0], negative_image_embeds=embeds22[1],
+                     num_inference_steps=6, strength=0.5, **common).images
+    ref = {"image_embeds": embeds22[0], "negative_image_embeds": embeds22[1], "image": image}
+    noise.save_into(ref)
+    save_reference(ref, root / "img2img22.safetensors")
+
+    tokenizer = XLMRobertaTokenizer.from_pretrained(FIXTURES / "tokenizers" / "xlmr")
+    text_encoder = MultilingualCLIP.from_pretrained(FIXTURES / "pipeline21" / "text_encoder").eval()
+    unet = UNet2DConditionModel.from_pretrained(FIXTURES / "unet_21" / "unet").eval()
+    pipe = KandinskyImg2ImgPipeline(
+        text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, movq=movq,
+        scheduler=DDIMScheduler.from_pretrained(FIXTURES / "schedulers" / "ddim"))
+    pipe.set_progress_bar_config(disable=True)
+    noise = NoiseRecorder(103, img2img21_mod)
+    with torch.no_grad():
+        image = pipe("a red cat", image=source, image_embeds=embeds21[0],
+                     negative_image_embeds=embeds21[1], num_inference_steps=6, strength=0.5,
+                     **common).images
+    ref = {"image_embeds": embeds21[0], "negative_image_embeds": embeds21[1], "image": image}
+    noise.save_into(ref)
+    save_reference(ref, root / "img2img21.safetensors")
+
+    unet = UNet2DConditionModel.from_pretrained(FIXTURES / "unet_22_controlnet" / "unet").eval()
+    pipe = KandinskyV22ControlnetPipeline(
+        unet=unet, movq=movq, scheduler=DDPMScheduler.from_pretrained(FIXTURES / "schedulers" / "ddpm"))
+    pipe.set_progress_bar_config(disable=True)
+    hint = torch.rand((1, 3, 64, 64), generator=gen)
+    noise = NoiseRecorder(104, control_mod, ddpm_mod)
+    with torch.no_grad():
+        image = pipe(image_embeds=embeds22[0], negative_image_embeds=embeds22[1], hint=hint,
+                     num_inference_steps=3, **common).images
+    ref = {"image_embeds": embeds22[0], "negative_image_embeds": embeds22[1], "hint": hint,
+           "image": image}
+    noise.save_into(ref)
+    save_reference(ref, root / "controlnet22.safetensors")
+
+
 COMPONENTS = {"movq": movq, "unet": unet, "prior": prior, "clip": clip, "tokenizers": tokenizers,
               "preprocessing": preprocessing, "schedulers": schedulers, "pipeline22": pipeline22,
               "prior_pipeline22": prior_pipeline22, "prior_pipeline21": prior_pipeline21,
-              "pipeline21": pipeline21}
+              "pipeline21": pipeline21, "modes": modes}
 
 
 def main() -> None:

@@ -1,0 +1,44 @@
+//! Shared by the end-to-end parity tests: the fixtures folder and the reference run's noise.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use kandinsky_pipeline::NoiseSource;
+
+pub fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+}
+
+/// Hands out the reference run's noise draws, in order, checking each one's size.
+pub struct Recorded(pub Vec<TensorData>);
+
+impl Recorded {
+    /// The draws `noise.0`, `noise.1`, … of a reference file.
+    pub fn from_reference(r: &std::collections::BTreeMap<String, TensorData>) -> Self {
+        Self(
+            (0..)
+                .map_while(|i| r.get(&format!("noise.{i}")).cloned())
+                .collect(),
+        )
+    }
+}
+
+impl NoiseSource for Recorded {
+    fn normal(&mut self, shape: &[usize], device: &Device) -> Tensor<2> {
+        assert!(
+            !self.0.is_empty(),
+            "more noise drawn than the reference drew"
+        );
+        let data = self.0.remove(0);
+        let total = shape.iter().product::<usize>();
+        assert_eq!(
+            data.shape().iter().product::<usize>(),
+            total,
+            "noise of {shape:?}"
+        );
+        let flat = TensorData::new(data.convert::<f32>().into_vec::<f32>().unwrap(), [total]);
+        Tensor::<1>::from_data(flat, device).reshape([shape[0], total / shape[0]])
+    }
+}
