@@ -41,13 +41,23 @@ impl RgbImage<'_> {
     }
 }
 
-/// PIL's bicubic resize (`Image.resize(size, BICUBIC)`, antialiased when shrinking) of `image`
-/// to `width × height`: (3, height, width) on `device`, values in [0, 255] rounded to integers
+/// A resampling filter of PIL's `Image.resize`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resample {
+    /// `BICUBIC` (a = −0.5, radius 2): images.
+    Bicubic,
+    /// `LANCZOS` (radius 3): the reference's inpainting masks.
+    Lanczos,
+}
+
+/// PIL's resize (`Image.resize(size, filter)`, antialiased when shrinking) of `image` to
+/// `width × height`: (3, height, width) on `device`, values in [0, 255] rounded to integers
 /// as PIL's 8-bit passes are. The same size gives the image back unchanged.
-pub fn resize_bicubic(
+pub fn resize(
     image: &RgbImage<'_>,
     width: usize,
     height: usize,
+    filter: Resample,
     device: &Device,
 ) -> Result<Tensor<3>, ClipError> {
     image.check()?;
@@ -60,6 +70,7 @@ pub fn resize_bicubic(
     }
     Ok(resize_window(
         image,
+        filter,
         (width, height),
         (0, 0, width, height),
         device,
@@ -70,6 +81,7 @@ pub fn resize_bicubic(
 /// only the kept rows and columns are computed.
 fn resize_window(
     image: &RgbImage<'_>,
+    filter: Resample,
     (new_w, new_h): (usize, usize),
     (left, top, crop_w, crop_h): (usize, usize, usize, usize),
     device: &Device,
@@ -81,11 +93,11 @@ fn resize_window(
         return x;
     }
     let wx = Tensor::<2>::from_data(
-        TensorData::new(resize_weights(w, new_w, left, crop_w), [crop_w, w]),
+        TensorData::new(resize_weights(filter, w, new_w, left, crop_w), [crop_w, w]),
         device,
     );
     let wy = Tensor::<2>::from_data(
-        TensorData::new(resize_weights(h, new_h, top, crop_h), [crop_h, h]),
+        TensorData::new(resize_weights(filter, h, new_h, top, crop_h), [crop_h, h]),
         device,
     );
     let round = |t: Tensor<3>| t.round().clamp(0.0, 255.0);
@@ -141,6 +153,22 @@ impl Default for ClipImageProcessor {
 }
 
 /// PIL's bicubic kernel, a = −0.5.
+/// PIL's Lanczos kernel: sinc(x)·sinc(x/3) on [−3, 3).
+fn lanczos(x: f64) -> f64 {
+    let sinc = |x: f64| {
+        if x == 0.0 {
+            1.0
+        } else {
+            (x * std::f64::consts::PI).sin() / (x * std::f64::consts::PI)
+        }
+    };
+    if (-3.0..3.0).contains(&x) {
+        sinc(x) * sinc(x / 3.0)
+    } else {
+        0.0
+    }
+}
+
 fn bicubic(x: f64) -> f64 {
     const A: f64 = -0.5;
     let x = x.abs();
@@ -155,10 +183,20 @@ fn bicubic(x: f64) -> f64 {
 
 /// Row `i` holds the weights of output pixel `first + i` over the `input` pixels, for a resize
 /// from `input` to `output` pixels (PIL's `precompute_coeffs`).
-fn resize_weights(input: usize, output: usize, first: usize, count: usize) -> Vec<f32> {
+fn resize_weights(
+    filter: Resample,
+    input: usize,
+    output: usize,
+    first: usize,
+    count: usize,
+) -> Vec<f32> {
+    let (kernel, radius): (fn(f64) -> f64, f64) = match filter {
+        Resample::Bicubic => (bicubic, 2.0),
+        Resample::Lanczos => (lanczos, 3.0),
+    };
     let scale = input as f64 / output as f64;
     let filter_scale = scale.max(1.0);
-    let support = 2.0 * filter_scale;
+    let support = radius * filter_scale;
     let mut weights = vec![0.0f32; count * input];
     for i in 0..count {
         let center = (first + i) as f64 + 0.5;
@@ -166,7 +204,7 @@ fn resize_weights(input: usize, output: usize, first: usize, count: usize) -> Ve
         let lo = ((center - support + 0.5).floor().max(0.0)) as usize;
         let hi = ((center + support + 0.5).floor() as usize).min(input);
         let row: Vec<f64> = (lo..hi)
-            .map(|j| bicubic((j as f64 - center + 0.5) / filter_scale))
+            .map(|j| kernel((j as f64 - center + 0.5) / filter_scale))
             .collect();
         let total: f64 = row.iter().sum();
         for (j, w) in (lo..hi).zip(row) {
@@ -234,7 +272,13 @@ impl ClipImageProcessor {
         };
         let (crop_h, crop_w) = self.crop_size;
         let (top, left) = ((new_h - crop_h) / 2, (new_w - crop_w) / 2);
-        let x = resize_window(image, (new_w, new_h), (left, top, crop_w, crop_h), device);
+        let x = resize_window(
+            image,
+            Resample::Bicubic,
+            (new_w, new_h),
+            (left, top, crop_w, crop_h),
+            device,
+        );
         let mean = Tensor::<1>::from_floats(self.image_mean, device).reshape([3, 1, 1]);
         let std = Tensor::<1>::from_floats(self.image_std, device).reshape([3, 1, 1]);
         Ok(((x / 255.0 - mean) / std).unsqueeze_dim(0))

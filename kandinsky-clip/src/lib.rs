@@ -50,7 +50,7 @@ pub mod vision;
 pub mod xlm_roberta;
 
 pub use error::ClipError;
-pub use image::{ClipImageProcessor, RgbImage, resize_bicubic};
+pub use image::{ClipImageProcessor, Resample, RgbImage, resize};
 pub use kandinsky_common::trace::{Activation, Trace};
 /// The weight file names of a transformers model folder.
 pub use kandinsky_common::weights::{

@@ -61,6 +61,23 @@ pub enum DecoderStart {
         /// How much of the schedule to run, in (0, 1].
         strength: f64,
     },
+    /// Inpainting with an inpainting UNet (9 input channels): noise (or these latents), with
+    /// the source images (B, 3, 8h, 8w) in [−1, 1] and `keep` masks (B, 1, 8h, 8w), 1 = keep,
+    /// 0 = repaint (see [`Image::to_keep_mask`](crate::Image::to_keep_mask)). As the reference:
+    /// the mask is brought to the latent size (nearest), its keep region eroded by one latent
+    /// pixel towards the up, left, up-left, down, right and down-right neighbours of each
+    /// repainted pixel, and the UNet sees [latents, source latents · mask, mask]. 2.2 also pastes
+    /// the source latents (noised to the next timestep) into the kept region after every step
+    /// and the clean source after the last; 2.1 does not. (The 2.2 reference pastes the first
+    /// image's source into every image of a batch; here each image gets its own.)
+    Inpaint {
+        /// Source images in [−1, 1].
+        image: Tensor<4>,
+        /// 1 where the image is kept, 0 where it is repainted.
+        keep: Tensor<4>,
+        /// Initial latents instead of fresh noise.
+        latents: Option<Tensor<4>>,
+    },
 }
 
 impl From<Option<Tensor<4>>> for DecoderStart {
@@ -100,8 +117,10 @@ pub fn image_start_index(steps: usize, strength: f64) -> Result<usize, PipelineE
 /// duplicated as [negative, positive] when guiding. The prediction is guided
 /// ε = ε_neg + g·(ε_pos − ε_neg); the variance channels are taken from the positive half and
 /// passed on only if the scheduler uses them. The loop runs the scheduler's timesteps from index
-/// `start` on (0, or later for image-to-image). `on_step(i, latents)` sees the latents after
-/// each step (`i` indexes the scheduler's timesteps).
+/// `start` on (0, or later for image-to-image). `after_step(i, latents)` may change the latents
+/// after each scheduler step (2.2 inpainting pastes the kept region there); `on_step(i,
+/// latents)` then sees them (`i` indexes the scheduler's timesteps).
+#[allow(clippy::too_many_arguments)]
 pub fn denoise(
     model: &mut dyn FnMut(Tensor<4>, f32) -> Result<Tensor<4>, PipelineError>,
     scheduler: &dyn Scheduler,
@@ -109,6 +128,7 @@ pub fn denoise(
     mut latents: Tensor<4>,
     guidance_scale: f64,
     noise: &mut dyn NoiseSource,
+    after_step: &mut dyn FnMut(usize, Tensor<4>) -> Result<Tensor<4>, PipelineError>,
     on_step: &mut dyn FnMut(usize, &Tensor<4>),
 ) -> Result<Tensor<4>, PipelineError> {
     let guided = guidance_scale > 1.0;
@@ -149,7 +169,7 @@ pub fn denoise(
             t.reshape([tb, tc * th * tw])
         };
         let out = scheduler.step(i, flat(prediction), flat(latents), step_noise)?;
-        latents = out.prev_sample.reshape([b, c, h, w]);
+        latents = after_step(i, out.prev_sample.reshape([b, c, h, w]))?;
         on_step(i, &latents);
     }
     Ok(latents)
@@ -359,6 +379,36 @@ pub fn decode_v22_hint(
     )
 }
 
+/// The keep mask (B, 1, 8h, 8w) brought to the latent size (h, w) by nearest sampling (the
+/// top-left pixel of each 8×8 cell, as `F.interpolate(mode="nearest")`), then eroded as the
+/// reference's `prepare_mask`.
+fn latent_keep_mask(keep: Tensor<4>, h: usize, w: usize) -> Tensor<4> {
+    let [b, _, height, width] = keep.dims();
+    let (sy, sx) = (height / h, width / w);
+    let m = keep
+        .reshape([b, h, sy, w, sx])
+        .slice([0..b, 0..h, 0..1, 0..w, 0..1])
+        .reshape([b, 1, h, w]);
+    // Repainted pixels, padded by one zero on every side.
+    let repaint = m.clone().neg() + 1.0;
+    let padded = Tensor::zeros([b, 1, h + 2, w + 2], &m.device())
+        .slice_assign([0..b, 0..1, 1..h + 1, 1..w + 1], repaint);
+    // A pixel stops being kept when a repainted pixel lies at one of these offsets from it
+    // (the reference zeroes the up, left, up-left, down, right and down-right neighbours of each
+    // repainted pixel; not the other diagonal).
+    let offsets: [(isize, isize); 7] = [(0, 0), (1, 0), (0, 1), (1, 1), (-1, 0), (0, -1), (-1, -1)];
+    let near = offsets
+        .iter()
+        .map(|&(dy, dx)| {
+            let y = (1 + dy) as usize;
+            let x = (1 + dx) as usize;
+            padded.clone().slice([0..b, 0..1, y..y + h, x..x + w])
+        })
+        .reduce(|a, b| a.max_pair(b))
+        .expect("seven offsets");
+    near.neg() + 1.0
+}
+
 /// The part both decoders share: the starting latents for `batch` images of the requested size,
 /// the guided loop with `conditioning` (already batched as [negative, positive] when
 /// guiding), the MoVQ decode.
@@ -377,23 +427,63 @@ fn decode_with(
     let device = unet.conv_in.weight.val().device();
     let scale = movq.config().scale_factor();
     let (h, w) = latent_size(options.height, options.width, scale);
-    let c = unet.config().sample_channels();
+    let c = movq.config().latent_channels;
+    let in_channels = unet.config().sample_channels();
+    let inpainting = matches!(start, DecoderStart::Inpaint { .. });
+    if !inpainting && in_channels != c {
+        return Err(PipelineError::Mismatch(format!(
+            "the UNet takes {in_channels} input channels, the MoVQ's latents have {c}{}",
+            if in_channels == 2 * c + 1 {
+                " (an inpainting UNet needs an image and a mask: DecoderStart::Inpaint)"
+            } else {
+                ""
+            }
+        )));
+    }
     scheduler.set_timesteps(options.steps)?;
     let shape = [batch, c, h, w];
+    let expected_image = [batch, 3, h * scale, w * scale];
+    let check_image = |name: &str, found: [usize; 4], expected: [usize; 4]| {
+        if found == expected {
+            Ok(())
+        } else {
+            Err(PipelineError::Mismatch(format!(
+                "{name} {found:?}, expected {expected:?}"
+            )))
+        }
+    };
+    // Inpainting: the source latents, the eroded keep mask, and the UNet's extra channels.
+    let mut inpaint: Option<(Tensor<4>, Tensor<4>)> = None;
     let (first, latents) = match start {
         DecoderStart::Noise(latents) => (
             0,
             initial_latents(latents, shape, scheduler, noise, &device)?,
         ),
-        DecoderStart::Image { image, strength } => {
-            let first = image_start_index(options.steps, strength)?;
-            let expected = [batch, 3, h * scale, w * scale];
-            if image.dims() != expected {
+        DecoderStart::Inpaint {
+            image,
+            keep,
+            latents,
+        } => {
+            check_image("source images", image.dims(), expected_image)?;
+            check_image("keep masks", keep.dims(), [batch, 1, h * scale, w * scale])?;
+            if in_channels != 2 * c + 1 {
                 return Err(PipelineError::Mismatch(format!(
-                    "source images {:?}, expected {expected:?}",
-                    image.dims()
+                    "inpainting needs an inpainting UNet ({} input channels), this one takes \
+                     {in_channels}",
+                    2 * c + 1
                 )));
             }
+            let source = movq.encode(image)?;
+            let keep = latent_keep_mask(keep, h, w);
+            inpaint = Some((source, keep));
+            (
+                0,
+                initial_latents(latents, shape, scheduler, noise, &device)?,
+            )
+        }
+        DecoderStart::Image { image, strength } => {
+            let first = image_start_index(options.steps, strength)?;
+            check_image("source images", image.dims(), expected_image)?;
             let source = movq.encode(image)?;
             let eps = noise.normal(&shape, &device).reshape(shape);
             let noised = match noising {
@@ -417,9 +507,43 @@ fn decode_with(
             (first, noised)
         }
     };
+    let extra = inpaint.as_ref().map(|(source, keep)| {
+        let extra = Tensor::cat(vec![source.clone() * keep.clone(), keep.clone()], 1);
+        if options.guidance_scale > 1.0 {
+            Tensor::cat(vec![extra.clone(), extra], 0)
+        } else {
+            extra
+        }
+    });
     let mut model = |input: Tensor<4>, t: f32| -> Result<Tensor<4>, PipelineError> {
         let timestep = Tensor::<1>::from_floats([t], &device);
+        let input = match &extra {
+            Some(extra) => Tensor::cat(vec![input, extra.clone()], 1),
+            None => input,
+        };
         Ok(unet.forward(input, timestep, conditioning.clone())?)
+    };
+    // 2.2 inpainting pastes the kept region of the source (noised to the next timestep with the
+    // initial noise) after every step, and the clean source after the last. The reference
+    // pastes the first image's source and mask into every image of a batch; each image gets
+    // its own here (the same for a batch of one source).
+    let paste = match (&inpaint, noising) {
+        (Some((source, keep)), Noising::Scheduler) => {
+            Some((source.clone(), keep.clone(), latents.clone()))
+        }
+        _ => None,
+    };
+    let scheduler: &dyn Scheduler = scheduler;
+    let timesteps = scheduler.timesteps().to_vec();
+    let mut after_step = |i: usize, latents: Tensor<4>| -> Result<Tensor<4>, PipelineError> {
+        let Some((source, keep, initial)) = &paste else {
+            return Ok(latents);
+        };
+        let proper = match timesteps.get(i + 1) {
+            Some(&t) => scheduler.add_noise_nd(source.clone(), initial.clone(), t)?,
+            None => source.clone(),
+        };
+        Ok(keep.clone() * proper + (keep.clone().neg() + 1.0) * latents)
     };
     let latents = denoise(
         &mut model,
@@ -428,6 +552,7 @@ fn decode_with(
         latents,
         options.guidance_scale,
         noise,
+        &mut after_step,
         on_step,
     )?;
     Ok(movq.decode(latents, true)?)

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use burn::tensor::{Device, Tensor};
-use kandinsky_clip::{RgbImage, resize_bicubic};
+use kandinsky_clip::{Resample, RgbImage, resize};
 
 use crate::error::PipelineError;
 
@@ -103,15 +103,16 @@ impl Image {
         height: usize,
         device: &Device,
     ) -> Result<Tensor<4>, PipelineError> {
-        let pixels = self.resized(width, height, device)?;
+        let pixels = self.resized(width, height, Resample::Bicubic, device)?;
         Ok((pixels / 127.5 - 1.0).unsqueeze_dim(0))
     }
 
-    /// Resized to `width × height` (PIL bicubic), values in [0, 255]: (3, height, width).
+    /// Resized to `width × height` with PIL's `filter`, values in [0, 255]: (3, height, width).
     pub(crate) fn resized(
         &self,
         width: usize,
         height: usize,
+        filter: Resample,
         device: &Device,
     ) -> Result<Tensor<3>, PipelineError> {
         let view = RgbImage {
@@ -119,6 +120,27 @@ impl Image {
             height: self.height,
             data: &self.rgb,
         };
-        Ok(resize_bicubic(&view, width, height, device)?)
+        Ok(resize(&view, width, height, filter, device)?)
+    }
+
+    /// An inpainting mask at `width × height`: (1, 1, height, width), 1 where the image is kept
+    /// and 0 where it is repainted, from a user mask that is white (or any luma ≥ 0.5) where
+    /// to repaint — the reference's convention since diffusers 0.19. As the reference: resized
+    /// with PIL's Lanczos filter, converted to luma (ITU-R 601, PIL's integer formula),
+    /// binarized at 0.5, inverted.
+    pub fn to_keep_mask(
+        &self,
+        width: usize,
+        height: usize,
+        device: &Device,
+    ) -> Result<Tensor<4>, PipelineError> {
+        let rgb = self.resized(width, height, Resample::Lanczos, device)?;
+        let weights =
+            Tensor::<1>::from_floats([19595.0, 38470.0, 7471.0], device).reshape([3, 1, 1]);
+        // PIL: L = (19595 R + 38470 G + 7471 B + 2^15) >> 16.
+        let luma = ((rgb * weights).sum_dim(0) + 32768.0) / 65536.0;
+        let luma = luma.floor();
+        let repaint = luma.greater_equal_elem(127.5).float();
+        Ok((repaint.neg() + 1.0).unsqueeze_dim(0))
     }
 }

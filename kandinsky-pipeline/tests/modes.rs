@@ -5,7 +5,10 @@
 //! - image-to-image 2.2 (`KandinskyV22Img2ImgPipeline`, DDPM, 6 steps at strength 0.5);
 //! - image-to-image 2.1 (`KandinskyImg2ImgPipeline`, DDIM, 6 steps at strength 0.5, its own
 //!   noising at t = 498, the small MultilingualCLIP and XLM-R tokenizer);
-//! - ControlNet-depth 2.2 (`KandinskyV22ControlnetPipeline`, DDPM, 3 steps, a random hint).
+//! - ControlNet-depth 2.2 (`KandinskyV22ControlnetPipeline`, DDPM, 3 steps, a random hint);
+//! - inpainting 2.1 (`KandinskyInpaintPipeline`, DDIM) and 2.2 (`KandinskyV22InpaintPipeline`,
+//!   DDPM, a 9-channel UNet stored as fp16), 3 steps, an 80×80 grey mask PNG that both resize
+//!   to 64×64 with Lanczos: the keep mask must equal the reference's exactly.
 //!
 //! Bound (the issue's): the decoded image within 1e-3 · max(1, max |reference|); the UNet and
 //! MoVQ agree with the reference to ~1e-6 relative and three guided steps stay far below. The
@@ -164,4 +167,106 @@ fn bad_strengths_and_sizes_are_errors() {
     }
     let err = image_start_index(3, 0.2).unwrap_err().to_string();
     assert!(err.contains("runs no step"), "{err}");
+}
+
+fn inpaint(version: &str) -> (TensorData, BTreeMap<String, TensorData>) {
+    let device = Device::flex();
+    let r = reference(&format!("inpaint{version}.safetensors"));
+    let mask = Image::open(&fixtures().join("modes/mask.png")).unwrap();
+    let keep = mask.to_keep_mask(64, 64, &device).unwrap();
+    assert_eq!(
+        keep.clone().into_data(),
+        r["keep"],
+        "the keep mask equals the reference's"
+    );
+    let movq = MoVQ::load(&fixtures().join("movq/movq"), &device).unwrap();
+    let mut noise = Recorded::from_reference(&r);
+    let (embeds, negative) = embeds(&r, &device);
+    let start = DecoderStart::Inpaint {
+        image: source(&device),
+        keep,
+        latents: None,
+    };
+    let image = if version == "21" {
+        let unet = UNet::load(&fixtures().join("unet_21_inpaint/unet"), &device).unwrap();
+        let text_encoder =
+            MultilingualClip::load(&fixtures().join("pipeline21/text_encoder"), &device).unwrap();
+        let tokenizer = TextTokenizer::from_dir(&fixtures().join("tokenizers/xlmr")).unwrap();
+        let mut scheduler =
+            load_scheduler(&fixtures().join("schedulers/ddim/scheduler_config.json")).unwrap();
+        decode_v21(
+            &unet,
+            &movq,
+            &text_encoder,
+            &tokenizer,
+            scheduler.as_mut(),
+            &["a red cat"],
+            None,
+            embeds,
+            negative,
+            start,
+            &options(3),
+            &mut noise,
+            &mut |_, _| {},
+        )
+    } else {
+        let unet = UNet::load(&fixtures().join("unet_22_inpaint/unet"), &device).unwrap();
+        let mut scheduler =
+            load_scheduler(&fixtures().join("schedulers/ddpm/scheduler_config.json")).unwrap();
+        decode_v22(
+            &unet,
+            &movq,
+            scheduler.as_mut(),
+            embeds,
+            negative,
+            start,
+            &options(3),
+            &mut noise,
+            &mut |_, _| {},
+        )
+    }
+    .unwrap();
+    assert!(noise.0.is_empty(), "every recorded noise draw is used");
+    // The inpainting pipelines return "pt" images raw, as the text-to-image ones.
+    (image.into_data(), r)
+}
+
+#[test]
+fn inpaint_21_matches_the_reference_pipeline() {
+    let (image, r) = inpaint("21");
+    assert_close("image", image, &r["image"], TOLERANCE);
+}
+
+#[test]
+fn inpaint_22_matches_the_reference_pipeline() {
+    let (image, r) = inpaint("22");
+    assert_close("image", image, &r["image"], TOLERANCE);
+}
+
+#[test]
+fn inpainting_needs_an_inpainting_unet() {
+    let device = Device::flex();
+    let unet = UNet::load(&fixtures().join("unet_22/unet"), &device).unwrap();
+    let movq = MoVQ::load(&fixtures().join("movq/movq"), &device).unwrap();
+    let mut scheduler =
+        load_scheduler(&fixtures().join("schedulers/ddpm/scheduler_config.json")).unwrap();
+    let embeds = Tensor::<2>::zeros([1, 28], &device);
+    let err = decode_v22(
+        &unet,
+        &movq,
+        scheduler.as_mut(),
+        embeds.clone(),
+        embeds,
+        DecoderStart::Inpaint {
+            image: source(&device),
+            keep: Tensor::ones([1, 1, 64, 64], &device),
+            latents: None,
+        },
+        &options(3),
+        &mut kandinsky_pipeline::Rng::new(0),
+        &mut |_, _| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("inpainting UNet (9 input channels)"), "{err}");
 }

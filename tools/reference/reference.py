@@ -1247,10 +1247,81 @@ def modes() -> None:
     save_reference(ref, root / "controlnet22.safetensors")
 
 
+def inpainting() -> None:
+    """Inpainting with the small fixtures on the 64x64 source picture and an 80x80 grey mask
+    (white ellipse = repaint; fixtures/modes/mask.png, so the reference resizes it with
+    Lanczos), guidance 4, 3 steps, every noise draw recorded; the processed keep mask is saved
+    too:
+    - inpaint21: KandinskyInpaintPipeline, unet_21_inpaint, DDIM, the small MultilingualCLIP;
+    - inpaint22: KandinskyV22InpaintPipeline, DDPM, a 9-channel 2.2 UNet written here
+      (unet_22_inpaint, weights rounded to fp16 and stored as the fp16 variant only)."""
+    import numpy as np
+    from PIL import Image
+
+    import diffusers.pipelines.kandinsky.pipeline_kandinsky_inpaint as inpaint21_mod
+    import diffusers.pipelines.kandinsky2_2.pipeline_kandinsky2_2_inpainting as inpaint22_mod
+    import diffusers.schedulers.scheduling_ddpm as ddpm_mod
+    from diffusers import (DDIMScheduler, DDPMScheduler, KandinskyInpaintPipeline,
+                           KandinskyV22InpaintPipeline, UNet2DConditionModel, VQModel)
+    from diffusers.pipelines.kandinsky.text_encoder import MultilingualCLIP
+    from transformers import XLMRobertaTokenizer
+
+    print("inpainting")
+    root = FIXTURES / "modes"
+    root.mkdir(parents=True, exist_ok=True)
+    source = source_image(64, 64, seed=100)
+    y, x = np.mgrid[0:80, 0:80]
+    ellipse = ((x - 46) / 22.0) ** 2 + ((y - 34) / 15.0) ** 2 <= 1.0
+    mask = Image.fromarray((ellipse * 255).astype(np.uint8), mode="L")
+    mask.save(root / "mask.png")
+    keep, _ = inpaint22_mod.prepare_mask_and_masked_image(source, mask, 64, 64)
+    movq = VQModel.from_pretrained(FIXTURES / "movq" / "movq").eval()
+    gen = torch.Generator().manual_seed(110)
+    embeds22 = torch.randn((1, 28), generator=gen), torch.randn((1, 28), generator=gen)
+    embeds21 = torch.randn((1, 20), generator=gen), torch.randn((1, 20), generator=gen)
+    common = dict(image=source, mask_image=mask, height=64, width=64, guidance_scale=4.0,
+                  num_inference_steps=3, output_type="pt")
+
+    tokenizer = XLMRobertaTokenizer.from_pretrained(FIXTURES / "tokenizers" / "xlmr")
+    text_encoder = MultilingualCLIP.from_pretrained(FIXTURES / "pipeline21" / "text_encoder").eval()
+    unet = UNet2DConditionModel.from_pretrained(FIXTURES / "unet_21_inpaint" / "unet").eval()
+    pipe = KandinskyInpaintPipeline(
+        text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, movq=movq,
+        scheduler=DDIMScheduler.from_pretrained(FIXTURES / "schedulers" / "ddim"))
+    pipe.set_progress_bar_config(disable=True)
+    noise = NoiseRecorder(111, inpaint21_mod)
+    with torch.no_grad():
+        image = pipe("a red cat", image_embeds=embeds21[0], negative_image_embeds=embeds21[1],
+                     **common).images
+    ref = {"image_embeds": embeds21[0], "negative_image_embeds": embeds21[1], "image": image,
+           "keep": keep}
+    noise.save_into(ref)
+    save_reference(ref, root / "inpaint21.safetensors")
+
+    folder = FIXTURES / "unet_22_inpaint" / "unet"
+    if folder.parent.exists():
+        shutil.rmtree(folder.parent)
+    unet = UNet2DConditionModel(**unet_config({**UNET_FIXTURES["unet_22"], "in_channels": 9})).eval()
+    randomize(unet, seed=112)
+    unet.half().save_pretrained(folder, safe_serialization=True, variant="fp16")
+    unet = unet.float()
+    pipe = KandinskyV22InpaintPipeline(
+        unet=unet, movq=movq, scheduler=DDPMScheduler.from_pretrained(FIXTURES / "schedulers" / "ddpm"))
+    pipe.set_progress_bar_config(disable=True)
+    noise = NoiseRecorder(113, inpaint22_mod, ddpm_mod)
+    with torch.no_grad():
+        image = pipe(image_embeds=embeds22[0], negative_image_embeds=embeds22[1], **common).images
+    ref = {"image_embeds": embeds22[0], "negative_image_embeds": embeds22[1], "image": image,
+           "keep": keep}
+    noise.save_into(ref)
+    save_reference(ref, root / "inpaint22.safetensors")
+
+
 COMPONENTS = {"movq": movq, "unet": unet, "prior": prior, "clip": clip, "tokenizers": tokenizers,
               "preprocessing": preprocessing, "schedulers": schedulers, "pipeline22": pipeline22,
               "prior_pipeline22": prior_pipeline22, "prior_pipeline21": prior_pipeline21,
-              "pipeline21": pipeline21, "modes": modes}
+              "pipeline21": pipeline21, "modes": modes,
+              "inpainting": inpainting}
 
 
 def main() -> None:
