@@ -100,7 +100,8 @@ fn resize_window(
         TensorData::new(resize_weights(filter, h, new_h, top, crop_h), [crop_h, h]),
         device,
     );
-    let round = |t: Tensor<3>| t.round().clamp(0.0, 255.0);
+    // PIL rounds each pass half up (adds ½ in fixed point, then shifts) and clips to 8 bits.
+    let round = |t: Tensor<3>| (t + 0.5).floor().clamp(0.0, 255.0);
     let x = round(x.matmul(wx.transpose().unsqueeze_dim::<3>(0))); // (3, H, crop_w)
     round(wy.unsqueeze_dim::<3>(0).matmul(x)) // (3, crop_h, crop_w)
 }
@@ -183,6 +184,9 @@ fn bicubic(x: f64) -> f64 {
 
 /// Row `i` holds the weights of output pixel `first + i` over the `input` pixels, for a resize
 /// from `input` to `output` pixels (PIL's `precompute_coeffs`).
+/// 2^22: the fixed-point unit of PIL's 8-bit resampling (`PRECISION_BITS`).
+const FIXED_ONE: f64 = (1u32 << 22) as f64;
+
 fn resize_weights(
     filter: Resample,
     input: usize,
@@ -208,11 +212,10 @@ fn resize_weights(
             .collect();
         let total: f64 = row.iter().sum();
         for (j, w) in (lo..hi).zip(row) {
-            weights[i * input + j] = if total != 0.0 {
-                (w / total) as f32
-            } else {
-                0.0
-            };
+            // PIL's 8-bit passes use the normalized weights in fixed point with 22 fraction
+            // bits (rounded half away from zero), exactly representable in f32.
+            let w = if total != 0.0 { w / total } else { 0.0 };
+            weights[i * input + j] = ((w * FIXED_ONE).round() / FIXED_ONE) as f32;
         }
     }
     weights

@@ -38,6 +38,7 @@
 
 pub mod decoder;
 pub mod error;
+pub mod fusion;
 pub mod image;
 pub mod prior;
 pub mod rng;
@@ -49,7 +50,10 @@ pub use decoder::{
     image_start_index, latent_size, to_rgb8,
 };
 pub use error::PipelineError;
+pub use fusion::{FusionItem, PriorModels, interpolate};
 pub use image::Image;
-pub use prior::{PriorOptions, PriorOutput, run_prior, zero_image_embeds};
+pub use prior::{
+    PriorOptions, PriorOutput, PriorStart, image_embeds, run_prior, zero_image_embeds,
+};
 pub use rng::{NoiseSource, Rng};
 pub use text2img::{Kandinsky21, Kandinsky22, Progress, Text2ImageOptions};

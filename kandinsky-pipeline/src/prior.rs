@@ -2,12 +2,14 @@
 //! `KandinskyV22PriorPipeline` compute it (identical math for 2.1 and 2.2).
 
 use burn::tensor::{Bool, Device, Tensor};
-use kandinsky_clip::{ClipTextModel, ClipVisionModel, TextTokenizer};
+use kandinsky_clip::{ClipImageProcessor, ClipTextModel, ClipVisionModel, RgbImage, TextTokenizer};
 use kandinsky_prior::PriorTransformer;
 
+use crate::decoder::image_start_index;
 use crate::error::PipelineError;
+use crate::image::Image;
 use crate::rng::NoiseSource;
-use crate::scheduler::Scheduler;
+use crate::scheduler::{Scheduler, SchedulerExt};
 
 /// Options of a prior run.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +37,49 @@ pub struct PriorOutput {
     /// The negative embedding for the decoder, (B, E): the negative prompts' embeddings when
     /// given, else `None` (the caller uses [`zero_image_embeds`], as the reference does).
     pub negative_image_embeds: Option<Tensor<2>>,
+}
+
+/// Where the prior's latents start.
+#[derive(Debug, Clone)]
+pub enum PriorStart {
+    /// Noise: fresh from the generator, or these latents (B', E).
+    Noise(Option<Tensor<2>>),
+    /// Embedding-to-embedding (`KandinskyV22PriorEmb2EmbPipeline`): raw CLIP image embeddings
+    /// (one per prompt, (B, E)) noised with the prior's scheduler to `strength` ∈ (0, 1]; only
+    /// the last ⌊steps · strength⌋ steps run. With negative prompts the embeddings start the
+    /// negative half too (the reference fails on negative prompts here).
+    Embedding {
+        /// CLIP image embeddings, e.g. of an image ([`image_embeds`]).
+        image_embeds: Tensor<2>,
+        /// How much of the schedule to run, in (0, 1].
+        strength: f64,
+    },
+}
+
+impl From<Option<Tensor<2>>> for PriorStart {
+    fn from(latents: Option<Tensor<2>>) -> Self {
+        PriorStart::Noise(latents)
+    }
+}
+
+/// CLIP image embeddings (B, E) of images, preprocessed as the prior repos'
+/// `image_processor` says.
+pub fn image_embeds(
+    image_encoder: &ClipVisionModel,
+    processor: &ClipImageProcessor,
+    images: &[&Image],
+    device: &Device,
+) -> Result<Tensor<2>, PipelineError> {
+    let views: Vec<RgbImage<'_>> = images
+        .iter()
+        .map(|i| RgbImage {
+            width: i.width,
+            height: i.height,
+            data: &i.rgb,
+        })
+        .collect();
+    let pixels = processor.preprocess(&views, device)?;
+    Ok(image_encoder.forward(pixels)?.image_embeds)
 }
 
 /// The CLIP image embedding of an all-zero input (zero in normalized pixel space, not a black
@@ -70,8 +115,9 @@ fn encode(
 /// guided against itself, as the reference does) and returned as the negative embeddings;
 /// without, guidance is against the empty prompt.
 ///
-/// `latents` (B', E) replaces the initial noise, B' being the number of prompts (doubled with
-/// negative prompts). `on_step(i, latents)` sees the standardized latents after each step.
+/// `start` is noise (or given latents (B', E), B' being the number of prompts, doubled with
+/// negative prompts) or, for embedding-to-embedding, image embeddings and a strength.
+/// `on_step(i, latents)` sees the standardized latents after each step.
 #[allow(clippy::too_many_arguments)]
 pub fn run_prior(
     prior: &PriorTransformer,
@@ -80,7 +126,7 @@ pub fn run_prior(
     scheduler: &mut dyn Scheduler,
     prompts: &[&str],
     negative_prompts: Option<&[&str]>,
-    latents: Option<Tensor<2>>,
+    start: PriorStart,
     options: &PriorOptions,
     noise: &mut dyn NoiseSource,
     on_step: &mut dyn FnMut(usize, &Tensor<2>),
@@ -121,18 +167,45 @@ pub fn run_prior(
 
     scheduler.set_timesteps(options.steps)?;
     let e = prior.config().embedding_dim;
-    let mut latents = match latents {
-        Some(l) if l.dims() != [b, e] => {
+    let (first, mut latents) = match start {
+        PriorStart::Noise(Some(l)) if l.dims() != [b, e] => {
             return Err(PipelineError::Mismatch(format!(
                 "initial latents {:?}, expected {:?}",
                 l.dims(),
                 [b, e]
             )));
         }
-        Some(l) => l,
-        None => noise.normal(&[b, e], &device),
-    } * scheduler.init_noise_sigma();
-    for (i, &t) in scheduler.timesteps().to_vec().iter().enumerate() {
+        PriorStart::Noise(Some(l)) => (0, l * scheduler.init_noise_sigma()),
+        PriorStart::Noise(None) => (
+            0,
+            noise.normal(&[b, e], &device) * scheduler.init_noise_sigma(),
+        ),
+        PriorStart::Embedding {
+            image_embeds,
+            strength,
+        } => {
+            let first = image_start_index(options.steps, strength)?;
+            if image_embeds.dims() != [prompts.len(), e] {
+                return Err(PipelineError::Mismatch(format!(
+                    "image embeddings {:?} for {} prompts, expected {:?}",
+                    image_embeds.dims(),
+                    prompts.len(),
+                    [prompts.len(), e]
+                )));
+            }
+            let init = image_embeds.repeat_dim(0, b / prompts.len());
+            let eps = noise.normal(&[b, e], &device);
+            let t = scheduler.timesteps()[first];
+            (first, scheduler.add_noise_nd(init, eps, t)?)
+        }
+    };
+    for (i, &t) in scheduler
+        .timesteps()
+        .to_vec()
+        .iter()
+        .enumerate()
+        .skip(first)
+    {
         let input = if guided {
             Tensor::cat(vec![latents.clone(), latents.clone()], 0)
         } else {

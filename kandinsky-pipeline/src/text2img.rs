@@ -18,7 +18,7 @@ use kandinsky_unet::config::AdditionEmbedType;
 use crate::decoder::{DecoderOptions, DecoderStart, decode_v21, decode_v22, to_rgb8};
 use crate::error::PipelineError;
 pub use crate::image::Image;
-use crate::prior::{PriorOptions, run_prior, zero_image_embeds};
+use crate::prior::{PriorOptions, PriorStart, run_prior, zero_image_embeds};
 use crate::rng::Rng;
 use crate::scheduler::load_scheduler;
 
@@ -155,7 +155,7 @@ impl PriorRepo {
                 scheduler.as_mut(),
                 prompts,
                 negative_prompts,
-                None,
+                PriorStart::Noise(None),
                 options,
                 rng,
                 &mut |i, _| progress(Progress::PriorStep { step: i + 1, of }),

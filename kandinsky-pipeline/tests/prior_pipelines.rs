@@ -67,7 +67,7 @@ fn matches_the_reference_pipeline(fixture: &str, has_steps: bool) {
         scheduler.as_mut(),
         &[prompt.trim_end()],
         None,
-        Some(Tensor::from_data(r["latents"].clone(), &device)),
+        Some(Tensor::from_data(r["latents"].clone(), &device)).into(),
         &PriorOptions {
             steps: 3,
             guidance_scale: 4.0,

@@ -1317,11 +1317,49 @@ def inpainting() -> None:
     save_reference(ref, root / "inpaint22.safetensors")
 
 
+def prior_modes() -> None:
+    """Prior modes on the small 2.2 prior pipeline (prior_pipeline22) and the 64x64 source
+    picture, every noise draw recorded:
+    - fusion22: interpolate(["a red cat", picture], [0.3, 0.7]), 3 steps, guidance 4;
+    - emb2emb22: KandinskyV22PriorEmb2EmbPipeline("a red cat", picture), 6 steps at strength
+      0.5, guidance 4."""
+    import diffusers.pipelines.kandinsky2_2.pipeline_kandinsky2_2_prior as prior_mod
+    import diffusers.pipelines.kandinsky2_2.pipeline_kandinsky2_2_prior_emb2emb as emb2emb_mod
+    import diffusers.schedulers.scheduling_unclip as unclip_mod
+    from diffusers import KandinskyV22PriorEmb2EmbPipeline, KandinskyV22PriorPipeline
+
+    print("prior_modes")
+    root = FIXTURES / "modes"
+    source = source_image(64, 64, seed=100)
+    pipe = KandinskyV22PriorPipeline.from_pretrained(FIXTURES / "prior_pipeline22")
+    pipe.set_progress_bar_config(disable=True)
+    noise = NoiseRecorder(120, prior_mod, unclip_mod)
+    with torch.no_grad():
+        out = pipe.interpolate(["a red cat", source], [0.3, 0.7], num_inference_steps=3,
+                               guidance_scale=4.0)
+    # The last prior run (on the negative prompt "") is discarded by the reference: keep only
+    # the draws of the text item (latents + 2 step noises).
+    ref = {"image_embeds": out.image_embeds, "negative_image_embeds": out.negative_image_embeds}
+    noise.draws = noise.draws[:3]
+    noise.save_into(ref)
+    save_reference(ref, root / "fusion22.safetensors")
+
+    pipe = KandinskyV22PriorEmb2EmbPipeline.from_pretrained(FIXTURES / "prior_pipeline22")
+    pipe.set_progress_bar_config(disable=True)
+    noise = NoiseRecorder(121, emb2emb_mod, unclip_mod)
+    with torch.no_grad():
+        out = pipe("a red cat", image=source, strength=0.5, num_inference_steps=6,
+                   guidance_scale=4.0)
+    ref = {"image_embeds": out.image_embeds, "negative_image_embeds": out.negative_image_embeds}
+    noise.save_into(ref)
+    save_reference(ref, root / "emb2emb22.safetensors")
+
+
 COMPONENTS = {"movq": movq, "unet": unet, "prior": prior, "clip": clip, "tokenizers": tokenizers,
               "preprocessing": preprocessing, "schedulers": schedulers, "pipeline22": pipeline22,
               "prior_pipeline22": prior_pipeline22, "prior_pipeline21": prior_pipeline21,
               "pipeline21": pipeline21, "modes": modes,
-              "inpainting": inpainting}
+              "inpainting": inpainting, "prior_modes": prior_modes}
 
 
 def main() -> None:
