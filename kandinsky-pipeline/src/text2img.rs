@@ -9,18 +9,24 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use burn::tensor::{Device, Tensor};
-use kandinsky_clip::{ClipTextModel, ClipVisionModel, MultilingualClip, TextTokenizer};
+use kandinsky_clip::{
+    ClipImageProcessor, ClipTextModel, ClipVisionModel, MultilingualClip, Resample, TextTokenizer,
+};
 use kandinsky_movq::MoVQ;
 use kandinsky_prior::PriorTransformer;
 use kandinsky_unet::UNet;
 use kandinsky_unet::config::AdditionEmbedType;
 
-use crate::decoder::{DecoderOptions, DecoderStart, decode_v21, decode_v22, to_rgb8};
+use crate::decoder::{
+    DecoderOptions, DecoderStart, decode_v21, decode_v22_hint, image_start_index, latent_size,
+    to_rgb8,
+};
 use crate::error::PipelineError;
+use crate::fusion::{FusionItem, PriorModels, interpolate};
 pub use crate::image::Image;
-use crate::prior::{PriorOptions, PriorStart, run_prior, zero_image_embeds};
+use crate::prior::{PriorOptions, PriorStart, image_embeds, run_prior, zero_image_embeds};
 use crate::rng::Rng;
-use crate::scheduler::load_scheduler;
+use crate::scheduler::{Scheduler, load_scheduler};
 
 /// What a generation is doing, reported to the `progress` callback of `generate_with_progress`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +138,23 @@ impl PriorRepo {
         Ok(())
     }
 
+    /// The negative prompts' embeddings, else the zero-image embedding for `batch` images.
+    fn negative_or_zero(
+        &self,
+        negative: Option<Tensor<2>>,
+        batch: usize,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Tensor<2>, PipelineError> {
+        match negative {
+            Some(negative) => Ok(negative),
+            None => {
+                let zero = self.zero_embed(progress)?;
+                let e = zero.dims()[1];
+                Ok(zero.expand([batch, e]))
+            }
+        }
+    }
+
     fn embed(
         &self,
         prompts: &[&str],
@@ -140,14 +163,9 @@ impl PriorRepo {
         rng: &mut Rng,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<(Tensor<2>, Tensor<2>), PipelineError> {
-        let dir = &self.dir;
         let of = options.steps;
         let out = {
-            progress(Progress::Loading("prior"));
-            let tokenizer = TextTokenizer::from_dir(&dir.join("tokenizer"))?;
-            let text_encoder = ClipTextModel::load(&dir.join("text_encoder"), &self.device)?;
-            let prior = PriorTransformer::load(&dir.join("prior"), &self.device)?;
-            let mut scheduler = load_scheduler(&dir.join("scheduler/scheduler_config.json"))?;
+            let (prior, text_encoder, tokenizer, mut scheduler) = self.load_text_parts(progress)?;
             run_prior(
                 &prior,
                 &text_encoder,
@@ -162,53 +180,198 @@ impl PriorRepo {
             )?
             // the prior and its text encoder are dropped here
         };
-        let negative = match out.negative_image_embeds {
-            Some(negative) => negative,
-            None => {
-                let zero = self.zero_embed(progress)?;
-                let e = zero.dims()[1];
-                zero.expand([prompts.len(), e])
-            }
-        };
+        let negative = self.negative_or_zero(out.negative_image_embeds, prompts.len(), progress)?;
         Ok((out.image_embeds, negative))
     }
 }
 
-/// What both decoders start from: the generator after the prior, the embeddings, the UNet.
-struct Stage {
-    rng: Rng,
-    image_embeds: Tensor<2>,
-    negative: Tensor<2>,
-    unet: UNet,
-}
-
 impl PriorRepo {
-    /// Checks the size, runs the prior, loads the decoder's UNet and checks that the two fit.
-    fn start(
+    /// The prior, its text encoder and tokenizer, the scheduler.
+    fn load_text_parts(
         &self,
-        decoder_dir: &Path,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<
+        (
+            PriorTransformer,
+            ClipTextModel,
+            TextTokenizer,
+            Box<dyn Scheduler>,
+        ),
+        PipelineError,
+    > {
+        let dir = &self.dir;
+        progress(Progress::Loading("prior"));
+        Ok((
+            PriorTransformer::load(&dir.join("prior"), &self.device)?,
+            ClipTextModel::load(&dir.join("text_encoder"), &self.device)?,
+            TextTokenizer::from_dir(&dir.join("tokenizer"))?,
+            load_scheduler(&dir.join("scheduler/scheduler_config.json"))?,
+        ))
+    }
+
+    /// The CLIP image encoder and its preprocessing.
+    fn load_image_parts(
+        &self,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(ClipVisionModel, ClipImageProcessor), PipelineError> {
+        for component in ["image_encoder", "image_processor"] {
+            if !self.dir.join(component).is_dir() {
+                return Err(PipelineError::MissingComponent {
+                    dir: self.dir.clone(),
+                    component: component.into(),
+                });
+            }
+        }
+        progress(Progress::Loading("image_encoder"));
+        let processor = ClipImageProcessor::from_file(
+            &self.dir.join("image_processor/preprocessor_config.json"),
+        )
+        .map_err(kandinsky_clip::ClipError::from)?;
+        Ok((
+            ClipVisionModel::load(&self.dir.join("image_encoder"), &self.device)?,
+            processor,
+        ))
+    }
+
+    /// See [`Kandinsky22::fuse`].
+    fn fuse(
+        &self,
+        items: &[(FusionItem<'_>, f64)],
+        negative_prompt: &str,
+        options: &PriorOptions,
+        rng: &mut Rng,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(Tensor<2>, Tensor<2>), PipelineError> {
+        let (prior, text_encoder, tokenizer, mut scheduler) = self.load_text_parts(progress)?;
+        let (image_encoder, image_processor) = self.load_image_parts(progress)?;
+        let models = PriorModels {
+            prior: &prior,
+            text_encoder: &text_encoder,
+            tokenizer: &tokenizer,
+            image_encoder: &image_encoder,
+            image_processor: &image_processor,
+        };
+        interpolate(
+            models,
+            scheduler.as_mut(),
+            items,
+            negative_prompt,
+            None,
+            options,
+            rng,
+        )
+    }
+
+    /// See [`Kandinsky22::emb2emb`].
+    #[allow(clippy::too_many_arguments)]
+    fn emb2emb(
+        &self,
         prompts: &[&str],
         negative_prompts: Option<&[&str]>,
-        options: &Text2ImageOptions,
+        image: &Image,
+        strength: f64,
+        options: &PriorOptions,
+        rng: &mut Rng,
         progress: &mut dyn FnMut(Progress),
-    ) -> Result<Stage, PipelineError> {
-        check_size(&options.decoder)?;
-        let mut rng = Rng::new(options.seed);
-        let (image_embeds, negative) = self.embed(
+    ) -> Result<(Tensor<2>, Tensor<2>), PipelineError> {
+        let source = {
+            let (image_encoder, processor) = self.load_image_parts(progress)?;
+            let embeds = image_embeds(&image_encoder, &processor, &[image], &self.device)?;
+            if negative_prompts.is_none() {
+                self.zero_embed(progress)?;
+            }
+            let e = embeds.dims()[1];
+            embeds.expand([prompts.len(), e])
+        };
+        let (prior, text_encoder, tokenizer, mut scheduler) = self.load_text_parts(progress)?;
+        let of = options.steps - image_start_index(options.steps, strength)?;
+        let mut done = 0;
+        let out = run_prior(
+            &prior,
+            &text_encoder,
+            &tokenizer,
+            scheduler.as_mut(),
             prompts,
             negative_prompts,
-            &options.prior,
-            &mut rng,
-            progress,
+            PriorStart::Embedding {
+                image_embeds: source,
+                strength,
+            },
+            options,
+            rng,
+            &mut |_, _| {
+                done += 1;
+                progress(Progress::PriorStep { step: done, of })
+            },
         )?;
+        let negative = self.negative_or_zero(out.negative_image_embeds, prompts.len(), progress)?;
+        Ok((out.image_embeds, negative))
+    }
+
+    /// Loads the decoder's UNet and checks that it takes this prior's embeddings.
+    fn load_unet(
+        &self,
+        decoder_dir: &Path,
+        image_embeds: &Tensor<2>,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<UNet, PipelineError> {
         progress(Progress::Loading("unet"));
         let unet = UNet::load(&decoder_dir.join("unet"), &self.device)?;
-        check_widths(&unet, &image_embeds, &self.dir, decoder_dir)?;
-        Ok(Stage {
-            rng,
-            image_embeds,
-            negative,
-            unet,
+        check_widths(&unet, image_embeds, &self.dir, decoder_dir)?;
+        Ok(unet)
+    }
+}
+
+/// What the decoder does with the embeddings.
+#[derive(Debug, Clone, Copy)]
+pub enum DecoderMode<'a> {
+    /// Text-to-image (or fusion, variations): from noise.
+    TextToImage,
+    /// Image-to-image: from `image` noised to `strength` ∈ (0, 1] (0.3 in the reference).
+    ImageToImage {
+        /// The source image (resized to the output size).
+        image: &'a Image,
+        /// How much of the schedule runs.
+        strength: f64,
+    },
+    /// Inpainting with an inpainting decoder (`kandinsky-2-2-decoder-inpaint`, or
+    /// `kandinsky-2-1-inpaint`): repaints where `mask` is white (luma ≥ 0.5).
+    Inpaint {
+        /// The source image.
+        image: &'a Image,
+        /// White = repaint, black = keep; resized to the output size.
+        mask: &'a Image,
+    },
+}
+
+/// The output size in pixels: the requested one rounded up to the MoVQ's multiple (64).
+fn output_size(options: &DecoderOptions, scale: usize) -> (usize, usize) {
+    let (h, w) = latent_size(options.height, options.width, scale);
+    (w * scale, h * scale)
+}
+
+impl DecoderMode<'_> {
+    /// The decoder's start for `batch` images of the output size.
+    fn start(
+        &self,
+        batch: usize,
+        options: &DecoderOptions,
+        scale: usize,
+        device: &Device,
+    ) -> Result<DecoderStart, PipelineError> {
+        let (width, height) = output_size(options, scale);
+        let repeat = |t: Tensor<4>| t.repeat_dim(0, batch);
+        Ok(match *self {
+            DecoderMode::TextToImage => DecoderStart::Noise(None),
+            DecoderMode::ImageToImage { image, strength } => DecoderStart::Image {
+                image: repeat(image.to_tensor(width, height, device)?),
+                strength,
+            },
+            DecoderMode::Inpaint { image, mask } => DecoderStart::Inpaint {
+                image: repeat(image.to_tensor(width, height, device)?),
+                keep: repeat(mask.to_keep_mask(width, height, device)?),
+                latents: None,
+            },
         })
     }
 }
@@ -292,7 +455,7 @@ pub struct Kandinsky22 {
 }
 
 impl Kandinsky22 {
-    /// Checks both folders; nothing is loaded until [`generate`](Self::generate).
+    /// Checks both folders; nothing is loaded until a generation.
     pub fn new(
         prior_repo: &Path,
         decoder_repo: &Path,
@@ -302,6 +465,18 @@ impl Kandinsky22 {
             prior: PriorRepo::new(prior_repo, device)?,
             decoder_dir: pipeline_folder(decoder_repo, &["unet", "movq", "scheduler"])?,
         })
+    }
+
+    /// Supplies the zero-image negative embedding (1, E), e.g. one computed by an earlier run
+    /// and kept on disk, so that the prior folder's `image_encoder` is neither needed nor loaded
+    /// for text-to-image.
+    pub fn set_zero_image_embeds(&self, embed: Tensor<2>) -> Result<(), PipelineError> {
+        self.prior.set_zero_embed(embed)
+    }
+
+    /// The zero-image negative embedding (1, E) if it has been computed or supplied.
+    pub fn zero_image_embeds(&self) -> Option<Tensor<2>> {
+        self.prior.cached_zero_embed()
     }
 
     /// Image embeddings for `prompts` and their negatives (the negative prompts' embeddings, or
@@ -317,15 +492,46 @@ impl Kandinsky22 {
             .embed(prompts, negative_prompts, options, rng, &mut |_| {})
     }
 
-    /// Supplies the zero-image negative embedding (1, E), e.g. one computed by an earlier run
-    /// and kept on disk, so that the prior folder's `image_encoder` is neither needed nor loaded.
-    pub fn set_zero_image_embeds(&self, embed: Tensor<2>) -> Result<(), PipelineError> {
-        self.prior.set_zero_embed(embed)
+    /// Image fusion and variations: the weighted sum of the embeddings of prompts (through the
+    /// prior) and images (through the prior repo's CLIP image encoder), weights used as given;
+    /// the negative is the zero-image embedding, or the prior's embedding of a non-empty
+    /// `negative_prompt` (the reference's `interpolate`). One image with weight 1 is an image
+    /// variation. Returns (image_embeds, negative), each (1, E), for [`decode`](Self::decode).
+    pub fn fuse(
+        &self,
+        items: &[(FusionItem<'_>, f64)],
+        negative_prompt: &str,
+        options: &PriorOptions,
+        rng: &mut Rng,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(Tensor<2>, Tensor<2>), PipelineError> {
+        self.prior
+            .fuse(items, negative_prompt, options, rng, progress)
     }
 
-    /// The zero-image negative embedding (1, E) if it has been computed or supplied.
-    pub fn zero_image_embeds(&self) -> Option<Tensor<2>> {
-        self.prior.cached_zero_embed()
+    /// Embedding-to-embedding (`KandinskyV22PriorEmb2EmbPipeline`): the CLIP embedding of
+    /// `image`, noised to `strength` (0.3 in the reference) and re-sampled by the prior guided
+    /// by each prompt. Returns (image_embeds, negative) for [`decode`](Self::decode).
+    #[allow(clippy::too_many_arguments)]
+    pub fn emb2emb(
+        &self,
+        prompts: &[&str],
+        negative_prompts: Option<&[&str]>,
+        image: &Image,
+        strength: f64,
+        options: &PriorOptions,
+        rng: &mut Rng,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(Tensor<2>, Tensor<2>), PipelineError> {
+        self.prior.emb2emb(
+            prompts,
+            negative_prompts,
+            image,
+            strength,
+            options,
+            rng,
+            progress,
+        )
     }
 
     /// Generates one image per prompt.
@@ -346,35 +552,83 @@ impl Kandinsky22 {
         options: &Text2ImageOptions,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Vec<Image>, PipelineError> {
-        let Stage {
-            mut rng,
-            image_embeds,
-            negative,
-            unet,
-        } = self.prior.start(
-            &self.decoder_dir,
+        check_size(&options.decoder)?;
+        let mut rng = Rng::new(options.seed);
+        let (embeds, negative) = self.prior.embed(
             prompts,
             negative_prompts,
-            options,
+            &options.prior,
+            &mut rng,
             progress,
         )?;
+        self.decode(
+            embeds,
+            negative,
+            DecoderMode::TextToImage,
+            None,
+            &options.decoder,
+            &mut rng,
+            progress,
+        )
+    }
+
+    /// The decoder stage: one image per row of `image_embeds`, guided against `negative`
+    /// (from [`embed`](Self::embed), [`fuse`](Self::fuse) or [`emb2emb`](Self::emb2emb)), in
+    /// `mode`. `hint` is the ControlNet-depth decoder's hint (`kandinsky-2-2-controlnet-depth`):
+    /// an image (e.g. a depth map) resized to the output size and scaled to [0, 1].
+    #[allow(clippy::too_many_arguments)]
+    pub fn decode(
+        &self,
+        image_embeds: Tensor<2>,
+        negative: Tensor<2>,
+        mode: DecoderMode<'_>,
+        hint: Option<&Image>,
+        options: &DecoderOptions,
+        rng: &mut Rng,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Vec<Image>, PipelineError> {
+        check_size(options)?;
         let dir = &self.decoder_dir;
         let device = &self.prior.device;
+        let unet = self.prior.load_unet(dir, &image_embeds, progress)?;
         let movq = MoVQ::load(&dir.join("movq"), device)?;
         let mut scheduler = load_scheduler(&dir.join("scheduler/scheduler_config.json"))?;
-        let image = decode_v22(
+        let batch = image_embeds.dims()[0];
+        let scale = movq.config().scale_factor();
+        let start = mode.start(batch, options, scale, device)?;
+        let hint = match hint {
+            Some(hint) => {
+                let (width, height) = output_size(options, scale);
+                let pixels = hint.resized(width, height, Resample::Bicubic, device)? / 255.0;
+                Some(pixels.unsqueeze_dim::<4>(0).repeat_dim(0, batch))
+            }
+            None => None,
+        };
+        let of = steps_run(&mode, options)?;
+        let image = decode_v22_hint(
             &unet,
             &movq,
             scheduler.as_mut(),
             image_embeds,
             negative,
-            DecoderStart::Noise(None),
-            &options.decoder,
-            &mut rng,
-            &mut decoder_progress(options.decoder.steps, progress),
+            hint,
+            start,
+            options,
+            rng,
+            &mut decoder_progress(of, progress),
         )?;
         images(image)
     }
+}
+
+/// How many decoder steps `mode` runs.
+fn steps_run(mode: &DecoderMode<'_>, options: &DecoderOptions) -> Result<usize, PipelineError> {
+    Ok(match mode {
+        DecoderMode::ImageToImage { strength, .. } => {
+            options.steps - image_start_index(options.steps, *strength)?
+        }
+        _ => options.steps,
+    })
 }
 
 /// Kandinsky 2.1 text-to-image over a prior repo (`kandinsky-2-1-prior`) and a decoder repo
@@ -388,7 +642,7 @@ pub struct Kandinsky21 {
 }
 
 impl Kandinsky21 {
-    /// Checks both folders; nothing is loaded until [`generate`](Self::generate).
+    /// Checks both folders; nothing is loaded until a generation.
     pub fn new(
         prior_repo: &Path,
         decoder_repo: &Path,
@@ -402,7 +656,8 @@ impl Kandinsky21 {
     }
 
     /// Supplies the zero-image negative embedding (1, E), e.g. one computed by an earlier run
-    /// and kept on disk, so that the prior folder's `image_encoder` is neither needed nor loaded.
+    /// and kept on disk, so that the prior folder's `image_encoder` is neither needed nor loaded
+    /// for text-to-image.
     pub fn set_zero_image_embeds(&self, embed: Tensor<2>) -> Result<(), PipelineError> {
         self.prior.set_zero_embed(embed)
     }
@@ -410,6 +665,61 @@ impl Kandinsky21 {
     /// The zero-image negative embedding (1, E) if it has been computed or supplied.
     pub fn zero_image_embeds(&self) -> Option<Tensor<2>> {
         self.prior.cached_zero_embed()
+    }
+
+    /// Image embeddings for `prompts` and their negatives (the negative prompts' embeddings, or
+    /// the zero-image embedding).
+    pub fn embed(
+        &self,
+        prompts: &[&str],
+        negative_prompts: Option<&[&str]>,
+        options: &PriorOptions,
+        rng: &mut Rng,
+    ) -> Result<(Tensor<2>, Tensor<2>), PipelineError> {
+        self.prior
+            .embed(prompts, negative_prompts, options, rng, &mut |_| {})
+    }
+
+    /// Image fusion and variations: the weighted sum of the embeddings of prompts (through the
+    /// prior) and images (through the prior repo's CLIP image encoder), weights used as given;
+    /// the negative is the zero-image embedding, or the prior's embedding of a non-empty
+    /// `negative_prompt` (the reference's `interpolate`). One image with weight 1 is an image
+    /// variation. Returns (image_embeds, negative), each (1, E), for [`decode`](Self::decode).
+    pub fn fuse(
+        &self,
+        items: &[(FusionItem<'_>, f64)],
+        negative_prompt: &str,
+        options: &PriorOptions,
+        rng: &mut Rng,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(Tensor<2>, Tensor<2>), PipelineError> {
+        self.prior
+            .fuse(items, negative_prompt, options, rng, progress)
+    }
+
+    /// Embedding-to-embedding (`the 2.2 `KandinskyV22PriorEmb2EmbPipeline`, whose math is the same for 2.1`): the CLIP embedding of
+    /// `image`, noised to `strength` (0.3 in the reference) and re-sampled by the prior guided
+    /// by each prompt. Returns (image_embeds, negative) for [`decode`](Self::decode).
+    #[allow(clippy::too_many_arguments)]
+    pub fn emb2emb(
+        &self,
+        prompts: &[&str],
+        negative_prompts: Option<&[&str]>,
+        image: &Image,
+        strength: f64,
+        options: &PriorOptions,
+        rng: &mut Rng,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(Tensor<2>, Tensor<2>), PipelineError> {
+        self.prior.emb2emb(
+            prompts,
+            negative_prompts,
+            image,
+            strength,
+            options,
+            rng,
+            progress,
+        )
     }
 
     /// Generates one image per prompt.
@@ -430,24 +740,52 @@ impl Kandinsky21 {
         options: &Text2ImageOptions,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Vec<Image>, PipelineError> {
-        let Stage {
-            mut rng,
-            image_embeds,
-            negative,
-            unet,
-        } = self.prior.start(
-            &self.decoder_dir,
+        check_size(&options.decoder)?;
+        let mut rng = Rng::new(options.seed);
+        let (embeds, negative) = self.prior.embed(
             prompts,
             negative_prompts,
-            options,
+            &options.prior,
+            &mut rng,
             progress,
         )?;
+        self.decode(
+            prompts,
+            negative_prompts,
+            embeds,
+            negative,
+            DecoderMode::TextToImage,
+            &options.decoder,
+            &mut rng,
+            progress,
+        )
+    }
+
+    /// The decoder stage: one image per prompt (the decoder reads the prompts too, through its
+    /// MultilingualCLIP), from `image_embeds` guided against `negative`, in `mode`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn decode(
+        &self,
+        prompts: &[&str],
+        negative_prompts: Option<&[&str]>,
+        image_embeds: Tensor<2>,
+        negative: Tensor<2>,
+        mode: DecoderMode<'_>,
+        options: &DecoderOptions,
+        rng: &mut Rng,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Vec<Image>, PipelineError> {
+        check_size(options)?;
         let dir = &self.decoder_dir;
         let device = &self.prior.device;
+        let unet = self.prior.load_unet(dir, &image_embeds, progress)?;
         let text_encoder = MultilingualClip::load(&dir.join("text_encoder"), device)?;
         let tokenizer = TextTokenizer::from_dir(&dir.join("tokenizer"))?;
         let movq = MoVQ::load(&dir.join("movq"), device)?;
         let mut scheduler = load_scheduler(&dir.join("scheduler/scheduler_config.json"))?;
+        let batch = image_embeds.dims()[0];
+        let start = mode.start(batch, options, movq.config().scale_factor(), device)?;
+        let of = steps_run(&mode, options)?;
         let image = decode_v21(
             &unet,
             &movq,
@@ -458,10 +796,10 @@ impl Kandinsky21 {
             negative_prompts,
             image_embeds,
             negative,
-            DecoderStart::Noise(None),
-            &options.decoder,
-            &mut rng,
-            &mut decoder_progress(options.decoder.steps, progress),
+            start,
+            options,
+            rng,
+            &mut decoder_progress(of, progress),
         )?;
         images(image)
     }
