@@ -3,7 +3,7 @@
 use anyhow::{Result, bail};
 use burn::tensor::Device;
 
-use crate::{Backend, Dtype};
+use crate::args::{Backend, Dtype};
 
 /// The best backend compiled into this binary.
 pub fn best_backend() -> Backend {

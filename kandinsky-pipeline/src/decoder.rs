@@ -45,6 +45,8 @@ impl Default for DecoderOptions {
 }
 
 /// Where the decoder's latents start.
+// Built once per generation and consumed at once: the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum DecoderStart {
     /// Noise (text-to-image): fresh from the generator, or these latents (B, 4, h, w).

@@ -487,9 +487,10 @@ impl Kandinsky22 {
         negative_prompts: Option<&[&str]>,
         options: &PriorOptions,
         rng: &mut Rng,
+        progress: &mut dyn FnMut(Progress),
     ) -> Result<(Tensor<2>, Tensor<2>), PipelineError> {
         self.prior
-            .embed(prompts, negative_prompts, options, rng, &mut |_| {})
+            .embed(prompts, negative_prompts, options, rng, progress)
     }
 
     /// Image fusion and variations: the weighted sum of the embeddings of prompts (through the
@@ -675,9 +676,10 @@ impl Kandinsky21 {
         negative_prompts: Option<&[&str]>,
         options: &PriorOptions,
         rng: &mut Rng,
+        progress: &mut dyn FnMut(Progress),
     ) -> Result<(Tensor<2>, Tensor<2>), PipelineError> {
         self.prior
-            .embed(prompts, negative_prompts, options, rng, &mut |_| {})
+            .embed(prompts, negative_prompts, options, rng, progress)
     }
 
     /// Image fusion and variations: the weighted sum of the embeddings of prompts (through the

@@ -38,7 +38,10 @@ impl NoiseSource for Recorded {
             total,
             "noise of {shape:?}"
         );
-        let flat = TensorData::new(data.convert::<f32>().into_vec::<f32>().unwrap(), [total]);
+        let flat = TensorData::new(
+            data.convert::<f32>().try_into_vec::<f32>().unwrap(),
+            [total],
+        );
         Tensor::<1>::from_data(flat, device).reshape([shape[0], total / shape[0]])
     }
 }
