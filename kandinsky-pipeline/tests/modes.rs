@@ -10,8 +10,11 @@
 //!   DDPM, a 9-channel UNet stored as fp16), 3 steps, an 80×80 grey mask PNG that both resize
 //!   to 64×64 with Lanczos: the keep mask must equal the reference's exactly.
 //!
-//! Bound (the issue's): the decoded image within 1e-3 · max(1, max |reference|); the UNet and
-//! MoVQ agree with the reference to ~1e-6 relative and three guided steps stay far below. The
+//! Bound (the issue's): the decoded image (and, for 2.2 inpainting, the latents after every
+//! step) within 1e-3 · max(1, max |reference|); the UNet and MoVQ agree with the reference to
+//! ~1e-6 relative and three guided steps stay far below. With these random weights the MoVQ
+//! decode of large latents amplifies rounding: a 2e-5 perturbation of the 2.2 inpainting
+//! latents moves the image by 7e-3 (measured), so image errors of ~1e-5 relative are expected. The
 //! image-to-image pipelines return `output_type="pt"` images post-processed to [0, 1]
 //! (x · 0.5 + 0.5, clamped), so ours are mapped the same way before comparing.
 
@@ -134,7 +137,7 @@ fn img2img_21_matches_the_reference_pipeline() {
 fn controlnet_22_matches_the_reference_pipeline() {
     let device = Device::flex();
     let r = reference("controlnet22.safetensors");
-    let unet = UNet::load(&fixtures().join("unet_22_controlnet/unet"), &device).unwrap();
+    let unet = UNet::load(&fixtures().join("unet_22_controlnet32/unet"), &device).unwrap();
     let movq = MoVQ::load(&fixtures().join("movq/movq"), &device).unwrap();
     let mut scheduler =
         load_scheduler(&fixtures().join("schedulers/ddpm/scheduler_config.json")).unwrap();
@@ -213,7 +216,8 @@ fn inpaint(version: &str) -> (TensorData, BTreeMap<String, TensorData>) {
         let unet = UNet::load(&fixtures().join("unet_22_inpaint/unet"), &device).unwrap();
         let mut scheduler =
             load_scheduler(&fixtures().join("schedulers/ddpm/scheduler_config.json")).unwrap();
-        decode_v22(
+        let mut steps = Vec::new();
+        let image = decode_v22(
             &unet,
             &movq,
             scheduler.as_mut(),
@@ -222,8 +226,17 @@ fn inpaint(version: &str) -> (TensorData, BTreeMap<String, TensorData>) {
             start,
             &options(3),
             &mut noise,
-            &mut |_, _| {},
-        )
+            &mut |_, latents| steps.push(latents.clone().into_data()),
+        );
+        for (i, latents) in steps.into_iter().enumerate() {
+            assert_close(
+                &format!("latents after step {i}"),
+                latents,
+                &r[&format!("latents.{i}")],
+                TOLERANCE,
+            );
+        }
+        image
     }
     .unwrap();
     assert!(noise.0.is_empty(), "every recorded noise draw is used");
