@@ -9,33 +9,11 @@
 //! connections, so no test touches the network or the user's caches.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
-}
+mod common;
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-    }
-}
-
-fn decoder_repo() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("model_index.json"), "{}").unwrap();
-    copy_dir(
-        &fixtures().join("decoder_unet32/unet"),
-        &dir.path().join("unet"),
-    );
-    copy_dir(&fixtures().join("movq/movq"), &dir.path().join("movq"));
-    copy_dir(
-        &fixtures().join("schedulers/ddpm"),
-        &dir.path().join("scheduler"),
-    );
-    dir
-}
+use common::{copy_dir, decoder_repo, fixtures, stderr};
+use std::process::Output;
 
 const SIZE_ARGS: [&str; 10] = [
     "--width",
@@ -52,13 +30,7 @@ const SIZE_ARGS: [&str; 10] = [
 
 /// Runs `kandinsky generate` with `home` as HF_HOME and KANDINSKY_CACHE's parent.
 fn run_in(home: &Path, prior: &Path, decoder: &Path, out: &Path, extra: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kandinsky"));
-    cmd.env("HF_HOME", home.join("hf"))
-        .env("KANDINSKY_CACHE", home.join("kandinsky"))
-        .env("HF_ENDPOINT", "http://127.0.0.1:9")
-        .env_remove("HF_HUB_OFFLINE")
-        .env_remove("HF_HUB_CACHE")
-        .env_remove("HUGGINGFACE_HUB_CACHE")
+    common::kandinsky(home)
         .args(["generate", "--prompt", "a red cat", "--prior"])
         .arg(prior)
         .arg("--decoder")
@@ -66,8 +38,9 @@ fn run_in(home: &Path, prior: &Path, decoder: &Path, out: &Path, extra: &[&str])
         .arg("--output")
         .arg(out)
         .args(SIZE_ARGS)
-        .args(extra);
-    cmd.output().unwrap()
+        .args(extra)
+        .output()
+        .unwrap()
 }
 
 fn run(decoder: &Path, out: &Path, extra: &[&str]) -> Output {
@@ -81,28 +54,10 @@ fn run(decoder: &Path, out: &Path, extra: &[&str]) -> Output {
     )
 }
 
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 fn text_chunks(path: &Path) -> Vec<(String, String)> {
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
-    let reader = decoder.read_info().unwrap();
-    let info = reader.info();
-    assert_eq!(
-        (info.width, info.height),
-        (64, 128),
-        "100 rounds up to 128, as the reference"
-    );
-    let latin1 = info
-        .uncompressed_latin1_text
-        .iter()
-        .map(|t| (t.keyword.clone(), t.text.clone()));
-    let utf8 = info
-        .utf8_text
-        .iter()
-        .map(|t| (t.keyword.clone(), t.get_text().unwrap()));
-    latin1.chain(utf8).collect()
+    let (size, chunks) = common::png_info(path);
+    assert_eq!(size, (64, 128), "100 rounds up to 128, as the reference");
+    chunks
 }
 
 #[test]
@@ -233,17 +188,8 @@ fn generates_in_f16() {
 /// XLM-R tokenizer, the small 2.1 UNet, MoVQ, DDIM).
 #[test]
 fn generates_with_2_1() {
-    let decoder = tempfile::tempdir().unwrap();
+    let decoder = common::decoder_repo_21("unet_21");
     let d = decoder.path();
-    std::fs::write(d.join("model_index.json"), "{}").unwrap();
-    copy_dir(
-        &fixtures().join("pipeline21/text_encoder"),
-        &d.join("text_encoder"),
-    );
-    copy_dir(&fixtures().join("tokenizers/xlmr"), &d.join("tokenizer"));
-    copy_dir(&fixtures().join("unet_21/unet"), &d.join("unet"));
-    copy_dir(&fixtures().join("movq/movq"), &d.join("movq"));
-    copy_dir(&fixtures().join("schedulers/ddim"), &d.join("scheduler"));
     let home = tempfile::tempdir().unwrap();
     let path = home.path().join("cat21.png");
     let result = run_in(
@@ -344,11 +290,8 @@ fn hub_repositories_from_the_cache() {
         &prior.join("image_encoder"),
     );
     let cmd_env = |name: &str| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kandinsky"));
-        cmd.env("HF_HOME", &hf)
-            .env("KANDINSKY_CACHE", home.path().join("kandinsky"))
-            .env("HF_ENDPOINT", "http://127.0.0.1:9")
-            .env("HF_HUB_OFFLINE", "1")
+        let mut cmd = common::kandinsky(home.path());
+        cmd.env("HF_HUB_OFFLINE", "1")
             .args(["generate", "--prompt", "a red cat"])
             .args(["--prior", "test/prior-22", "--decoder", "test/decoder-22"])
             .arg("--output")
