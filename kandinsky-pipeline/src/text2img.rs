@@ -497,7 +497,25 @@ impl Kandinsky22 {
     /// prior) and images (through the prior repo's CLIP image encoder), weights used as given;
     /// the negative is the zero-image embedding, or the prior's embedding of a non-empty
     /// `negative_prompt` (the reference's `interpolate`). One image with weight 1 is an image
-    /// variation. Returns (image_embeds, negative), each (1, E), for [`decode`](Self::decode).
+    /// variation. Returns (image_embeds, negative), each (1, E), for `decode`.
+    ///
+    /// ```no_run
+    /// use burn::tensor::Device;
+    /// use kandinsky_pipeline::{FusionItem, Image, Kandinsky22, PriorOptions, Rng};
+    ///
+    /// let device = Device::flex();
+    /// let pipeline = Kandinsky22::new(
+    ///     "kandinsky-2-2-prior".as_ref(),
+    ///     "kandinsky-2-2-decoder".as_ref(),
+    ///     &device,
+    /// )?;
+    /// let cat = Image::open("cat.png".as_ref())?;
+    /// let items = [(FusionItem::Prompt("a starry night"), 0.4), (FusionItem::Image(&cat), 0.6)];
+    /// let mut rng = Rng::new(1);
+    /// let (embeds, negative) =
+    ///     pipeline.fuse(&items, "", &PriorOptions::default(), &mut rng, &mut |_| {})?;
+    /// # Ok::<(), kandinsky_pipeline::PipelineError>(())
+    /// ```
     pub fn fuse(
         &self,
         items: &[(FusionItem<'_>, f64)],
@@ -577,6 +595,57 @@ impl Kandinsky22 {
     /// (from [`embed`](Self::embed), [`fuse`](Self::fuse) or [`emb2emb`](Self::emb2emb)), in
     /// `mode`. `hint` is the ControlNet-depth decoder's hint (`kandinsky-2-2-controlnet-depth`):
     /// an image (e.g. a depth map) resized to the output size and scaled to [0, 1].
+    ///
+    /// ```no_run
+    /// use burn::tensor::Device;
+    /// use kandinsky_pipeline::{
+    ///     DecoderMode, DecoderOptions, Image, Kandinsky22, PriorOptions, Rng,
+    /// };
+    ///
+    /// let device = Device::flex();
+    /// let photo = Image::open("photo.jpg".as_ref())?;
+    /// let mut rng = Rng::new(7);
+    /// let mut progress = |_| {};
+    ///
+    /// // Image-to-image.
+    /// let pipeline = Kandinsky22::new(
+    ///     "kandinsky-2-2-prior".as_ref(),
+    ///     "kandinsky-2-2-decoder".as_ref(),
+    ///     &device,
+    /// )?;
+    /// let (embeds, negative) =
+    ///     pipeline.embed(&["an oil painting"], None, &PriorOptions::default(), &mut rng, &mut progress)?;
+    /// let mode = DecoderMode::ImageToImage { image: &photo, strength: 0.3 };
+    /// let options = DecoderOptions::default();
+    /// let out = pipeline.decode(embeds, negative, mode, None, &options, &mut rng, &mut progress)?;
+    /// out[0].save_png("painting.png".as_ref())?;
+    ///
+    /// // Inpainting, with the inpainting decoder: white in the mask = repaint.
+    /// let inpaint = Kandinsky22::new(
+    ///     "kandinsky-2-2-prior".as_ref(),
+    ///     "kandinsky-2-2-decoder-inpaint".as_ref(),
+    ///     &device,
+    /// )?;
+    /// let mask = Image::open("mask.png".as_ref())?;
+    /// let (embeds, negative) =
+    ///     inpaint.embed(&["a hat"], None, &PriorOptions::default(), &mut rng, &mut progress)?;
+    /// let mode = DecoderMode::Inpaint { image: &photo, mask: &mask };
+    /// let out = inpaint.decode(embeds, negative, mode, None, &options, &mut rng, &mut progress)?;
+    ///
+    /// // ControlNet-depth: a depth map as the hint.
+    /// let controlnet = Kandinsky22::new(
+    ///     "kandinsky-2-2-prior".as_ref(),
+    ///     "kandinsky-2-2-controlnet-depth".as_ref(),
+    ///     &device,
+    /// )?;
+    /// let depth = Image::open("depth.png".as_ref())?;
+    /// let (embeds, negative) =
+    ///     controlnet.embed(&["a robot"], None, &PriorOptions::default(), &mut rng, &mut progress)?;
+    /// let out = controlnet.decode(
+    ///     embeds, negative, DecoderMode::TextToImage, Some(&depth), &options, &mut rng, &mut progress,
+    /// )?;
+    /// # Ok::<(), kandinsky_pipeline::PipelineError>(())
+    /// ```
     #[allow(clippy::too_many_arguments)]
     pub fn decode(
         &self,
@@ -686,7 +755,25 @@ impl Kandinsky21 {
     /// prior) and images (through the prior repo's CLIP image encoder), weights used as given;
     /// the negative is the zero-image embedding, or the prior's embedding of a non-empty
     /// `negative_prompt` (the reference's `interpolate`). One image with weight 1 is an image
-    /// variation. Returns (image_embeds, negative), each (1, E), for [`decode`](Self::decode).
+    /// variation. Returns (image_embeds, negative), each (1, E), for `decode`.
+    ///
+    /// ```no_run
+    /// use burn::tensor::Device;
+    /// use kandinsky_pipeline::{FusionItem, Image, Kandinsky22, PriorOptions, Rng};
+    ///
+    /// let device = Device::flex();
+    /// let pipeline = Kandinsky22::new(
+    ///     "kandinsky-2-2-prior".as_ref(),
+    ///     "kandinsky-2-2-decoder".as_ref(),
+    ///     &device,
+    /// )?;
+    /// let cat = Image::open("cat.png".as_ref())?;
+    /// let items = [(FusionItem::Prompt("a starry night"), 0.4), (FusionItem::Image(&cat), 0.6)];
+    /// let mut rng = Rng::new(1);
+    /// let (embeds, negative) =
+    ///     pipeline.fuse(&items, "", &PriorOptions::default(), &mut rng, &mut |_| {})?;
+    /// # Ok::<(), kandinsky_pipeline::PipelineError>(())
+    /// ```
     pub fn fuse(
         &self,
         items: &[(FusionItem<'_>, f64)],

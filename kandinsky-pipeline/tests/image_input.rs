@@ -1,0 +1,147 @@
+//! Input images as users have them: PNG (grey, RGBA, 16-bit, with an EXIF orientation), JPEG
+//! and WebP, and a file that is not an image.
+
+use std::path::Path;
+
+use kandinsky_pipeline::{Image, PipelineError};
+
+fn write_png(
+    path: &Path,
+    width: u32,
+    height: u32,
+    color: png::ColorType,
+    depth: png::BitDepth,
+    data: &[u8],
+    exif: Option<&[u8]>,
+) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), width, height);
+    encoder.set_color(color);
+    encoder.set_depth(depth);
+    let mut writer = encoder.write_header().unwrap();
+    if let Some(exif) = exif {
+        writer
+            .write_chunk(png::chunk::ChunkType(*b"eXIf"), exif)
+            .unwrap();
+    }
+    writer.write_image_data(data).unwrap();
+    writer.finish().unwrap();
+}
+
+#[test]
+fn alpha_is_dropped_and_grey_expanded() {
+    let dir = tempfile::tempdir().unwrap();
+    let rgba = dir.path().join("rgba.png");
+    write_png(
+        &rgba,
+        1,
+        1,
+        png::ColorType::Rgba,
+        png::BitDepth::Eight,
+        &[10, 20, 30, 0],
+        None,
+    );
+    let image = Image::open(&rgba).unwrap();
+    assert_eq!(
+        image.rgb,
+        [10, 20, 30],
+        "PIL's convert(\"RGB\") drops alpha, no compositing"
+    );
+    let grey = dir.path().join("grey.png");
+    write_png(
+        &grey,
+        2,
+        1,
+        png::ColorType::Grayscale,
+        png::BitDepth::Eight,
+        &[7, 200],
+        None,
+    );
+    assert_eq!(Image::open(&grey).unwrap().rgb, [7, 7, 7, 200, 200, 200]);
+}
+
+#[test]
+fn sixteen_bit_samples_become_eight() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deep.png");
+    // Big-endian 16-bit RGB: 0x8080, 0xFFFF, 0x0000.
+    write_png(
+        &path,
+        1,
+        1,
+        png::ColorType::Rgb,
+        png::BitDepth::Sixteen,
+        &[0x80, 0x80, 0xFF, 0xFF, 0, 0],
+        None,
+    );
+    assert_eq!(Image::open(&path).unwrap().rgb, [128, 255, 0]);
+}
+
+#[test]
+fn exif_orientation_is_applied() {
+    // A 2×1 image (red, blue) tagged "rotate 90° clockwise" (orientation 6) reads as 1×2 with
+    // red on top, as PIL's exif_transpose gives.
+    let exif: Vec<u8> = [
+        &b"MM\0\x2a\0\0\0\x08"[..], // big-endian TIFF header, first IFD at 8
+        &[0, 1],                    // one entry
+        &[0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0], // Orientation, SHORT, 1, value 6
+        &[0, 0, 0, 0],              // no next IFD
+    ]
+    .concat();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rotated.png");
+    write_png(
+        &path,
+        2,
+        1,
+        png::ColorType::Rgb,
+        png::BitDepth::Eight,
+        &[255, 0, 0, 0, 0, 255],
+        Some(&exif),
+    );
+    let image = Image::open(&path).unwrap();
+    assert_eq!((image.width, image.height), (1, 2));
+    assert_eq!(image.rgb, [255, 0, 0, 0, 0, 255]);
+}
+
+#[test]
+fn jpeg_and_webp_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut pixels = image::RgbImage::new(16, 8);
+    for (x, y, p) in pixels.enumerate_pixels_mut() {
+        *p = image::Rgb([(x * 16) as u8, (y * 32) as u8, 128]);
+    }
+    for name in ["a.jpg", "a.webp"] {
+        let path = dir.path().join(name);
+        pixels.save(&path).unwrap();
+        let image = Image::open(&path).unwrap();
+        assert_eq!((image.width, image.height), (16, 8), "{name}");
+        // Lossless WebP is exact; JPEG within its quantization.
+        let worst = image
+            .rgb
+            .iter()
+            .zip(pixels.as_raw())
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap();
+        assert!(
+            worst <= if name.ends_with("webp") { 0 } else { 24 },
+            "{name}: {worst}"
+        );
+    }
+}
+
+#[test]
+fn a_file_that_is_not_an_image_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.png");
+    std::fs::write(&path, "hello").unwrap();
+    match Image::open(&path) {
+        Err(PipelineError::Image { path: p, .. }) => assert_eq!(p, path),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        Image::open(&dir.path().join("missing.png")),
+        Err(PipelineError::Image { .. })
+    ));
+}
