@@ -1,9 +1,10 @@
 //! Bad folders, configs and inputs give errors that name the file, field or input — never a
 //! panic.
 
+use kandinsky_common::testing::test_device;
 use std::path::PathBuf;
 
-use burn::tensor::{Device, Distribution, Int, Tensor};
+use burn::tensor::{Distribution, Int, Tensor};
 use kandinsky_clip::{ClipError, ClipTextModel, ClipVisionModel, MultilingualClip, WEIGHTS_FP32};
 use kandinsky_common::{ConfigError, WeightsError};
 
@@ -14,7 +15,7 @@ fn fixtures() -> PathBuf {
 #[test]
 fn missing_weights_and_bad_configs_are_reported() {
     let dir = tempfile::tempdir().unwrap();
-    let err = ClipTextModel::load(dir.path(), &Device::flex()).unwrap_err();
+    let err = ClipTextModel::load(dir.path(), &test_device()).unwrap_err();
     assert!(
         matches!(err, ClipError::Weights(WeightsError::NotFound { .. })),
         "{err:?}"
@@ -27,7 +28,7 @@ fn missing_weights_and_bad_configs_are_reported() {
     config["num_attention_heads"] = 5.into();
     std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
     std::fs::copy(src.join(WEIGHTS_FP32), dir.path().join(WEIGHTS_FP32)).unwrap();
-    let err = ClipTextModel::load(dir.path(), &Device::flex()).unwrap_err();
+    let err = ClipTextModel::load(dir.path(), &test_device()).unwrap_err();
     match err {
         ClipError::Config(ConfigError::Invalid { field, .. }) => {
             assert_eq!(field, "num_attention_heads")
@@ -37,7 +38,7 @@ fn missing_weights_and_bad_configs_are_reported() {
     config["num_attention_heads"] = 3.into();
     config["hidden_act"] = "relu".into();
     std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
-    let err = ClipTextModel::load(dir.path(), &Device::flex()).unwrap_err();
+    let err = ClipTextModel::load(dir.path(), &test_device()).unwrap_err();
     assert!(
         matches!(&err, ClipError::Config(ConfigError::Parse { field, .. }) if field == "hidden_act"),
         "{err:?}"
@@ -46,7 +47,7 @@ fn missing_weights_and_bad_configs_are_reported() {
 
 #[test]
 fn bad_inputs_are_errors() {
-    let device = Device::flex();
+    let device = test_device();
     let text = ClipTextModel::load(&fixtures().join("clip_text_l/text_encoder"), &device).unwrap();
     // 12 tokens for a context of 11.
     let ids = Tensor::<2, Int>::zeros([1, 12], &device);

@@ -14,7 +14,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use kandinsky_clip::config::{ClipTextConfig, ClipVisionConfig, MClipConfig};
 use kandinsky_clip::{ClipTextModel, ClipVisionModel, MultilingualClip};
 use kandinsky_common::tensors::read_safetensors;
-use kandinsky_common::testing::assert_close;
+use kandinsky_common::testing::{assert_close, test_device};
 
 const TOLERANCE: f32 = 1e-4;
 
@@ -38,7 +38,7 @@ fn check_all(traced: Vec<(String, TensorData)>, r: &BTreeMap<String, TensorData>
 }
 
 fn text(name: &str) {
-    let device = Device::flex();
+    let device = test_device();
     let model = ClipTextModel::load(&fixtures().join(name).join("text_encoder"), &device).unwrap();
     let r = reference(name);
     let mut traced = Vec::new();
@@ -71,7 +71,7 @@ fn clip_text_gelu_padded_with_eot_matches_reference() {
 
 #[test]
 fn clip_vision_matches_reference() {
-    let device = Device::flex();
+    let device = test_device();
     let dir = fixtures().join("clip_vision/image_encoder");
     let model = ClipVisionModel::load(&dir, &device).unwrap();
     let r = reference("clip_vision");
@@ -99,7 +99,7 @@ fn clip_vision_matches_reference() {
 
 #[test]
 fn multilingual_clip_matches_reference() {
-    let device = Device::flex();
+    let device = test_device();
     let model = MultilingualClip::load(&fixtures().join("mclip/text_encoder"), &device).unwrap();
     let r = reference("mclip");
     let mut traced = Vec::new();
@@ -138,7 +138,7 @@ fn manifest(name: &str, ours: Vec<kandinsky_common::ExpectedTensor>, params: usi
 /// MultilingualCLIP) build modules that expect exactly the reference classes' parameters.
 #[test]
 fn real_configs_expect_exactly_the_reference_manifests() {
-    let device = Device::flex();
+    let device = test_device();
     let path = |name: &str| {
         fixtures()
             .join("manifests")

@@ -8,9 +8,9 @@
 //! coefficients and rounds to 8 bits after each pass; we use f32 weights and round at the same
 //! points, so a pixel can differ by one level where a value falls near .5.
 
+use kandinsky_common::testing::test_device;
 use std::path::PathBuf;
 
-use burn::tensor::Device;
 use kandinsky_clip::{ClipImageProcessor, RgbImage};
 use kandinsky_common::tensors::read_safetensors;
 
@@ -20,7 +20,7 @@ fn matches_the_reference_image_processor() {
     let processor = ClipImageProcessor::from_file(&dir.join("preprocessor_config.json")).unwrap();
     assert_eq!(processor, ClipImageProcessor::default());
     let r = read_safetensors(&dir.join("reference.safetensors")).unwrap();
-    let device = Device::flex();
+    let device = test_device();
     for name in ["photo_480x320", "gradient_230x300", "noise_96x128"] {
         let image = &r[&format!("{name}.image")];
         let (h, w) = (image.shape()[0], image.shape()[1]);
@@ -65,7 +65,7 @@ fn a_buffer_of_the_wrong_size_is_an_error() {
                 height: 3,
                 data: &[0; 35],
             }],
-            &Device::flex(),
+            &test_device(),
         )
         .unwrap_err();
     assert!(err.to_string().contains("36 bytes"), "{err}");

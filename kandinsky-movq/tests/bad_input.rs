@@ -1,10 +1,11 @@
 //! Bad checkpoints, configs and inputs give errors that name the file, the key or field, and
 //! expected versus found — never a panic.
 
+use kandinsky_common::testing::test_device;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Tensor;
 use kandinsky_common::{ConfigError, WeightProblem, WeightsError};
 use kandinsky_movq::{MoVQ, MoVQError, WEIGHTS_FP32};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
@@ -47,7 +48,7 @@ fn folder_with(
 }
 
 fn load(dir: &Path) -> MoVQError {
-    MoVQ::load(dir, &Device::flex()).expect_err("loading must fail")
+    MoVQ::load(dir, &test_device()).expect_err("loading must fail")
 }
 
 fn problems(err: MoVQError) -> (PathBuf, Vec<WeightProblem>, String) {
@@ -257,7 +258,7 @@ fn missing_files_are_reported() {
 
 #[test]
 fn wrong_input_shapes_are_errors() {
-    let device = Device::flex();
+    let device = test_device();
     let movq = MoVQ::load(&fixture_dir(), &device).unwrap();
     let err = movq
         .decode(Tensor::<4>::zeros([1, 3, 4, 4], &device), true)

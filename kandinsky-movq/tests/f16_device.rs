@@ -7,9 +7,10 @@
 //! ~30 layers on the path rounds its output once more and their errors add up, roughly
 //! 30 × 4.9e-4 ≈ 1.5e-2 relative in the worst case, which the bound covers.
 
+use kandinsky_common::testing::test_device;
 use std::path::PathBuf;
 
-use burn::tensor::{DType, Device, FloatDType, Tensor};
+use burn::tensor::{DType, FloatDType, Tensor};
 use kandinsky_common::tensors::read_safetensors;
 use kandinsky_movq::{MoVQ, WEIGHTS_FP16, WEIGHTS_FP32};
 
@@ -17,7 +18,7 @@ const TOLERANCE: f32 = 2e-2;
 
 #[test]
 fn f16_device_decodes_and_encodes_within_the_f16_bound() {
-    let mut device = Device::flex();
+    let mut device = test_device();
     device
         .configure(FloatDType::F16)
         .expect("configure flex for f16 before any tensor exists");

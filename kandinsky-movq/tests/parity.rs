@@ -6,6 +6,7 @@
 //! up to ~40 convolutions; f32 has a relative precision of 6e-8, and accumulating over the
 //! 9·64-term dot products of ~40 layers stays two orders of magnitude below 1e-4.
 
+use kandinsky_common::testing::test_device;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -64,7 +65,7 @@ fn load(device: &Device) -> MoVQ {
 
 #[test]
 fn encode_matches_reference_at_every_block() {
-    let device = Device::flex();
+    let device = test_device();
     let movq = load(&device);
     let reference = reference();
     let mut seen = Vec::new();
@@ -85,7 +86,7 @@ fn encode_matches_reference_at_every_block() {
 
 #[test]
 fn decode_without_quantization_matches_reference_at_every_block() {
-    let device = Device::flex();
+    let device = test_device();
     let movq = load(&device);
     let reference = reference();
     let mut seen = Vec::new();
@@ -105,7 +106,7 @@ fn decode_without_quantization_matches_reference_at_every_block() {
 
 #[test]
 fn quantize_and_decode_with_quantization_match_reference() {
-    let device = Device::flex();
+    let device = test_device();
     let movq = load(&device);
     let reference = reference();
     let latents = tensor(&reference["latents"], &device);
@@ -131,7 +132,7 @@ fn quantize_and_decode_with_quantization_match_reference() {
 /// rounding of the weights, ~1e-3 relative, printed below for information.)
 #[test]
 fn fp16_weights_on_an_f32_device() {
-    let device = Device::flex();
+    let device = test_device();
     let dir = fixtures().join("movq/movq");
     let movq =
         MoVQ::load_files(&dir.join("config.json"), &dir.join(WEIGHTS_FP16), &device).unwrap();
@@ -165,7 +166,7 @@ fn real_config_expects_exactly_the_reference_manifest() {
     let manifests = fixtures().join("manifests");
     let config = MoVQConfig::from_file(&manifests.join("movq.config.json")).unwrap();
     assert_eq!(config, MoVQConfig::kandinsky());
-    let device = Device::flex();
+    let device = test_device();
     // Lazily initialised: building and listing allocate no weights.
     let movq = config.init(&device);
     let ours = kandinsky_common::expected_tensors(&movq);

@@ -26,7 +26,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use common::{Recorded, fixtures};
 use kandinsky_clip::{MultilingualClip, TextTokenizer};
 use kandinsky_common::tensors::read_safetensors;
-use kandinsky_common::testing::assert_close;
+use kandinsky_common::testing::{assert_close, test_device};
 use kandinsky_movq::MoVQ;
 use kandinsky_pipeline::scheduler::load_scheduler;
 use kandinsky_pipeline::{
@@ -68,7 +68,7 @@ fn embeds(r: &BTreeMap<String, TensorData>, device: &Device) -> (Tensor<2>, Tens
 
 #[test]
 fn img2img_22_matches_the_reference_pipeline() {
-    let device = Device::flex();
+    let device = test_device();
     let r = reference("img2img22.safetensors");
     let unet = UNet::load(&fixtures().join("unet_22/unet"), &device).unwrap();
     let movq = MoVQ::load(&fixtures().join("movq/movq"), &device).unwrap();
@@ -99,7 +99,7 @@ fn img2img_22_matches_the_reference_pipeline() {
 
 #[test]
 fn img2img_21_matches_the_reference_pipeline() {
-    let device = Device::flex();
+    let device = test_device();
     let r = reference("img2img21.safetensors");
     let unet = UNet::load(&fixtures().join("unet_21/unet"), &device).unwrap();
     let movq = MoVQ::load(&fixtures().join("movq/movq"), &device).unwrap();
@@ -135,7 +135,7 @@ fn img2img_21_matches_the_reference_pipeline() {
 
 #[test]
 fn controlnet_22_matches_the_reference_pipeline() {
-    let device = Device::flex();
+    let device = test_device();
     let r = reference("controlnet22.safetensors");
     let unet = UNet::load(&fixtures().join("unet_22_controlnet32/unet"), &device).unwrap();
     let movq = MoVQ::load(&fixtures().join("movq/movq"), &device).unwrap();
@@ -173,7 +173,7 @@ fn bad_strengths_and_sizes_are_errors() {
 }
 
 fn inpaint(version: &str) -> (TensorData, BTreeMap<String, TensorData>) {
-    let device = Device::flex();
+    let device = test_device();
     let r = reference(&format!("inpaint{version}.safetensors"));
     let mask = Image::open(&fixtures().join("modes/mask.png")).unwrap();
     let keep = mask.to_keep_mask(64, 64, &device).unwrap();
@@ -258,7 +258,7 @@ fn inpaint_22_matches_the_reference_pipeline() {
 
 #[test]
 fn inpainting_needs_an_inpainting_unet() {
-    let device = Device::flex();
+    let device = test_device();
     let unet = UNet::load(&fixtures().join("unet_22/unet"), &device).unwrap();
     let movq = MoVQ::load(&fixtures().join("movq/movq"), &device).unwrap();
     let mut scheduler =

@@ -10,10 +10,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use kandinsky_clip::{MultilingualClip, TextTokenizer};
 use kandinsky_common::tensors::read_safetensors;
-use kandinsky_common::testing::assert_close;
+use kandinsky_common::testing::{assert_close, test_device};
 use kandinsky_movq::MoVQ;
 use kandinsky_pipeline::scheduler::load_scheduler;
 use kandinsky_pipeline::{DecoderOptions, Rng, decode_v21};
@@ -27,7 +27,7 @@ fn decoder_21_matches_the_reference_pipeline() {
     let dir = fixtures.join("pipeline21");
     let r: BTreeMap<String, TensorData> =
         read_safetensors(&dir.join("reference.safetensors")).unwrap();
-    let device = Device::flex();
+    let device = test_device();
     let unet = UNet::load(&fixtures.join("unet_21/unet"), &device).unwrap();
     let movq = MoVQ::load(&fixtures.join("movq/movq"), &device).unwrap();
     let text_encoder = MultilingualClip::load(&dir.join("text_encoder"), &device).unwrap();

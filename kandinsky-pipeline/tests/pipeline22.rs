@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use kandinsky_common::tensors::read_safetensors;
-use kandinsky_common::testing::assert_close;
+use kandinsky_common::testing::{assert_close, test_device};
 use kandinsky_movq::MoVQ;
 use kandinsky_pipeline::scheduler::load_scheduler;
 use kandinsky_pipeline::{DecoderOptions, NoiseSource, decode_v22, to_rgb8};
@@ -42,7 +42,7 @@ impl NoiseSource for Recorded {
 
 #[test]
 fn decoder_22_matches_the_reference_pipeline() {
-    let device = Device::flex();
+    let device = test_device();
     let r: BTreeMap<String, TensorData> =
         read_safetensors(&fixtures().join("pipeline22/reference.safetensors")).unwrap();
     let unet = UNet::load(&fixtures().join("unet_22/unet"), &device).unwrap();

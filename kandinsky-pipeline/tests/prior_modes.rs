@@ -15,7 +15,7 @@ use burn::tensor::{Device, TensorData};
 use common::{Recorded, fixtures};
 use kandinsky_clip::{ClipImageProcessor, ClipTextModel, ClipVisionModel, TextTokenizer};
 use kandinsky_common::tensors::read_safetensors;
-use kandinsky_common::testing::assert_close;
+use kandinsky_common::testing::{assert_close, test_device};
 use kandinsky_pipeline::scheduler::load_scheduler;
 use kandinsky_pipeline::{
     FusionItem, Image, PriorModels, PriorOptions, PriorStart, image_embeds, interpolate, run_prior,
@@ -61,7 +61,7 @@ fn scheduler() -> Box<dyn kandinsky_pipeline::scheduler::Scheduler> {
 
 #[test]
 fn fusion_matches_the_reference_interpolate() {
-    let device = Device::flex();
+    let device = test_device();
     let r = reference("fusion22.safetensors");
     let repo = repo(&device);
     let models = PriorModels {
@@ -106,7 +106,7 @@ fn fusion_matches_the_reference_interpolate() {
 
 #[test]
 fn emb2emb_matches_the_reference_pipeline() {
-    let device = Device::flex();
+    let device = test_device();
     let r = reference("emb2emb22.safetensors");
     let repo = repo(&device);
     let picture = picture();
@@ -157,7 +157,7 @@ fn emb2emb_matches_the_reference_pipeline() {
 
 #[test]
 fn fusion_rejects_empty_and_non_finite_weights() {
-    let device = Device::flex();
+    let device = test_device();
     let repo = repo(&device);
     let models = PriorModels {
         prior: &repo.prior,

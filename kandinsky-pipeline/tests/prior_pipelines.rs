@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use burn::tensor::{Device, Tensor, TensorData};
 use kandinsky_clip::{ClipTextModel, ClipVisionModel, TextTokenizer};
 use kandinsky_common::tensors::read_safetensors;
-use kandinsky_common::testing::assert_close;
+use kandinsky_common::testing::{assert_close, test_device};
 use kandinsky_pipeline::scheduler::load_scheduler;
 use kandinsky_pipeline::{NoiseSource, PriorOptions, run_prior, zero_image_embeds};
 use kandinsky_prior::PriorTransformer;
@@ -50,7 +50,7 @@ fn matches_the_reference_pipeline(fixture: &str, has_steps: bool) {
         .join(fixture);
     let r: BTreeMap<String, TensorData> =
         read_safetensors(&dir.join("reference.safetensors")).unwrap();
-    let device = Device::flex();
+    let device = test_device();
     let prior = PriorTransformer::load(&dir.join("prior"), &device).unwrap();
     let text_encoder = ClipTextModel::load(&dir.join("text_encoder"), &device).unwrap();
     let image_encoder = ClipVisionModel::load(&dir.join("image_encoder"), &device).unwrap();

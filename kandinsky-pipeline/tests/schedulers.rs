@@ -17,9 +17,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use kandinsky_common::tensors::read_safetensors;
-use kandinsky_common::testing::assert_close;
+use kandinsky_common::testing::{assert_close, test_device};
 use kandinsky_pipeline::scheduler::{
     DdimScheduler, DdpmScheduler, Scheduler, SchedulerConfig, SchedulerExt, UnclipScheduler,
     load_scheduler, schedule::NoiseSchedule,
@@ -135,7 +135,7 @@ fn flat(d: &TensorData) -> TensorData {
 #[test]
 fn steps_match_given_the_same_noise() {
     let r = reference();
-    let device = Device::flex();
+    let device = test_device();
     let t = |k: &str| flat(&r[k]);
     for name in CONFIGS {
         let path = fixtures().join(name).join("scheduler_config.json");
@@ -223,7 +223,7 @@ fn schedulers_can_be_implemented_outside_the_crate() {
             Ok(original + noise)
         }
     }
-    let device = Device::flex();
+    let device = test_device();
     let mut scheduler: Box<dyn Scheduler> = Box::new(OneShot(Vec::new()));
     scheduler.set_timesteps(3).unwrap();
     assert_eq!(scheduler.timesteps(), &[20, 10, 0]);

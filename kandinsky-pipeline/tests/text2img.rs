@@ -2,9 +2,10 @@
 //! a prior and decoder that do not fit together, and a generation driven by a scheduler defined
 //! outside the crate.
 
+use kandinsky_common::testing::test_device;
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Tensor;
 use kandinsky_movq::MoVQ;
 use kandinsky_pipeline::scheduler::{Scheduler, SchedulerError, StepOutput};
 use kandinsky_pipeline::{
@@ -54,7 +55,7 @@ fn decoder_repo() -> tempfile::TempDir {
 /// tests; this checks that they compose, and that a seed reproduces the image.)
 #[test]
 fn a_prompt_becomes_a_png() {
-    let device = Device::flex();
+    let device = test_device();
     let decoder = decoder_repo_with("decoder_unet32");
     let pipeline = Kandinsky22::new(
         &fixtures().join("prior_pipeline22"),
@@ -84,7 +85,7 @@ fn a_prompt_becomes_a_png() {
 
 #[test]
 fn incomplete_folders_are_named() {
-    let device = Device::flex();
+    let device = test_device();
     let decoder = decoder_repo();
     std::fs::remove_dir_all(decoder.path().join("movq")).unwrap();
     let err = Kandinsky22::new(
@@ -105,7 +106,7 @@ fn incomplete_folders_are_named() {
 /// prior ran, naming both folders.
 #[test]
 fn a_prior_and_decoder_that_do_not_match_are_an_error() {
-    let device = Device::flex();
+    let device = test_device();
     let decoder = decoder_repo();
     let pipeline = Kandinsky22::new(
         &fixtures().join("prior_pipeline22"),
@@ -166,7 +167,7 @@ fn a_scheduler_from_outside_the_crate_drives_a_generation() {
             Ok(original)
         }
     }
-    let device = Device::flex();
+    let device = test_device();
     let unet = UNet::load(&fixtures().join("unet_22/unet"), &device).unwrap();
     let movq = MoVQ::load(&fixtures().join("movq/movq"), &device).unwrap();
     let mut rng = Rng::new(7);
@@ -227,7 +228,7 @@ fn decoder_repo_21() -> tempfile::TempDir {
 #[test]
 fn kandinsky_21_checks_its_folders_and_widths() {
     use kandinsky_pipeline::Kandinsky21;
-    let device = Device::flex();
+    let device = test_device();
     let decoder = decoder_repo_21();
     let prior = fixtures().join("prior_pipeline22");
     let pipeline = Kandinsky21::new(&prior, decoder.path(), &device).unwrap();

@@ -1,9 +1,10 @@
 //! Bad configs, checkpoints and inputs give errors that name the field, key or input and the
 //! expected versus found value — never a panic.
 
+use kandinsky_common::testing::test_device;
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Bool, Device, Distribution, Tensor};
+use burn::tensor::{Bool, Distribution, Tensor};
 use kandinsky_common::{ConfigError, WeightProblem, WeightsError};
 use kandinsky_prior::{PriorError, PriorTransformer, WEIGHTS_FP32};
 
@@ -23,7 +24,7 @@ fn folder(edit: impl FnOnce(&mut serde_json::Value)) -> tempfile::TempDir {
 }
 
 fn load(dir: &Path) -> PriorError {
-    PriorTransformer::load(dir, &Device::flex()).expect_err("loading must fail")
+    PriorTransformer::load(dir, &test_device()).expect_err("loading must fail")
 }
 
 #[test]
@@ -74,7 +75,7 @@ fn a_config_that_does_not_fit_the_weights_names_the_keys() {
 
 #[test]
 fn bad_forward_inputs_are_errors() {
-    let device = Device::flex();
+    let device = test_device();
     let prior = PriorTransformer::load(&fixture(), &device).unwrap();
     let normal = Distribution::Normal(0.0, 1.0);
     let x = |shape: [usize; 2]| Tensor::<2>::random(shape, normal, &device);

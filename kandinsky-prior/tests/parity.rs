@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use kandinsky_common::tensors::read_safetensors;
-use kandinsky_common::testing::assert_close;
+use kandinsky_common::testing::{assert_close, test_device};
 use kandinsky_prior::{PriorConfig, PriorTransformer, WEIGHTS_FP16, WEIGHTS_FP32};
 
 const TOLERANCE: f32 = 1e-4;
@@ -53,7 +53,7 @@ fn run(
 
 #[test]
 fn prior_matches_reference_at_every_block() {
-    let device = Device::flex();
+    let device = test_device();
     let prior = PriorTransformer::load(&fixtures().join("prior/prior"), &device).unwrap();
     let r = reference();
     let mut traced = Vec::new();
@@ -78,7 +78,7 @@ fn prior_matches_reference_at_every_block() {
 /// reference's `from_pretrained(variant="fp16", torch_dtype=float32)` does: same f32 bound.
 #[test]
 fn fp16_weights_on_an_f32_device() {
-    let device = Device::flex();
+    let device = test_device();
     let dir = fixtures().join("prior/prior");
     assert!(dir.join(WEIGHTS_FP32).is_file());
     let prior =
@@ -99,7 +99,7 @@ fn fp16_weights_on_an_f32_device() {
 #[test]
 fn real_configs_expect_exactly_the_reference_manifests() {
     let manifests = fixtures().join("manifests");
-    let device = Device::flex();
+    let device = test_device();
     for (name, preset, params) in [
         ("prior_21", PriorConfig::kandinsky_2_1(), 1_022_030_080usize),
         ("prior_22", PriorConfig::kandinsky_2_2(), 1_026_225_920),

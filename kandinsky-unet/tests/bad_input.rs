@@ -2,6 +2,7 @@
 //! expected versus found — never a panic. (The file-level checks — truncation, dtypes, extra
 //! keys — are the shared loader's and are tested with the MoVQ; here the UNet-specific ones.)
 
+use kandinsky_common::testing::test_device;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Distribution, Tensor};
@@ -31,7 +32,7 @@ fn folder(variant: &str, edit: impl FnOnce(&mut serde_json::Value)) -> tempfile:
 }
 
 fn load(dir: &Path) -> UNetError {
-    UNet::load(dir, &Device::flex()).expect_err("loading must fail")
+    UNet::load(dir, &test_device()).expect_err("loading must fail")
 }
 
 fn invalid_field(err: UNetError) -> (String, String) {
@@ -153,7 +154,7 @@ fn random<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
 
 #[test]
 fn bad_forward_inputs_are_errors() {
-    let device = Device::flex();
+    let device = test_device();
     let unet = UNet::load(&fixture("unet_22"), &device).unwrap();
     let image = |b| Conditioning::Image {
         image_embeds: random([b, 28], &device),

@@ -10,16 +10,16 @@
 
 use std::path::PathBuf;
 
-use burn::tensor::{DType, Device, FloatDType, Tensor};
+use burn::tensor::{DType, FloatDType, Tensor};
 use kandinsky_common::tensors::read_safetensors;
-use kandinsky_common::testing::assert_close;
+use kandinsky_common::testing::{assert_close, test_device};
 use kandinsky_unet::{Conditioning, UNet, WEIGHTS_FP16, WEIGHTS_FP32};
 
 const TOLERANCE: f32 = 3e-2;
 
 #[test]
 fn f16_device_runs_within_the_f16_bound() {
-    let mut device = Device::flex();
+    let mut device = test_device();
     device
         .configure(FloatDType::F16)
         .expect("configure flex for f16 before any tensor exists");

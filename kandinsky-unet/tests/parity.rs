@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use kandinsky_common::tensors::read_safetensors;
-use kandinsky_common::testing::assert_close;
+use kandinsky_common::testing::{assert_close, test_device};
 use kandinsky_unet::{Conditioning, UNet, UNetConfig, WEIGHTS_FP16, WEIGHTS_FP32};
 
 const TOLERANCE: f32 = 1e-4;
@@ -96,13 +96,13 @@ fn load(variant: &str, device: &Device) -> UNet {
 
 #[test]
 fn kandinsky_2_1_matches_reference_at_every_block() {
-    let device = Device::flex();
+    let device = test_device();
     check_variant("unet_21", &load("unet_21", &device), &device);
 }
 
 #[test]
 fn kandinsky_2_1_inpainting_matches_reference_at_every_block() {
-    let device = Device::flex();
+    let device = test_device();
     let unet = load("unet_21_inpaint", &device);
     assert_eq!(unet.config().in_channels, 9);
     check_variant("unet_21_inpaint", &unet, &device);
@@ -110,13 +110,13 @@ fn kandinsky_2_1_inpainting_matches_reference_at_every_block() {
 
 #[test]
 fn kandinsky_2_2_matches_reference_at_every_block() {
-    let device = Device::flex();
+    let device = test_device();
     check_variant("unet_22", &load("unet_22", &device), &device);
 }
 
 #[test]
 fn kandinsky_2_2_controlnet_matches_reference_at_every_block() {
-    let device = Device::flex();
+    let device = test_device();
     check_variant(
         "unet_22_controlnet",
         &load("unet_22_controlnet", &device),
@@ -127,7 +127,7 @@ fn kandinsky_2_2_controlnet_matches_reference_at_every_block() {
 /// One timestep for the whole batch is the same as that value repeated.
 #[test]
 fn a_single_timestep_applies_to_the_whole_batch() {
-    let device = Device::flex();
+    let device = test_device();
     let unet = load("unet_22", &device);
     let r = reference("unet_22");
     let run = |timesteps: Tensor<1>| {
@@ -149,7 +149,7 @@ fn a_single_timestep_applies_to_the_whole_batch() {
 /// same f32 bound applies.
 #[test]
 fn fp16_weights_on_an_f32_device() {
-    let device = Device::flex();
+    let device = test_device();
     let dir = fixtures().join("unet_22/unet");
     assert!(dir.join(WEIGHTS_FP32).is_file());
     let unet =
@@ -176,7 +176,7 @@ fn fp16_weights_on_an_f32_device() {
 #[test]
 fn real_configs_expect_exactly_the_reference_manifests() {
     let manifests = fixtures().join("manifests");
-    let device = Device::flex();
+    let device = test_device();
     let cases = [
         ("unet_21", UNetConfig::kandinsky_2_1(4), 1_228_661_768usize),
         (
