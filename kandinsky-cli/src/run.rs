@@ -8,7 +8,7 @@ use anyhow::anyhow;
 use burn::tensor::Tensor;
 use kandinsky_pipeline::{
     DecoderMode, DecoderOptions, FusionItem, Image, Kandinsky21, Kandinsky22, PipelineError,
-    PriorOptions, Progress, Rng,
+    PriorOptions, PriorStage, Progress, Rng,
 };
 
 use crate::args::{self, Common, Dtype, Model};
@@ -332,17 +332,10 @@ enum Pipeline {
 type Progress2<'a> = &'a mut dyn FnMut(Progress);
 
 impl Pipeline {
-    fn set_zero_image_embeds(&self, embed: Tensor<2>) -> Result<(), PipelineError> {
+    fn prior(&self) -> &PriorStage {
         match self {
-            Pipeline::V21(p) => p.set_zero_image_embeds(embed),
-            Pipeline::V22(p) => p.set_zero_image_embeds(embed),
-        }
-    }
-
-    fn zero_image_embeds(&self) -> Option<Tensor<2>> {
-        match self {
-            Pipeline::V21(p) => p.zero_image_embeds(),
-            Pipeline::V22(p) => p.zero_image_embeds(),
+            Pipeline::V21(p) => p.prior(),
+            Pipeline::V22(p) => p.prior(),
         }
     }
 
@@ -358,20 +351,13 @@ impl Pipeline {
         let prompts = vec![job.prompt.as_str(); n];
         let negatives = job.negative.as_deref().map(|s| vec![s; n]);
         let negatives = negatives.as_deref();
-        match (&job.embedding, self) {
-            (Embedding::Prompt, Pipeline::V21(p)) => {
-                p.embed(&prompts, negatives, options, rng, progress)
-            }
-            (Embedding::Prompt, Pipeline::V22(p)) => {
-                p.embed(&prompts, negatives, options, rng, progress)
-            }
-            (Embedding::Emb2Emb { image, strength }, Pipeline::V21(p)) => p.emb2emb(
+        let prior = self.prior();
+        match &job.embedding {
+            Embedding::Prompt => prior.embed(&prompts, negatives, options, rng, progress),
+            Embedding::Emb2Emb { image, strength } => prior.emb2emb(
                 &prompts, negatives, image, *strength, options, rng, progress,
             ),
-            (Embedding::Emb2Emb { image, strength }, Pipeline::V22(p)) => p.emb2emb(
-                &prompts, negatives, image, *strength, options, rng, progress,
-            ),
-            (Embedding::Fuse(items), pipeline) => {
+            Embedding::Fuse(items) => {
                 let items: Vec<(FusionItem<'_>, f64)> = items
                     .iter()
                     .map(|(item, w)| match item {
@@ -380,10 +366,7 @@ impl Pipeline {
                     })
                     .collect();
                 let negative = job.negative.as_deref().unwrap_or("");
-                let (embeds, negative) = match pipeline {
-                    Pipeline::V21(p) => p.fuse(&items, negative, options, rng, progress),
-                    Pipeline::V22(p) => p.fuse(&items, negative, options, rng, progress),
-                }?;
+                let (embeds, negative) = prior.fuse(&items, negative, options, rng, progress)?;
                 let e = embeds.dims()[1];
                 Ok((embeds.expand([n, e]), negative.expand([n, e])))
             }
@@ -561,6 +544,7 @@ pub fn run(job: Job) -> Result<(), Failure> {
     .map_err(pipeline_failed)?;
     if let Some(zero) = cached_zero.clone() {
         pipeline
+            .prior()
             .set_zero_image_embeds(zero)
             .map_err(pipeline_failed)?;
     }
@@ -591,9 +575,11 @@ pub fn run(job: Job) -> Result<(), Failure> {
         });
     reporter.finish();
     let images = result.map_err(pipeline_failed)?;
-    if let (Some(cache), None, Some(zero)) =
-        (&zero_cache, &cached_zero, pipeline.zero_image_embeds())
-        && let Err(e) = cache.save(zero)
+    if let (Some(cache), None, Some(zero)) = (
+        &zero_cache,
+        &cached_zero,
+        pipeline.prior().zero_image_embeds(),
+    ) && let Err(e) = cache.save(zero)
     {
         reporter.line(&format!(
             "warning: cannot cache the zero-image embedding in {}: {e}",

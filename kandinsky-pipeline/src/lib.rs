@@ -56,4 +56,6 @@ pub use prior::{
     PriorOptions, PriorOutput, PriorStart, image_embeds, run_prior, zero_image_embeds,
 };
 pub use rng::{NoiseSource, Rng};
-pub use text2img::{DecoderMode, Kandinsky21, Kandinsky22, Progress, Text2ImageOptions};
+pub use text2img::{
+    DecoderMode, Kandinsky21, Kandinsky22, PriorStage, Progress, Text2ImageOptions,
+};

@@ -82,18 +82,20 @@ fn pipeline_folder(dir: &Path, components: &[&str]) -> Result<PathBuf, PipelineE
     Ok(dir.to_path_buf())
 }
 
-/// A prior repo (`kandinsky-2-1-prior` or `-2-2-prior`): the text encoder, tokenizer, prior
-/// and scheduler load for each generation and are dropped after it; the zero-image negative
-/// embedding is computed once with the image encoder and kept (or supplied, in which case the
-/// folder needs no `image_encoder`).
+/// The prior stage over a prior repo (`kandinsky-2-1-prior` or `-2-2-prior`): prompts (or a
+/// fusion of prompts and images, or an image and a prompt) to image embeddings for the decoder.
+/// The text encoder, tokenizer, prior and scheduler load for each call and are dropped after
+/// it; the zero-image negative embedding is computed once with the image encoder and kept (or
+/// supplied, in which case text-to-image needs no `image_encoder`). Reached through
+/// [`Kandinsky22::prior`] or [`Kandinsky21::prior`].
 #[derive(Debug)]
-struct PriorRepo {
+pub struct PriorStage {
     dir: PathBuf,
     device: Device,
     zero_embed: Mutex<Option<Tensor<2>>>,
 }
 
-impl PriorRepo {
+impl PriorStage {
     fn new(dir: &Path, device: &Device) -> Result<Self, PipelineError> {
         let components = ["prior", "text_encoder", "tokenizer", "scheduler"];
         Ok(Self {
@@ -123,11 +125,15 @@ impl PriorRepo {
         Ok(embed)
     }
 
-    fn cached_zero_embed(&self) -> Option<Tensor<2>> {
+    /// The zero-image negative embedding (1, E) if it has been computed or supplied.
+    pub fn zero_image_embeds(&self) -> Option<Tensor<2>> {
         self.zero_embed.lock().expect("not poisoned").clone()
     }
 
-    fn set_zero_embed(&self, embed: Tensor<2>) -> Result<(), PipelineError> {
+    /// Supplies the zero-image negative embedding (1, E), e.g. one computed by an earlier run
+    /// and kept on disk, so that the prior folder's `image_encoder` is neither needed nor loaded
+    /// for text-to-image.
+    pub fn set_zero_image_embeds(&self, embed: Tensor<2>) -> Result<(), PipelineError> {
         let [rows, _] = embed.dims();
         if rows != 1 {
             return Err(PipelineError::Mismatch(format!(
@@ -155,7 +161,9 @@ impl PriorRepo {
         }
     }
 
-    fn embed(
+    /// Image embeddings for `prompts` and their negatives (the negative prompts' embeddings, or
+    /// the zero-image embedding).
+    pub fn embed(
         &self,
         prompts: &[&str],
         negative_prompts: Option<&[&str]>,
@@ -185,7 +193,7 @@ impl PriorRepo {
     }
 }
 
-impl PriorRepo {
+impl PriorStage {
     /// The prior, its text encoder and tokenizer, the scheduler.
     fn load_text_parts(
         &self,
@@ -233,8 +241,30 @@ impl PriorRepo {
         ))
     }
 
-    /// See [`Kandinsky22::fuse`].
-    fn fuse(
+    /// Image fusion and variations: the weighted sum of the embeddings of prompts (through the
+    /// prior) and images (through the prior repo's CLIP image encoder), weights used as given;
+    /// the negative is the zero-image embedding, or the prior's embedding of a non-empty
+    /// `negative_prompt` (the reference's `interpolate`). One image with weight 1 is an image
+    /// variation. Returns (image_embeds, negative), each (1, E), for the decoders.
+    ///
+    /// ```no_run
+    /// use burn::tensor::Device;
+    /// use kandinsky_pipeline::{FusionItem, Image, Kandinsky22, PriorOptions, Rng};
+    ///
+    /// let device = Device::flex();
+    /// let pipeline = Kandinsky22::new(
+    ///     "kandinsky-2-2-prior".as_ref(),
+    ///     "kandinsky-2-2-decoder".as_ref(),
+    ///     &device,
+    /// )?;
+    /// let cat = Image::open("cat.png".as_ref())?;
+    /// let items = [(FusionItem::Prompt("a starry night"), 0.4), (FusionItem::Image(&cat), 0.6)];
+    /// let mut rng = Rng::new(1);
+    /// let (embeds, negative) =
+    ///     pipeline.prior().fuse(&items, "", &PriorOptions::default(), &mut rng, &mut |_| {})?;
+    /// # Ok::<(), kandinsky_pipeline::PipelineError>(())
+    /// ```
+    pub fn fuse(
         &self,
         items: &[(FusionItem<'_>, f64)],
         negative_prompt: &str,
@@ -262,9 +292,12 @@ impl PriorRepo {
         )
     }
 
-    /// See [`Kandinsky22::emb2emb`].
+    /// Embedding-to-embedding (`KandinskyV22PriorEmb2EmbPipeline`): the CLIP embedding of
+    /// `image`, noised to `strength` (0.3 in the reference) and re-sampled by the prior guided
+    /// by each prompt. Returns (image_embeds, negative) for the decoders
+    /// (`Kandinsky22::decode`, `Kandinsky21::decode`).
     #[allow(clippy::too_many_arguments)]
-    fn emb2emb(
+    pub fn emb2emb(
         &self,
         prompts: &[&str],
         negative_prompts: Option<&[&str]>,
@@ -450,7 +483,7 @@ fn images(image: Tensor<4>) -> Result<Vec<Image>, PipelineError> {
 /// ```
 #[derive(Debug)]
 pub struct Kandinsky22 {
-    prior: PriorRepo,
+    prior: PriorStage,
     decoder_dir: PathBuf,
 }
 
@@ -462,95 +495,14 @@ impl Kandinsky22 {
         device: &Device,
     ) -> Result<Self, PipelineError> {
         Ok(Self {
-            prior: PriorRepo::new(prior_repo, device)?,
+            prior: PriorStage::new(prior_repo, device)?,
             decoder_dir: pipeline_folder(decoder_repo, &["unet", "movq", "scheduler"])?,
         })
     }
 
-    /// Supplies the zero-image negative embedding (1, E), e.g. one computed by an earlier run
-    /// and kept on disk, so that the prior folder's `image_encoder` is neither needed nor loaded
-    /// for text-to-image.
-    pub fn set_zero_image_embeds(&self, embed: Tensor<2>) -> Result<(), PipelineError> {
-        self.prior.set_zero_embed(embed)
-    }
-
-    /// The zero-image negative embedding (1, E) if it has been computed or supplied.
-    pub fn zero_image_embeds(&self) -> Option<Tensor<2>> {
-        self.prior.cached_zero_embed()
-    }
-
-    /// Image embeddings for `prompts` and their negatives (the negative prompts' embeddings, or
-    /// the zero-image embedding).
-    pub fn embed(
-        &self,
-        prompts: &[&str],
-        negative_prompts: Option<&[&str]>,
-        options: &PriorOptions,
-        rng: &mut Rng,
-        progress: &mut dyn FnMut(Progress),
-    ) -> Result<(Tensor<2>, Tensor<2>), PipelineError> {
-        self.prior
-            .embed(prompts, negative_prompts, options, rng, progress)
-    }
-
-    /// Image fusion and variations: the weighted sum of the embeddings of prompts (through the
-    /// prior) and images (through the prior repo's CLIP image encoder), weights used as given;
-    /// the negative is the zero-image embedding, or the prior's embedding of a non-empty
-    /// `negative_prompt` (the reference's `interpolate`). One image with weight 1 is an image
-    /// variation. Returns (image_embeds, negative), each (1, E), for `decode`.
-    ///
-    /// ```no_run
-    /// use burn::tensor::Device;
-    /// use kandinsky_pipeline::{FusionItem, Image, Kandinsky22, PriorOptions, Rng};
-    ///
-    /// let device = Device::flex();
-    /// let pipeline = Kandinsky22::new(
-    ///     "kandinsky-2-2-prior".as_ref(),
-    ///     "kandinsky-2-2-decoder".as_ref(),
-    ///     &device,
-    /// )?;
-    /// let cat = Image::open("cat.png".as_ref())?;
-    /// let items = [(FusionItem::Prompt("a starry night"), 0.4), (FusionItem::Image(&cat), 0.6)];
-    /// let mut rng = Rng::new(1);
-    /// let (embeds, negative) =
-    ///     pipeline.fuse(&items, "", &PriorOptions::default(), &mut rng, &mut |_| {})?;
-    /// # Ok::<(), kandinsky_pipeline::PipelineError>(())
-    /// ```
-    pub fn fuse(
-        &self,
-        items: &[(FusionItem<'_>, f64)],
-        negative_prompt: &str,
-        options: &PriorOptions,
-        rng: &mut Rng,
-        progress: &mut dyn FnMut(Progress),
-    ) -> Result<(Tensor<2>, Tensor<2>), PipelineError> {
-        self.prior
-            .fuse(items, negative_prompt, options, rng, progress)
-    }
-
-    /// Embedding-to-embedding (`KandinskyV22PriorEmb2EmbPipeline`): the CLIP embedding of
-    /// `image`, noised to `strength` (0.3 in the reference) and re-sampled by the prior guided
-    /// by each prompt. Returns (image_embeds, negative) for [`decode`](Self::decode).
-    #[allow(clippy::too_many_arguments)]
-    pub fn emb2emb(
-        &self,
-        prompts: &[&str],
-        negative_prompts: Option<&[&str]>,
-        image: &Image,
-        strength: f64,
-        options: &PriorOptions,
-        rng: &mut Rng,
-        progress: &mut dyn FnMut(Progress),
-    ) -> Result<(Tensor<2>, Tensor<2>), PipelineError> {
-        self.prior.emb2emb(
-            prompts,
-            negative_prompts,
-            image,
-            strength,
-            options,
-            rng,
-            progress,
-        )
+    /// The prior stage (embeddings, fusion, emb2emb, the zero-image embedding).
+    pub fn prior(&self) -> &PriorStage {
+        &self.prior
     }
 
     /// Generates one image per prompt.
@@ -614,7 +566,7 @@ impl Kandinsky22 {
     ///     &device,
     /// )?;
     /// let (embeds, negative) =
-    ///     pipeline.embed(&["an oil painting"], None, &PriorOptions::default(), &mut rng, &mut progress)?;
+    ///     pipeline.prior().embed(&["an oil painting"], None, &PriorOptions::default(), &mut rng, &mut progress)?;
     /// let mode = DecoderMode::ImageToImage { image: &photo, strength: 0.3 };
     /// let options = DecoderOptions::default();
     /// let out = pipeline.decode(embeds, negative, mode, None, &options, &mut rng, &mut progress)?;
@@ -628,7 +580,7 @@ impl Kandinsky22 {
     /// )?;
     /// let mask = Image::open("mask.png".as_ref())?;
     /// let (embeds, negative) =
-    ///     inpaint.embed(&["a hat"], None, &PriorOptions::default(), &mut rng, &mut progress)?;
+    ///     inpaint.prior().embed(&["a hat"], None, &PriorOptions::default(), &mut rng, &mut progress)?;
     /// let mode = DecoderMode::Inpaint { image: &photo, mask: &mask };
     /// let out = inpaint.decode(embeds, negative, mode, None, &options, &mut rng, &mut progress)?;
     ///
@@ -640,7 +592,7 @@ impl Kandinsky22 {
     /// )?;
     /// let depth = Image::open("depth.png".as_ref())?;
     /// let (embeds, negative) =
-    ///     controlnet.embed(&["a robot"], None, &PriorOptions::default(), &mut rng, &mut progress)?;
+    ///     controlnet.prior().embed(&["a robot"], None, &PriorOptions::default(), &mut rng, &mut progress)?;
     /// let out = controlnet.decode(
     ///     embeds, negative, DecoderMode::TextToImage, Some(&depth), &options, &mut rng, &mut progress,
     /// )?;
@@ -707,7 +659,7 @@ fn steps_run(mode: &DecoderMode<'_>, options: &DecoderOptions) -> Result<usize, 
 /// about 100 languages).
 #[derive(Debug)]
 pub struct Kandinsky21 {
-    prior: PriorRepo,
+    prior: PriorStage,
     decoder_dir: PathBuf,
 }
 
@@ -720,95 +672,14 @@ impl Kandinsky21 {
     ) -> Result<Self, PipelineError> {
         let components = ["text_encoder", "tokenizer", "unet", "movq", "scheduler"];
         Ok(Self {
-            prior: PriorRepo::new(prior_repo, device)?,
+            prior: PriorStage::new(prior_repo, device)?,
             decoder_dir: pipeline_folder(decoder_repo, &components)?,
         })
     }
 
-    /// Supplies the zero-image negative embedding (1, E), e.g. one computed by an earlier run
-    /// and kept on disk, so that the prior folder's `image_encoder` is neither needed nor loaded
-    /// for text-to-image.
-    pub fn set_zero_image_embeds(&self, embed: Tensor<2>) -> Result<(), PipelineError> {
-        self.prior.set_zero_embed(embed)
-    }
-
-    /// The zero-image negative embedding (1, E) if it has been computed or supplied.
-    pub fn zero_image_embeds(&self) -> Option<Tensor<2>> {
-        self.prior.cached_zero_embed()
-    }
-
-    /// Image embeddings for `prompts` and their negatives (the negative prompts' embeddings, or
-    /// the zero-image embedding).
-    pub fn embed(
-        &self,
-        prompts: &[&str],
-        negative_prompts: Option<&[&str]>,
-        options: &PriorOptions,
-        rng: &mut Rng,
-        progress: &mut dyn FnMut(Progress),
-    ) -> Result<(Tensor<2>, Tensor<2>), PipelineError> {
-        self.prior
-            .embed(prompts, negative_prompts, options, rng, progress)
-    }
-
-    /// Image fusion and variations: the weighted sum of the embeddings of prompts (through the
-    /// prior) and images (through the prior repo's CLIP image encoder), weights used as given;
-    /// the negative is the zero-image embedding, or the prior's embedding of a non-empty
-    /// `negative_prompt` (the reference's `interpolate`). One image with weight 1 is an image
-    /// variation. Returns (image_embeds, negative), each (1, E), for `decode`.
-    ///
-    /// ```no_run
-    /// use burn::tensor::Device;
-    /// use kandinsky_pipeline::{FusionItem, Image, Kandinsky22, PriorOptions, Rng};
-    ///
-    /// let device = Device::flex();
-    /// let pipeline = Kandinsky22::new(
-    ///     "kandinsky-2-2-prior".as_ref(),
-    ///     "kandinsky-2-2-decoder".as_ref(),
-    ///     &device,
-    /// )?;
-    /// let cat = Image::open("cat.png".as_ref())?;
-    /// let items = [(FusionItem::Prompt("a starry night"), 0.4), (FusionItem::Image(&cat), 0.6)];
-    /// let mut rng = Rng::new(1);
-    /// let (embeds, negative) =
-    ///     pipeline.fuse(&items, "", &PriorOptions::default(), &mut rng, &mut |_| {})?;
-    /// # Ok::<(), kandinsky_pipeline::PipelineError>(())
-    /// ```
-    pub fn fuse(
-        &self,
-        items: &[(FusionItem<'_>, f64)],
-        negative_prompt: &str,
-        options: &PriorOptions,
-        rng: &mut Rng,
-        progress: &mut dyn FnMut(Progress),
-    ) -> Result<(Tensor<2>, Tensor<2>), PipelineError> {
-        self.prior
-            .fuse(items, negative_prompt, options, rng, progress)
-    }
-
-    /// Embedding-to-embedding (`the 2.2 `KandinskyV22PriorEmb2EmbPipeline`, whose math is the same for 2.1`): the CLIP embedding of
-    /// `image`, noised to `strength` (0.3 in the reference) and re-sampled by the prior guided
-    /// by each prompt. Returns (image_embeds, negative) for [`decode`](Self::decode).
-    #[allow(clippy::too_many_arguments)]
-    pub fn emb2emb(
-        &self,
-        prompts: &[&str],
-        negative_prompts: Option<&[&str]>,
-        image: &Image,
-        strength: f64,
-        options: &PriorOptions,
-        rng: &mut Rng,
-        progress: &mut dyn FnMut(Progress),
-    ) -> Result<(Tensor<2>, Tensor<2>), PipelineError> {
-        self.prior.emb2emb(
-            prompts,
-            negative_prompts,
-            image,
-            strength,
-            options,
-            rng,
-            progress,
-        )
+    /// The prior stage (embeddings, fusion, emb2emb, the zero-image embedding).
+    pub fn prior(&self) -> &PriorStage {
+        &self.prior
     }
 
     /// Generates one image per prompt.

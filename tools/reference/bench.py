@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch timings of the calls the Rust benchmarks (benches/benches/*.rs) measure, at the real
-configs with random weights, float32 on CPU. Prints the median of N timed runs after one
-warm-up.
+configs with random weights, float32 on CPU by default (--device cuda --dtype float16 for the GPU
+check). Prints the median of N timed runs after one warm-up.
 
   movq: diffusers VQModel, decode of a (1, 4, 64, 64) latent with force_not_quantize=True.
   unet: diffusers UNet2DConditionModel at the Kandinsky 2.2 decoder config, one forward of a
@@ -25,7 +25,10 @@ parser = argparse.ArgumentParser()
 parser.add_argument("component", choices=["movq", "unet", "prior", "clip"])
 parser.add_argument("--threads", type=int, default=2)
 parser.add_argument("--samples", type=int, default=3)
+parser.add_argument("--device", default="cpu")
+parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
 args = parser.parse_args()
+DEVICE, DTYPE = torch.device(args.device), getattr(torch, args.dtype)
 
 torch.set_num_threads(args.threads)
 torch.manual_seed(0)
@@ -72,12 +75,28 @@ else:
         model(latents, timestep, encoder_hidden_states=None,
               added_cond_kwargs={"image_embeds": image_embeds})
 
+model = model.to(DEVICE, DTYPE)
+for _name, _value in list(globals().items()):
+    if isinstance(_value, torch.Tensor) and _name != "ids" and _value.dtype != torch.bool:
+        globals()[_name] = _value.to(DEVICE, DTYPE if _value.is_floating_point() else _value.dtype)
+    elif isinstance(_value, torch.Tensor):
+        globals()[_name] = _value.to(DEVICE)
+
+
+def sync():
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
 times = []
 with torch.inference_mode():
     call()
+    sync()
     for _ in range(args.samples):
         start = time.perf_counter()
         call()
+        sync()
         times.append(time.perf_counter() - start)
-print(f"pytorch {torch.__version__} threads {args.threads}: samples "
+print(f"pytorch {torch.__version__} {args.component} on {args.device} {args.dtype}, "
+      f"threads {args.threads}: samples "
       + ", ".join(f"{t:.2f}" for t in times) + f" s; median {statistics.median(times):.2f} s")
