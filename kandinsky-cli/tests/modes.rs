@@ -54,6 +54,16 @@ fn succeeds(
     let out = home.path().join("out.png");
     let r = run(home.path(), subcommand, decoder, &out, extra);
     assert!(r.status.success(), "{subcommand}: {}", stderr(&r));
+    // Progress counts the steps that run (image-to-image runs only the last ones).
+    let steps: Vec<(usize, usize)> = stderr(&r)
+        .lines()
+        .filter_map(|l| l.split("decoder step ").nth(1))
+        .filter_map(|s| s.trim().split_once('/'))
+        .map(|(a, b)| (a.parse().unwrap(), b.parse().unwrap()))
+        .collect();
+    assert!(!steps.is_empty(), "{}", stderr(&r));
+    assert!(steps.iter().all(|(a, b)| a <= b), "{steps:?}");
+    assert_eq!(steps.last().map(|(a, b)| a == b), Some(true), "{steps:?}");
     let (size, chunks) = png_info(&out);
     assert!(
         chunks.contains(&(

@@ -443,14 +443,18 @@ fn check_widths(
     Ok(())
 }
 
-/// Reports decoder steps, then the decoding, to `progress`.
+/// Reports decoder steps (counted from 1 over the `of` steps that run, the last `of` of
+/// `total`), then the decoding, to `progress`.
 fn decoder_progress(
+    total: usize,
     of: usize,
     progress: &mut dyn FnMut(Progress),
 ) -> impl FnMut(usize, &Tensor<4>) + '_ {
+    let skipped = total - of;
     move |i, _| {
-        progress(Progress::DecoderStep { step: i + 1, of });
-        if i + 1 == of {
+        let step = i + 1 - skipped;
+        progress(Progress::DecoderStep { step, of });
+        if step == of {
             progress(Progress::Decoding);
         }
     }
@@ -637,7 +641,7 @@ impl Kandinsky22 {
             start,
             options,
             rng,
-            &mut decoder_progress(of, progress),
+            &mut decoder_progress(options.steps, of, progress),
         )?;
         images(image)
     }
@@ -759,7 +763,7 @@ impl Kandinsky21 {
             start,
             options,
             rng,
-            &mut decoder_progress(of, progress),
+            &mut decoder_progress(options.steps, of, progress),
         )?;
         images(image)
     }
