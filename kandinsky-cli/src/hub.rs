@@ -146,6 +146,7 @@ pub fn cache_dir() -> Result<PathBuf> {
 }
 
 /// Reports download progress.
+#[cfg_attr(not(feature = "hub"), allow(dead_code))]
 pub trait DownloadProgress {
     /// A download of `size` bytes of `file` from `repo` starts.
     fn start(&mut self, repo: &str, file: &str, size: usize);
@@ -299,6 +300,7 @@ impl HubRepo {
     }
 
     /// The files of `listing` that `components` need.
+    #[cfg_attr(not(feature = "hub"), allow(dead_code))]
     fn select(
         &self,
         listing: &[String],
