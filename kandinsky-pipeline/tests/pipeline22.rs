@@ -7,37 +7,24 @@
 //! its parity tests) on guidance g = 4, which amplifies the difference of two predictions
 //! ~7×, and the DDPM update; three steps and a MoVQ decode stay far below 1e-3.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
+use common::Recorded;
 use kandinsky_common::tensors::read_safetensors;
 use kandinsky_common::testing::{assert_close, test_device};
 use kandinsky_movq::MoVQ;
 use kandinsky_pipeline::scheduler::load_scheduler;
-use kandinsky_pipeline::{DecoderOptions, NoiseSource, decode_v22, to_rgb8};
+use kandinsky_pipeline::{DecoderOptions, decode_v22, to_rgb8};
 use kandinsky_unet::UNet;
 
 const TOLERANCE: f32 = 1e-3;
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
-}
-
-/// Hands out the reference run's step noise, in order.
-struct Recorded(Vec<TensorData>);
-
-impl NoiseSource for Recorded {
-    fn normal(&mut self, shape: &[usize], device: &Device) -> Tensor<2> {
-        let data = self.0.remove(0);
-        assert_eq!(
-            data.shape().iter().product::<usize>(),
-            shape.iter().product::<usize>()
-        );
-        let b = shape[0];
-        let n = shape[1..].iter().product::<usize>();
-        Tensor::<4>::from_data(data, device).reshape([b, n])
-    }
 }
 
 #[test]
@@ -49,7 +36,7 @@ fn decoder_22_matches_the_reference_pipeline() {
     let movq = MoVQ::load(&fixtures().join("movq/movq"), &device).unwrap();
     let mut scheduler =
         load_scheduler(&fixtures().join("schedulers/ddpm/scheduler_config.json")).unwrap();
-    let mut noise = Recorded((0..3).map(|i| r[&format!("noise.{i}")].clone()).collect());
+    let mut noise = Recorded::from_reference(&r);
     let options = DecoderOptions {
         height: 128,
         width: 192,

@@ -10,29 +10,21 @@
 //! 1e-3 · max(1, max |reference|); the components alone agree to ~1e-6 relative and three
 //! guided steps (g = 4) stay far below.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
+use common::Recorded;
 use kandinsky_clip::{ClipTextModel, ClipVisionModel, TextTokenizer};
 use kandinsky_common::tensors::read_safetensors;
 use kandinsky_common::testing::{assert_close, test_device};
 use kandinsky_pipeline::scheduler::load_scheduler;
-use kandinsky_pipeline::{NoiseSource, PriorOptions, run_prior, zero_image_embeds};
+use kandinsky_pipeline::{PriorOptions, run_prior, zero_image_embeds};
 use kandinsky_prior::PriorTransformer;
 
 const TOLERANCE: f32 = 1e-3;
-
-/// Hands out the reference run's step noise, in order.
-struct Recorded(Vec<TensorData>);
-
-impl NoiseSource for Recorded {
-    fn normal(&mut self, shape: &[usize], device: &Device) -> Tensor<2> {
-        let data = self.0.remove(0);
-        let n = shape[1..].iter().product::<usize>();
-        Tensor::<2>::from_data(data, device).reshape([shape[0], n])
-    }
-}
 
 #[test]
 fn prior_22_matches_the_reference_pipeline() {
@@ -58,7 +50,7 @@ fn matches_the_reference_pipeline(fixture: &str, has_steps: bool) {
     let mut scheduler = load_scheduler(&dir.join("scheduler/scheduler_config.json")).unwrap();
     let prompt = std::fs::read_to_string(dir.join("prompt.txt")).unwrap();
     // Steps at t > 0 draw noise: two of the three (999, 500, 0).
-    let mut noise = Recorded((0..2).map(|i| r[&format!("noise.{i}")].clone()).collect());
+    let mut noise = Recorded::from_reference(&r);
     let mut steps = Vec::new();
     let out = run_prior(
         &prior,
