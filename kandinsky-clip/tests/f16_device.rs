@@ -7,6 +7,7 @@
 //! (embeddings, 2 blocks of norm/attention/MLP, final norm, projection, pooling), so about
 //! 25 × 4.9e-4 ≈ 1.2e-2 relative in the worst case, which the bound covers.
 
+use kandinsky_common::tensors::ToHost;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -31,7 +32,7 @@ fn ints(data: &TensorData, device: &Device) -> Tensor<2, Int> {
 
 fn check(name: &str, out: Tensor<2>, expected: &TensorData) {
     assert_eq!(out.dtype(), DType::F16, "{name}: computed in f16");
-    assert_close(&format!("{name} f16"), out.into_data(), expected, TOLERANCE);
+    assert_close(&format!("{name} f16"), out.to_host(), expected, TOLERANCE);
 }
 
 #[test]

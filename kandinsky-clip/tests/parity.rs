@@ -7,6 +7,7 @@
 //! matrix products, LayerNorms and softmaxes over ≤ 48-term sums (f32 relative precision 6e-8)
 //! stay far below it.
 
+use kandinsky_common::tensors::ToHost;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -50,7 +51,7 @@ fn text(name: &str) {
     check_all(traced, &r, 4);
     assert_close(
         &format!("{name} text_embeds"),
-        out.text_embeds.into_data(),
+        out.text_embeds.to_host(),
         &r["text_embeds"],
         TOLERANCE,
     );
@@ -85,13 +86,13 @@ fn clip_vision_matches_reference() {
     check_all(traced, &r, 4);
     assert_close(
         "last_hidden_state",
-        out.last_hidden_state.into_data(),
+        out.last_hidden_state.to_host(),
         &r["last_hidden_state"],
         TOLERANCE,
     );
     assert_close(
         "image_embeds",
-        out.image_embeds.into_data(),
+        out.image_embeds.to_host(),
         &r["image_embeds"],
         TOLERANCE,
     );
@@ -113,11 +114,11 @@ fn multilingual_clip_matches_reference() {
     check_all(traced, &r, 3);
     assert_close(
         "hidden_states",
-        out.hidden_states.into_data(),
+        out.hidden_states.to_host(),
         &r["hidden_states"],
         TOLERANCE,
     );
-    assert_close("pooled", out.pooled.into_data(), &r["pooled"], TOLERANCE);
+    assert_close("pooled", out.pooled.to_host(), &r["pooled"], TOLERANCE);
 }
 
 fn manifest(name: &str, ours: Vec<kandinsky_common::ExpectedTensor>, params: usize) {

@@ -1,10 +1,11 @@
-//! Reading whole tensors from a safetensors file into host memory, e.g. latents or noise saved
-//! by another program, or reference outputs in tests.
+//! Reading tensors into host memory: whole safetensors files (latents or noise saved by another
+//! program, reference outputs in tests) and device tensors ([`to_host`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use burn::tensor::TensorData;
+use burn::tensor::kind::Basic;
+use burn::tensor::{Tensor, TensorData};
 use safetensors::{Dtype, SafeTensors};
 
 use crate::WeightsError;
@@ -47,4 +48,28 @@ pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, TensorData>, Wei
             Ok((name.to_string(), data))
         })
         .collect()
+}
+
+/// Reads a device tensor into host memory that the returned [`TensorData`] owns.
+///
+/// Prefer this to `Tensor::into_data` for values that are kept while the device goes on
+/// working. With burn 0.22.1 on wgpu (cubecl-wgpu 0.11.3), `into_data` hands back bytes that
+/// still view a pooled staging buffer, and a later read can reuse that buffer: a `TensorData`
+/// kept across another read then silently shows the newer values (measured on Mesa's lavapipe;
+/// `tests/read_back.rs` checks it). Copying the bytes out at once costs one host copy.
+pub fn to_host<const D: usize, K: Basic>(tensor: Tensor<D, K>) -> TensorData {
+    let data = tensor.into_data();
+    TensorData::from_bytes_vec(data.as_bytes().to_vec(), data.shape().clone(), data.dtype())
+}
+
+/// [`to_host`] as a method: `tensor.to_host()`.
+pub trait ToHost {
+    /// Reads the tensor into host memory that the returned [`TensorData`] owns.
+    fn to_host(self) -> TensorData;
+}
+
+impl<const D: usize, K: Basic> ToHost for Tensor<D, K> {
+    fn to_host(self) -> TensorData {
+        to_host(self)
+    }
 }

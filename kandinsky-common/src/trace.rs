@@ -4,6 +4,8 @@
 
 use burn::tensor::Tensor;
 
+use crate::tensors::to_host;
+
 /// An intermediate result reported to a [`Trace`].
 #[derive(Debug, Clone, Copy)]
 pub enum Activation<'a> {
@@ -16,12 +18,13 @@ pub enum Activation<'a> {
 }
 
 impl Activation<'_> {
-    /// The values, read back from the device.
+    /// The values, read back into host memory of their own (see [`crate::tensors::to_host`]),
+    /// so they may be kept while the forward pass goes on.
     pub fn to_data(&self) -> burn::tensor::TensorData {
         match self {
-            Self::Vector(t) => (*t).clone().into_data(),
-            Self::Sequence(t) => (*t).clone().into_data(),
-            Self::Map(t) => (*t).clone().into_data(),
+            Self::Vector(t) => to_host((*t).clone()),
+            Self::Sequence(t) => to_host((*t).clone()),
+            Self::Map(t) => to_host((*t).clone()),
         }
     }
 }

@@ -8,6 +8,7 @@
 //! 30 × 4.9e-4 ≈ 1.5e-2 relative in the worst case, which the bound covers. Latents 40× larger
 //! than the fixture's must still decode to finite values.
 
+use kandinsky_common::tensors::ToHost;
 use kandinsky_common::testing::test_device;
 use std::path::PathBuf;
 
@@ -50,11 +51,7 @@ fn f16_device_decodes_and_encodes_within_the_f16_bound() {
             ),
         ] {
             assert_eq!(out.dtype(), DType::F16, "{file}: {name} computed in f16");
-            let ours = out
-                .into_data()
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .unwrap();
+            let ours = out.to_host().convert::<f32>().try_to_vec::<f32>().unwrap();
             let reference = reference[expected].clone().try_to_vec::<f32>().unwrap();
             let scale = reference.iter().fold(1.0f32, |m, v| m.max(v.abs()));
             let err = ours
@@ -77,7 +74,7 @@ fn f16_device_decodes_and_encodes_within_the_f16_bound() {
         let large = Tensor::<4>::from_data(reference["latents"].clone(), &device) * 40.0;
         let decoded = movq.decode(large, true).unwrap();
         let values = decoded
-            .into_data()
+            .to_host()
             .convert::<f32>()
             .try_to_vec::<f32>()
             .unwrap();

@@ -6,6 +6,7 @@
 //! up to ~40 convolutions; f32 has a relative precision of 6e-8, and accumulating over the
 //! 9·64-term dot products of ~40 layers stays two orders of magnitude below 1e-4.
 
+use kandinsky_common::tensors::ToHost;
 use kandinsky_common::testing::test_device;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -30,7 +31,7 @@ fn tensor(data: &TensorData, device: &Device) -> Tensor<4> {
 
 /// Asserts the bound and returns the max abs error relative to max(1, max|ref|), for reporting.
 fn assert_close(name: &str, ours: &Tensor<4>, reference: &TensorData) -> f32 {
-    let ours_data = ours.clone().into_data();
+    let ours_data = ours.clone().to_host();
     assert_eq!(
         ours_data.shape(),
         reference.shape(),
@@ -112,7 +113,7 @@ fn quantize_and_decode_with_quantization_match_reference() {
     let latents = tensor(&reference["latents"], &device);
     let (quantized, indices): (Tensor<4>, Tensor<3, Int>) = movq.quantize(latents.clone()).unwrap();
     let indices = indices
-        .into_data()
+        .to_host()
         .convert::<i64>()
         .try_to_vec::<i64>()
         .unwrap();
@@ -151,7 +152,7 @@ fn fp16_weights_on_an_f32_device() {
         &image,
         &reference["decoded_fp16_weights"],
     );
-    let ours = image.into_data().try_to_vec::<f32>().unwrap();
+    let ours = image.to_host().try_to_vec::<f32>().unwrap();
     let fp32 = reference["decoded"].clone().try_to_vec::<f32>().unwrap();
     let diff = ours
         .iter()

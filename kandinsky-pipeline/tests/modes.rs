@@ -20,6 +20,7 @@
 
 mod common;
 
+use kandinsky_common::tensors::ToHost;
 use std::collections::BTreeMap;
 
 use burn::tensor::{Device, Tensor, TensorData};
@@ -38,7 +39,7 @@ const TOLERANCE: f32 = 1e-3;
 
 /// diffusers' `VaeImageProcessor.postprocess(…, "pt")`: [−1, 1] → [0, 1], clamped.
 fn postprocess(image: Tensor<4>) -> TensorData {
-    (image * 0.5 + 0.5).clamp(0.0, 1.0).into_data()
+    (image * 0.5 + 0.5).clamp(0.0, 1.0).to_host()
 }
 
 fn reference(name: &str) -> BTreeMap<String, TensorData> {
@@ -157,7 +158,7 @@ fn controlnet_22_matches_the_reference_pipeline() {
     )
     .unwrap();
     assert!(noise.0.is_empty(), "every recorded noise draw is used");
-    assert_close("image", image.into_data(), &r["image"], TOLERANCE);
+    assert_close("image", image.to_host(), &r["image"], TOLERANCE);
 }
 
 #[test]
@@ -178,7 +179,7 @@ fn inpaint(version: &str) -> (TensorData, BTreeMap<String, TensorData>) {
     let mask = Image::open(&fixtures().join("modes/mask.png")).unwrap();
     let keep = mask.to_keep_mask(64, 64, &device).unwrap();
     assert_eq!(
-        keep.clone().into_data(),
+        keep.clone().to_host(),
         r["keep"],
         "the keep mask equals the reference's"
     );
@@ -226,7 +227,7 @@ fn inpaint(version: &str) -> (TensorData, BTreeMap<String, TensorData>) {
             start,
             &options(3),
             &mut noise,
-            &mut |_, latents| steps.push(latents.clone().into_data()),
+            &mut |_, latents| steps.push(latents.clone().to_host()),
         );
         for (i, latents) in steps.into_iter().enumerate() {
             assert_close(
@@ -241,7 +242,7 @@ fn inpaint(version: &str) -> (TensorData, BTreeMap<String, TensorData>) {
     .unwrap();
     assert!(noise.0.is_empty(), "every recorded noise draw is used");
     // The inpainting pipelines return "pt" images raw, as the text-to-image ones.
-    (image.into_data(), r)
+    (image.to_host(), r)
 }
 
 #[test]

@@ -9,6 +9,7 @@
 
 mod common;
 
+use kandinsky_common::tensors::ToHost;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -53,7 +54,7 @@ fn decoder_22_matches_the_reference_pipeline() {
         Some(Tensor::from_data(r["latents"].clone(), &device)).into(),
         &options,
         &mut noise,
-        &mut |_, latents| steps.push(latents.clone().into_data()),
+        &mut |_, latents| steps.push(latents.clone().to_host()),
     )
     .unwrap();
     assert!(noise.0.is_empty(), "every recorded noise draw is used");
@@ -66,7 +67,7 @@ fn decoder_22_matches_the_reference_pipeline() {
             TOLERANCE,
         );
     }
-    assert_close("image", image.clone().into_data(), &r["image"], TOLERANCE);
+    assert_close("image", image.clone().to_host(), &r["image"], TOLERANCE);
     let rgb = to_rgb8(image).unwrap();
     assert_eq!(rgb.len(), 1);
     assert_eq!(rgb[0].len(), 128 * 192 * 3);

@@ -12,6 +12,7 @@
 
 mod common;
 
+use kandinsky_common::tensors::ToHost;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -65,7 +66,7 @@ fn matches_the_reference_pipeline(fixture: &str, has_steps: bool) {
             guidance_scale: 4.0,
         },
         &mut noise,
-        &mut |_, latents| steps.push(latents.clone().into_data()),
+        &mut |_, latents| steps.push(latents.clone().to_host()),
     )
     .unwrap();
     assert!(noise.0.is_empty(), "every recorded noise draw is used");
@@ -81,7 +82,7 @@ fn matches_the_reference_pipeline(fixture: &str, has_steps: bool) {
     }
     assert_close(
         "image_embeds",
-        out.image_embeds.into_data(),
+        out.image_embeds.to_host(),
         &r["image_embeds"],
         TOLERANCE,
     );
@@ -89,7 +90,7 @@ fn matches_the_reference_pipeline(fixture: &str, has_steps: bool) {
     let zero = zero_image_embeds(&image_encoder, 1, &device).unwrap();
     assert_close(
         "negative_image_embeds",
-        zero.into_data(),
+        zero.to_host(),
         &r["negative_image_embeds"],
         TOLERANCE,
     );

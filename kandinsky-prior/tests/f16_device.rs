@@ -7,6 +7,7 @@
 //! the path has ~15 rounding layers (projections, 2 × (norm, attention, feed-forward), output),
 //! ~7e-3 relative in the worst case.
 
+use kandinsky_common::tensors::ToHost;
 use std::path::PathBuf;
 
 use burn::tensor::{Bool, DType, FloatDType, Int, Tensor};
@@ -46,6 +47,6 @@ fn f16_device_runs_within_the_f16_bound() {
             )
             .unwrap();
         assert_eq!(out.dtype(), DType::F16, "{file}: computed in f16");
-        assert_close(&format!("{file} f16"), out.into_data(), &r[expected], 1e-2);
+        assert_close(&format!("{file} f16"), out.to_host(), &r[expected], 1e-2);
     }
 }

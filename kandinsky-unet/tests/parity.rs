@@ -9,6 +9,7 @@
 //! channels of a 3×5 map) amplifies rounding by at most ~100, which leaves the accumulated
 //! error well below 1e-4 of the activations' scale.
 
+use kandinsky_common::tensors::ToHost;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -83,7 +84,7 @@ fn check_variant(variant: &str, unet: &UNet, device: &Device) -> Tensor<4> {
     }
     assert_close(
         &format!("{variant} output"),
-        out.clone().into_data(),
+        out.clone().to_host(),
         &r["output"],
         TOLERANCE,
     );
@@ -137,7 +138,7 @@ fn a_single_timestep_applies_to_the_whole_batch() {
             conditioning(&unet, &r, &device),
         )
         .unwrap()
-        .into_data()
+        .to_host()
     };
     let one = run(Tensor::from_floats([17.0], &device));
     let both = run(Tensor::from_floats([17.0, 17.0], &device));
@@ -164,7 +165,7 @@ fn fp16_weights_on_an_f32_device() {
         .unwrap();
     assert_close(
         "output_fp16_weights",
-        out.into_data(),
+        out.to_host(),
         &r["output_fp16_weights"],
         TOLERANCE,
     );
