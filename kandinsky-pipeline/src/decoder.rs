@@ -163,6 +163,7 @@ pub fn denoise(
         } else {
             prediction.slice([0..b, 0..c, 0..h, 0..w])
         };
+        crate::queue::hand_over(&device)?;
         let step_noise = scheduler
             .needs_noise(i)
             .then(|| noise.normal(&[b, c, h, w], &device));

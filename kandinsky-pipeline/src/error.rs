@@ -47,6 +47,9 @@ pub enum PipelineError {
         /// What failed.
         message: String,
     },
+    /// The device failed to run the queued work (a GPU error, a lost device).
+    #[error("the device failed: {0}")]
+    Device(String),
     /// Inputs or components that do not fit together (embedding widths, batch sizes, ...).
     #[error("{0}")]
     Mismatch(String),

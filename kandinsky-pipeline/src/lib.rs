@@ -41,6 +41,7 @@ pub mod error;
 pub mod fusion;
 pub mod image;
 pub mod prior;
+mod queue;
 pub mod rng;
 pub mod scheduler;
 pub mod text2img;

@@ -226,6 +226,7 @@ pub fn run_prior(
         } else {
             predicted
         };
+        crate::queue::hand_over(&device)?;
         let step_noise = scheduler
             .needs_noise(i)
             .then(|| noise.normal(&[b, e], &device));
