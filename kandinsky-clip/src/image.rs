@@ -12,6 +12,7 @@ use std::path::Path;
 use burn::tensor::{Device, Tensor, TensorData};
 use kandinsky_common::ConfigError;
 use kandinsky_common::config::read_json;
+use kandinsky_common::tensors::{default_float, f32_tensor};
 use serde::Deserialize;
 
 use crate::error::ClipError;
@@ -52,7 +53,9 @@ pub enum Resample {
 
 /// PIL's resize (`Image.resize(size, filter)`, antialiased when shrinking) of `image` to
 /// `width × height`: (3, height, width) on `device`, values in [0, 255] rounded to integers
-/// as PIL's 8-bit passes are. The same size gives the image back unchanged.
+/// as PIL's 8-bit passes are. The same size gives the image back unchanged. The tensor is f32
+/// whatever the device's default float dtype: f16 and bf16 cannot hold PIL's fixed-point
+/// weights, and bf16 not even every level above 128.
 pub fn resize(
     image: &RgbImage<'_>,
     width: usize,
@@ -88,15 +91,15 @@ fn resize_window(
 ) -> Tensor<3> {
     let (w, h) = (image.width, image.height);
     let pixels: Vec<f32> = image.data.iter().map(|&b| b as f32).collect();
-    let x = Tensor::<3>::from_data(TensorData::new(pixels, [h, w, 3]), device).permute([2, 0, 1]); // (3, H, W)
+    let x = f32_tensor::<3>(TensorData::new(pixels, [h, w, 3]), device).permute([2, 0, 1]); // (3, H, W)
     if (new_w, new_h, crop_w, crop_h) == (w, h, w, h) {
         return x;
     }
-    let wx = Tensor::<2>::from_data(
+    let wx = f32_tensor::<2>(
         TensorData::new(resize_weights(filter, w, new_w, left, crop_w), [crop_w, w]),
         device,
     );
-    let wy = Tensor::<2>::from_data(
+    let wy = f32_tensor::<2>(
         TensorData::new(resize_weights(filter, h, new_h, top, crop_h), [crop_h, h]),
         device,
     );
@@ -282,8 +285,10 @@ impl ClipImageProcessor {
             (left, top, crop_w, crop_h),
             device,
         );
-        let mean = Tensor::<1>::from_floats(self.image_mean, device).reshape([3, 1, 1]);
-        let std = Tensor::<1>::from_floats(self.image_std, device).reshape([3, 1, 1]);
-        Ok(((x / 255.0 - mean) / std).unsqueeze_dim(0))
+        let mean = f32_tensor::<1>(TensorData::from(self.image_mean), device).reshape([3, 1, 1]);
+        let std = f32_tensor::<1>(TensorData::from(self.image_std), device).reshape([3, 1, 1]);
+        Ok(((x / 255.0 - mean) / std)
+            .unsqueeze_dim(0)
+            .cast(default_float(device)))
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::tensor::kind::Basic;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor, TensorData};
 use safetensors::{Dtype, SafeTensors};
 
 use crate::WeightsError;
@@ -72,4 +72,17 @@ impl<const D: usize, K: Basic> ToHost for Tensor<D, K> {
     fn to_host(self) -> TensorData {
         to_host(self)
     }
+}
+
+/// A float tensor stored in f32 whatever the device's default float dtype: for values that
+/// an f16 or bf16 default would round, such as diffusion timesteps (bf16 stores 999 as 1000)
+/// or 8-bit pixel levels under fixed-point resampling weights.
+pub fn f32_tensor<const D: usize>(data: TensorData, device: &Device) -> Tensor<D> {
+    Tensor::from_data(data.convert::<f32>(), (device, DType::F32))
+}
+
+/// The device's default float dtype (f32 unless the device was configured otherwise): the
+/// dtype of tensors created on it without one.
+pub fn default_float(device: &Device) -> DType {
+    device.settings().float_dtype.into()
 }

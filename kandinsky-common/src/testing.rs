@@ -7,11 +7,39 @@
 //! `cargo test --release --features burn/vulkan` then `BURN_DEVICE=vulkan`
 //! (`scripts/test-backend.sh` does this).
 
-use burn::tensor::{Device, TensorData};
+use burn::tensor::{Device, FloatDType, TensorData};
 
 /// The device of the parity tests: [`Device::default`], which honours `BURN_DEVICE`.
 pub fn test_device() -> Device {
     Device::default()
+}
+
+/// The unit roundoff 2^−p of a float dtype with p significant bits: f32 6.0e-8, f16 4.9e-4,
+/// bf16 3.9e-3. The reduced-precision tests bound their error by (number of rounding layers
+/// on the longest path) × this, relative to `max(1, max |reference|)`.
+pub fn unit_roundoff(dtype: FloatDType) -> f32 {
+    match dtype {
+        FloatDType::F64 => f64::EPSILON as f32 / 2.0,
+        FloatDType::F32 | FloatDType::Flex32 => f32::EPSILON / 2.0,
+        FloatDType::F16 => 2f32.powi(-11),
+        FloatDType::BF16 => 2f32.powi(-8),
+    }
+}
+
+/// The device of a reduced-precision test: [`test_device`] with `dtype` as its float dtype,
+/// or `None` (and a printed note) where the backend does not compute in `dtype`. Call it
+/// before any tensor exists: a device's dtype is fixed for the whole process once set, so each
+/// dtype has its own test binary.
+pub fn half_device(dtype: FloatDType) -> Option<Device> {
+    let mut device = test_device();
+    if !device.supports_dtype(dtype) {
+        println!("{device:?} does not compute in {dtype:?}: skipped");
+        return None;
+    }
+    device
+        .configure(dtype)
+        .expect("configure the device's float dtype before any tensor exists");
+    Some(device)
 }
 
 /// How much the f32 bounds of the parity tests widen off the CPU. GPU backends (wgpu, Vulkan,

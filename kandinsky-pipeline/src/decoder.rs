@@ -2,8 +2,9 @@
 //! `KandinskyV22Pipeline` (2.2) runs it. The denoising loop itself ([`denoise`]) is shared by
 //! every decoder mode.
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 use kandinsky_clip::{MultilingualClip, TextTokenizer};
+use kandinsky_common::tensors::f32_tensor;
 use kandinsky_movq::MoVQ;
 use kandinsky_unet::{Conditioning, UNet};
 
@@ -519,7 +520,7 @@ fn decode_with(
         }
     });
     let mut model = |input: Tensor<4>, t: f32| -> Result<Tensor<4>, PipelineError> {
-        let timestep = Tensor::<1>::from_floats([t], &device);
+        let timestep = f32_tensor::<1>(TensorData::from([t]), &device);
         let input = match &extra {
             Some(extra) => Tensor::cat(vec![input, extra.clone()], 1),
             None => input,

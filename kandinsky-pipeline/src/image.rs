@@ -4,8 +4,9 @@
 
 use std::path::Path;
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 use kandinsky_clip::{Resample, RgbImage, resize};
+use kandinsky_common::tensors::{default_float, f32_tensor};
 
 use crate::error::PipelineError;
 
@@ -104,7 +105,9 @@ impl Image {
         device: &Device,
     ) -> Result<Tensor<4>, PipelineError> {
         let pixels = self.resized(width, height, Resample::Bicubic, device)?;
-        Ok((pixels / 127.5 - 1.0).unsqueeze_dim(0))
+        Ok((pixels / 127.5 - 1.0)
+            .unsqueeze_dim(0)
+            .cast(default_float(device)))
     }
 
     /// Resized to `width × height` with PIL's `filter`, values in [0, 255]: (3, height, width).
@@ -135,12 +138,14 @@ impl Image {
         device: &Device,
     ) -> Result<Tensor<4>, PipelineError> {
         let rgb = self.resized(width, height, Resample::Lanczos, device)?;
-        let weights =
-            Tensor::<1>::from_floats([19595.0, 38470.0, 7471.0], device).reshape([3, 1, 1]);
+        let weights = f32_tensor::<1>(TensorData::from([19595.0f32, 38470.0, 7471.0]), device)
+            .reshape([3, 1, 1]);
         // PIL: L = (19595 R + 38470 G + 7471 B + 2^15) >> 16.
         let luma = ((rgb * weights).sum_dim(0) + 32768.0) / 65536.0;
         let luma = luma.floor();
         let repaint = luma.greater_equal_elem(127.5).float();
-        Ok((repaint.neg() + 1.0).unsqueeze_dim(0))
+        Ok((repaint.neg() + 1.0)
+            .unsqueeze_dim(0)
+            .cast(default_float(device)))
     }
 }

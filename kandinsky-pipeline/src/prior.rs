@@ -1,8 +1,9 @@
 //! The prior stage: prompt → CLIP image embedding, as diffusers' `KandinskyPriorPipeline` and
 //! `KandinskyV22PriorPipeline` compute it (identical math for 2.1 and 2.2).
 
-use burn::tensor::{Bool, Device, Tensor};
+use burn::tensor::{Bool, Device, Tensor, TensorData};
 use kandinsky_clip::{ClipImageProcessor, ClipTextModel, ClipVisionModel, RgbImage, TextTokenizer};
+use kandinsky_common::tensors::f32_tensor;
 use kandinsky_prior::PriorTransformer;
 
 use crate::decoder::image_start_index;
@@ -211,7 +212,7 @@ pub fn run_prior(
         } else {
             latents.clone()
         };
-        let timestep = Tensor::<1>::from_floats([t as f32], &device);
+        let timestep = f32_tensor::<1>(TensorData::from([t as f32]), &device);
         let predicted = prior.forward(
             input,
             timestep,

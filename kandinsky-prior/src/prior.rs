@@ -122,7 +122,8 @@ impl PriorTransformer {
     /// Predicts the standardized image embedding x₀ (B, CLIP width).
     ///
     /// - `hidden_states`: the noisy standardized image embedding x_t, (B, `embedding_dim`);
-    /// - `timesteps`: B values, or one for the whole batch (0–999);
+    /// - `timesteps`: B values, or one for the whole batch (0–999); best created as f32 on f16
+    ///   and bf16 devices (`kandinsky_common::tensors::f32_tensor`): bf16 rounds 999 to 1000;
     /// - `proj_embedding`: the CLIP text embedding, (B, `embedding_proj_dim`);
     /// - `encoder_hidden_states`: the CLIP text hidden states, (B, `num_embeddings`,
     ///   `embedding_dim`);

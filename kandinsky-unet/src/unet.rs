@@ -230,7 +230,9 @@ impl UNet {
     }
 
     /// Predicts noise and variance for `sample` (B, C, h, w) at `timesteps` (B values, or one
-    /// for the whole batch; original scale 0–999, fractional allowed).
+    /// for the whole batch; original scale 0–999, fractional allowed). On f16 and bf16 devices
+    /// create the timesteps as f32 (`kandinsky_common::tensors::f32_tensor`): bf16 rounds 999
+    /// to 1000, and the time embedding's high frequencies turn that into a different step.
     ///
     /// C is `in_channels` (4 for text-to-image, 9 for inpainting with the channels ordered
     /// latent, masked-image latent, mask), or `in_channels − 4` for the ControlNet, whose hint
