@@ -1,7 +1,7 @@
 //! Bad folders, configs and inputs give errors that name the file, field or input — never a
 //! panic.
 
-use kandinsky_common::testing::test_device;
+use kandinsky_common::testing::{fixtures_dir, test_device};
 use std::path::PathBuf;
 
 use burn::tensor::{Distribution, Int, Tensor};
@@ -9,7 +9,7 @@ use kandinsky_clip::{ClipError, ClipTextModel, ClipVisionModel, MultilingualClip
 use kandinsky_common::{ConfigError, WeightsError};
 
 fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+    fixtures_dir()
 }
 
 #[test]

@@ -15,12 +15,12 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use kandinsky_clip::config::{ClipTextConfig, ClipVisionConfig, MClipConfig};
 use kandinsky_clip::{ClipTextModel, ClipVisionModel, MultilingualClip};
 use kandinsky_common::tensors::read_safetensors;
-use kandinsky_common::testing::{assert_close, test_device};
+use kandinsky_common::testing::{assert_close, fixtures_dir, test_device};
 
 const TOLERANCE: f32 = 1e-4;
 
 fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+    fixtures_dir()
 }
 
 fn reference(name: &str) -> BTreeMap<String, TensorData> {

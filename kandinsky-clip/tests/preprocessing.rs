@@ -9,15 +9,14 @@
 //! points, so a pixel can differ by one level where a value falls near .5.
 
 use kandinsky_common::tensors::ToHost;
-use kandinsky_common::testing::test_device;
-use std::path::PathBuf;
+use kandinsky_common::testing::{fixtures_dir, test_device};
 
 use kandinsky_clip::{ClipImageProcessor, RgbImage};
 use kandinsky_common::tensors::read_safetensors;
 
 #[test]
 fn matches_the_reference_image_processor() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/clip_image_processor");
+    let dir = fixtures_dir().join("clip_image_processor");
     let processor = ClipImageProcessor::from_file(&dir.join("preprocessor_config.json")).unwrap();
     assert_eq!(processor, ClipImageProcessor::default());
     let r = read_safetensors(&dir.join("reference.safetensors")).unwrap();

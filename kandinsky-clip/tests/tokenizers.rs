@@ -10,13 +10,14 @@
 //! sentencepiece model trained by the script, converted by transformers, loaded from its
 //! `tokenizer.json`. Ids and masks must be identical.
 
+use kandinsky_common::testing::fixtures_dir;
 use std::path::{Path, PathBuf};
 
 use kandinsky_clip::TextTokenizer;
 use kandinsky_common::tensors::read_safetensors;
 
 fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tokenizers")
+    fixtures_dir().join("tokenizers")
 }
 
 fn prompts() -> Vec<String> {

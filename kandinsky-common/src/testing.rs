@@ -9,6 +9,15 @@
 
 use burn::tensor::{Device, FloatDType, TensorData};
 
+/// The repository's `fixtures` folder: `$KANDINSKY_FIXTURES` when set (test binaries carried
+/// to another machine, see `scripts/gpu-check.sh`), else the folder next to this crate's.
+pub fn fixtures_dir() -> std::path::PathBuf {
+    match std::env::var_os("KANDINSKY_FIXTURES") {
+        Some(dir) => dir.into(),
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures"),
+    }
+}
+
 /// The device of the parity tests: [`Device::default`], which honours `BURN_DEVICE`.
 pub fn test_device() -> Device {
     Device::default()

@@ -1,7 +1,7 @@
 //! Bad checkpoints, configs and inputs give errors that name the file, the key or field, and
 //! expected versus found — never a panic.
 
-use kandinsky_common::testing::test_device;
+use kandinsky_common::testing::{fixtures_dir, test_device};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -11,7 +11,7 @@ use kandinsky_movq::{MoVQ, MoVQError, WEIGHTS_FP32};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 
 fn fixture_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/movq/movq")
+    fixtures_dir().join("movq/movq")
 }
 
 /// A copy of the fixture folder with the config text and weight tensors edited.

@@ -7,7 +7,7 @@
 //! 9·64-term dot products of ~40 layers stays two orders of magnitude below 1e-4.
 
 use kandinsky_common::tensors::ToHost;
-use kandinsky_common::testing::test_device;
+use kandinsky_common::testing::{fixtures_dir, test_device};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -18,7 +18,7 @@ use kandinsky_movq::{MoVQ, MoVQConfig, WEIGHTS_FP16, WEIGHTS_FP32};
 const TOLERANCE: f32 = 1e-4;
 
 fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+    fixtures_dir()
 }
 
 fn reference() -> BTreeMap<String, TensorData> {

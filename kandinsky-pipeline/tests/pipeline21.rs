@@ -9,12 +9,11 @@
 
 use kandinsky_common::tensors::ToHost;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use burn::tensor::{Tensor, TensorData};
 use kandinsky_clip::{MultilingualClip, TextTokenizer};
 use kandinsky_common::tensors::read_safetensors;
-use kandinsky_common::testing::{assert_close, test_device};
+use kandinsky_common::testing::{assert_close, fixtures_dir, test_device};
 use kandinsky_movq::MoVQ;
 use kandinsky_pipeline::scheduler::load_scheduler;
 use kandinsky_pipeline::{DecoderOptions, Rng, decode_v21};
@@ -24,7 +23,7 @@ const TOLERANCE: f32 = 1e-3;
 
 #[test]
 fn decoder_21_matches_the_reference_pipeline() {
-    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures");
+    let fixtures = fixtures_dir();
     let dir = fixtures.join("pipeline21");
     let r: BTreeMap<String, TensorData> =
         read_safetensors(&dir.join("reference.safetensors")).unwrap();

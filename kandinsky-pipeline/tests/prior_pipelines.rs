@@ -14,13 +14,12 @@ mod common;
 
 use kandinsky_common::tensors::ToHost;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use burn::tensor::{Tensor, TensorData};
 use common::Recorded;
 use kandinsky_clip::{ClipTextModel, ClipVisionModel, TextTokenizer};
 use kandinsky_common::tensors::read_safetensors;
-use kandinsky_common::testing::{assert_close, test_device};
+use kandinsky_common::testing::{assert_close, fixtures_dir, test_device};
 use kandinsky_pipeline::scheduler::load_scheduler;
 use kandinsky_pipeline::{PriorOptions, run_prior, zero_image_embeds};
 use kandinsky_prior::PriorTransformer;
@@ -38,9 +37,7 @@ fn prior_21_matches_the_reference_pipeline() {
 }
 
 fn matches_the_reference_pipeline(fixture: &str, has_steps: bool) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures")
-        .join(fixture);
+    let dir = fixtures_dir().join(fixture);
     let r: BTreeMap<String, TensorData> =
         read_safetensors(&dir.join("reference.safetensors")).unwrap();
     let device = test_device();

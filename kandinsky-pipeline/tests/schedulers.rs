@@ -20,7 +20,7 @@ use std::path::PathBuf;
 
 use burn::tensor::{Tensor, TensorData};
 use kandinsky_common::tensors::read_safetensors;
-use kandinsky_common::testing::{assert_close, test_device};
+use kandinsky_common::testing::{assert_close, fixtures_dir, test_device};
 use kandinsky_pipeline::scheduler::{
     DdimScheduler, DdpmScheduler, Scheduler, SchedulerConfig, SchedulerExt, UnclipScheduler,
     load_scheduler, schedule::NoiseSchedule,
@@ -38,7 +38,7 @@ const CONFIGS: [&str; 6] = [
 ];
 
 fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/schedulers")
+    fixtures_dir().join("schedulers")
 }
 
 fn reference() -> BTreeMap<String, TensorData> {

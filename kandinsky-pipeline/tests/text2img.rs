@@ -2,7 +2,7 @@
 //! a prior and decoder that do not fit together, and a generation driven by a scheduler defined
 //! outside the crate.
 
-use kandinsky_common::testing::test_device;
+use kandinsky_common::testing::{fixtures_dir, test_device};
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Tensor;
@@ -15,7 +15,7 @@ use kandinsky_pipeline::{
 use kandinsky_unet::UNet;
 
 fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+    fixtures_dir()
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -1,7 +1,7 @@
 //! Bad configs, checkpoints and inputs give errors that name the field, key or input and the
 //! expected versus found value — never a panic.
 
-use kandinsky_common::testing::test_device;
+use kandinsky_common::testing::{fixtures_dir, test_device};
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Bool, Distribution, Tensor};
@@ -9,7 +9,7 @@ use kandinsky_common::{ConfigError, WeightProblem, WeightsError};
 use kandinsky_prior::{PriorError, PriorTransformer, WEIGHTS_FP32};
 
 fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/prior/prior")
+    fixtures_dir().join("prior/prior")
 }
 
 /// A folder with the fixture's weights and its config edited by `edit`.

@@ -2,7 +2,7 @@
 //! expected versus found — never a panic. (The file-level checks — truncation, dtypes, extra
 //! keys — are the shared loader's and are tested with the MoVQ; here the UNet-specific ones.)
 
-use kandinsky_common::testing::test_device;
+use kandinsky_common::testing::{fixtures_dir, test_device};
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Distribution, Tensor};
@@ -10,10 +10,7 @@ use kandinsky_common::{ConfigError, WeightProblem, WeightsError};
 use kandinsky_unet::{Conditioning, UNet, UNetError, WEIGHTS_FP32};
 
 fn fixture(variant: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures")
-        .join(variant)
-        .join("unet")
+    fixtures_dir().join(variant).join("unet")
 }
 
 /// A folder with `variant`'s weights and its config edited by `edit` (a JSON object edit).

@@ -15,13 +15,13 @@ use std::path::PathBuf;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use kandinsky_common::tensors::read_safetensors;
-use kandinsky_common::testing::{assert_close, test_device};
+use kandinsky_common::testing::{assert_close, fixtures_dir, test_device};
 use kandinsky_unet::{Conditioning, UNet, UNetConfig, WEIGHTS_FP16, WEIGHTS_FP32};
 
 const TOLERANCE: f32 = 1e-4;
 
 fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+    fixtures_dir()
 }
 
 fn reference(variant: &str) -> BTreeMap<String, TensorData> {

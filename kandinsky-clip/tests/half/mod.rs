@@ -14,13 +14,13 @@ use std::path::PathBuf;
 use burn::tensor::{DType, Device, FloatDType, Int, Tensor, TensorData};
 use kandinsky_clip::{ClipTextModel, ClipVisionModel, MultilingualClip};
 use kandinsky_common::tensors::{ToHost, read_safetensors};
-use kandinsky_common::testing::{assert_close, half_device, unit_roundoff};
+use kandinsky_common::testing::{assert_close, fixtures_dir, half_device, unit_roundoff};
 
 /// Rounding layers on the encoders' longest paths, with margin (see the module docs).
 const ROUNDING_LAYERS: f32 = 41.0;
 
 fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+    fixtures_dir()
 }
 
 fn reference(name: &str) -> BTreeMap<String, TensorData> {

@@ -8,11 +8,10 @@
 //! worst case, bounded with margin by 41 u (f16: 2.0e-2, bf16: 0.16). Latents 40× larger than
 //! the fixture's must still decode to finite values.
 
-use std::path::PathBuf;
 
 use burn::tensor::{DType, FloatDType, Tensor};
 use kandinsky_common::tensors::{ToHost, read_safetensors};
-use kandinsky_common::testing::{backend_factor, half_device, unit_roundoff};
+use kandinsky_common::testing::{backend_factor, fixtures_dir, half_device, unit_roundoff};
 use kandinsky_movq::{MoVQ, WEIGHTS_FP16, WEIGHTS_FP32};
 
 /// Rounding layers on the longest path of the small MoVQ, with margin (see the module docs).
@@ -23,7 +22,7 @@ pub fn run(dtype: FloatDType) {
         return;
     };
     let tolerance = ROUNDING_LAYERS * unit_roundoff(dtype);
-    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/movq");
+    let fixtures = fixtures_dir().join("movq");
     let reference = read_safetensors(&fixtures.join("reference.safetensors")).unwrap();
     for file in [WEIGHTS_FP16, WEIGHTS_FP32] {
         let movq = MoVQ::load_files(

@@ -2,13 +2,14 @@
 
 #![allow(dead_code)]
 
+use kandinsky_common::testing::fixtures_dir;
 use std::path::PathBuf;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use kandinsky_pipeline::NoiseSource;
 
 pub fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+    fixtures_dir()
 }
 
 /// Hands out the reference run's noise draws, in order, checking each one's size.

@@ -8,11 +8,10 @@
 //! attention, feed-forward), output), bounded with some margin by 20 u (f16: 9.8e-3, bf16:
 //! 7.8e-2).
 
-use std::path::PathBuf;
 
 use burn::tensor::{Bool, DType, FloatDType, Int, Tensor};
 use kandinsky_common::tensors::{ToHost, f32_tensor, read_safetensors};
-use kandinsky_common::testing::{assert_close, half_device, unit_roundoff};
+use kandinsky_common::testing::{assert_close, fixtures_dir, half_device, unit_roundoff};
 use kandinsky_prior::{PriorTransformer, WEIGHTS_FP16, WEIGHTS_FP32};
 
 /// Rounding layers on the prior's path, with margin (see the module docs).
@@ -23,7 +22,7 @@ pub fn run(dtype: FloatDType) {
         return;
     };
     let tolerance = ROUNDING_LAYERS * unit_roundoff(dtype);
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/prior");
+    let dir = fixtures_dir().join("prior");
     let r = read_safetensors(&dir.join("reference.safetensors")).unwrap();
     let t2 = |k: &str| Tensor::<2>::from_data(r[k].clone(), &device);
     for (file, expected) in [

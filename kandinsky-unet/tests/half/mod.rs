@@ -9,11 +9,10 @@
 //! relative errors add up to at most ~60 u (f16: 3.0e-2, bf16: 0.24). Inputs 30× larger than
 //! the fixture's must still give finite values.
 
-use std::path::PathBuf;
 
 use burn::tensor::{DType, FloatDType, Tensor};
 use kandinsky_common::tensors::{ToHost, f32_tensor, read_safetensors};
-use kandinsky_common::testing::{assert_close, half_device, unit_roundoff};
+use kandinsky_common::testing::{assert_close, fixtures_dir, half_device, unit_roundoff};
 use kandinsky_unet::{Conditioning, UNet, WEIGHTS_FP16, WEIGHTS_FP32};
 
 /// Rounding layers on the longest path of the small UNet (see the module docs).
@@ -24,7 +23,7 @@ pub fn run(dtype: FloatDType) {
         return;
     };
     let tolerance = ROUNDING_LAYERS * unit_roundoff(dtype);
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/unet_22");
+    let dir = fixtures_dir().join("unet_22");
     let r = read_safetensors(&dir.join("reference.safetensors")).unwrap();
     for (file, expected) in [
         (WEIGHTS_FP16, "output_fp16_weights"),
