@@ -1,79 +1,121 @@
 #!/usr/bin/env bash
-# The prepared GPU check (issue 8): run on the GPU machine from the repository root, with the
-# artefacts this script's `build` step made on a build machine carried along:
+# The prepared GPU check (issue 8), in two steps:
 #
-#   scripts/gpu-check.sh build      # here: CUDA test binaries and benchmark/example binaries
-#   scripts/gpu-check.sh run        # there: parity suite on CUDA, then timings beside diffusers
+#   scripts/gpu-check.sh build   # on a build machine with Rust: binaries + diffusers wheel
+#                                # into gpu-artifacts/ (compressed; at most 64 MiB in all)
+#   scripts/gpu-check.sh run     # on the GPU machine (CUDA, PyTorch, transformers; no Rust,
+#                                # no diffusers), from the repository root, with
+#                                # gpu-artifacts/ carried along; results in $OUT
 #
-# `build` needs the CUDA feature of burn to build (cubecl's LLVM bundle is downloaded by its
-# build script, so it needs network access once). `run` needs CUDA, PyTorch and transformers on
-# the GPU machine, and the diffusers wheel in gpu-artifacts/ (pip installs it with --no-deps).
-# Results go to $OUT (or gpu-artifacts/out): parity log, timings table.
+# Binaries, per backend: the parity suite (every component's parity test in one test binary,
+# crate `kandinsky-parity-suite`) and `gpu_timings` (UNet step, MoVQ decode, whole 2.2
+# generation). Backends: `vulkan` (burn's wgpu on Vulkan; builds anywhere) and `cuda`, whose
+# build needs cubecl's LLVM 23 bundle, downloaded from GitHub by its build script: where
+# GitHub cannot be reached the cuda binaries are skipped and the run is Vulkan only (the
+# NVIDIA driver's Vulkan ICD must then be present on the GPU machine).
+# Timings run beside diffusers fp16 on the same GPU in the same run; the table goes to
+# $OUT/timings.txt, the parity logs to $OUT/parity-<backend>.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ART=gpu-artifacts
+BACKENDS="${BACKENDS:-cuda vulkan}"
+
+build_backend() {
+  local b=$1
+  cargo test --release --no-run --message-format=json -p kandinsky-parity-suite \
+    --features suite,burn/$b,burn/fusion,burn/autotune 2> "$ART/build-$b.log" |
+    python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "all":
+        print(m["executable"])' > "$ART/suite-$b.path" || return 1
+  [ -s "$ART/suite-$b.path" ] || return 1
+  cargo build --release -p kandinsky-benches --no-default-features --features "$b" \
+    --example gpu_timings 2>> "$ART/build-$b.log" || return 1
+  strip -o "$ART/parity-$b" "$(cat "$ART/suite-$b.path")"
+  strip -o "$ART/timings-$b" target/release/examples/gpu_timings
+  xz -T0 -6 -f "$ART/parity-$b" "$ART/timings-$b"
+  rm "$ART/suite-$b.path" "$ART/build-$b.log"
+}
 
 case "${1:-}" in
   build)
-    mkdir -p "$ART/bin"
-    # Parity test binaries of every crate, on CUDA.
-    cargo test --release --no-run --message-format=json \
-      -p kandinsky-movq -p kandinsky-unet -p kandinsky-prior -p kandinsky-clip -p kandinsky-pipeline \
-      --features burn/cuda,burn/fusion,burn/autotune 2> /dev/null |
-      python3 -c 'import json,sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
-        print(m["executable"])' > "$ART/tests.txt"
-    while read -r exe; do cp "$exe" "$ART/bin/"; done < "$ART/tests.txt"
-    # Timing binaries: the UNet/MoVQ benchmarks and the whole-generation example.
-    cargo build --release -p kandinsky-benches --no-default-features --features cuda --benches --examples
-    cp target/release/examples/text2img "$ART/bin/" 2> /dev/null || true
-    find target/release/deps -maxdepth 1 -type f -executable \( -name 'unet-*' -o -name 'movq-*' \) \
-      -exec cp {} "$ART/bin/" \;
-    pip download --no-deps -d "$ART" "diffusers==0.42.1"
-    echo "artefacts in $ART ($(du -sh "$ART" | cut -f1))"
+    rm -rf "$ART" && mkdir -p "$ART"
+    for b in $BACKENDS; do
+      if build_backend "$b"; then
+        echo "built $b"
+      else
+        echo "no $b binaries (see $ART/build-$b.log; cuda needs cubecl's LLVM download)" >&2
+      fi
+    done
+    pip download --quiet --no-deps -d "$ART" "diffusers==0.42.1"
+    du -ch "$ART"/* | tail -1
+    size=$(du -sm "$ART" | cut -f1)
+    if [ "$size" -gt 64 ]; then
+      echo "gpu-artifacts is $size MiB: over the 64 MiB a device run carries" >&2
+      exit 1
+    fi
     ;;
   run)
     OUT="${OUT:-$ART/out}"
-    mkdir -p "$OUT"
+    mkdir -p "$OUT" /tmp/gpu-check
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
-    pip install --no-deps "$ART"/diffusers-*.whl > /dev/null
-    export BURN_DEVICE=cuda
-    # 1. Parity suite: each test binary runs from its crate folder (fixtures are relative).
-    for exe in "$ART"/bin/*-????????????????; do
-      case "$(basename "$exe")" in unet-* | movq-*) continue ;; esac
-      echo "== $(basename "$exe")" | tee -a "$OUT/parity.log"
-      timeout 300 "$exe" --test-threads 1 --nocapture >> "$OUT/parity.log" 2>&1 ||
-        echo "FAILED $(basename "$exe")" | tee -a "$OUT/parity.log"
+    python3 -m pip install --quiet --no-deps "$ART"/diffusers-*.whl
+    export KANDINSKY_FIXTURES="$PWD/fixtures"
+    backends=""
+    for b in cuda vulkan; do
+      [ -f "$ART/parity-$b.xz" ] || continue
+      xz -dc "$ART/parity-$b.xz" > "/tmp/gpu-check/parity-$b"
+      xz -dc "$ART/timings-$b.xz" > "/tmp/gpu-check/timings-$b"
+      chmod +x "/tmp/gpu-check/parity-$b" "/tmp/gpu-check/timings-$b"
+      backends="$backends $b"
     done
-    grep -E "test result|FAILED" "$OUT/parity.log" | tee "$OUT/parity-summary.txt"
-    # 2. Timings beside diffusers fp16 on the same GPU, in the same run: a UNet step (batch 2,
-    #    64x64 latent) and a MoVQ decode to 512x512 ...
-    for component in unet movq; do
-      (cd tools/reference && python3 bench.py "$component" --device cuda --dtype float16 \
-        --samples 5) | tee -a "$OUT/timings.txt"
+    # 1. Parity suite per backend: f32 tests in one process, each f16/bf16 test in its own.
+    for b in $backends; do
+      exe="/tmp/gpu-check/parity-$b"
+      log="$OUT/parity-$b.log"
+      BURN_DEVICE=$b timeout 300 "$exe" --skip f16_device --skip bf16_device --nocapture \
+        > "$log" 2>&1 || echo "FAILED f32 suite on $b" | tee -a "$log"
+      for t in $("$exe" --list 2> /dev/null | grep -E 'f16_device' | sed 's/: test$//'); do
+        BURN_DEVICE=$b timeout 120 "$exe" --exact "$t" --nocapture >> "$log" 2>&1 ||
+          echo "FAILED $t on $b" | tee -a "$log"
+      done
+      grep -E "test result|FAILED|max abs error" "$log" > "$OUT/parity-$b-summary.txt" || true
+      grep -E "test result|FAILED" "$log" | sed "s/^/$b: /"
     done
-    for b in "$ART"/bin/unet-* "$ART"/bin/movq-*; do
-      "$b" --bench 2>&1 | tee -a "$OUT/timings.txt" || true
-    done
-    # ... and a whole 2.2 generation (512x512, 25 prior + 50 decoder steps) on real-size
-    #    random-weight folders written here.
+    # 2. A UNet step and a MoVQ decode: diffusers fp16, then ours in f16 and f32.
+    {
+      for c in unet movq; do
+        python3 tools/reference/bench.py "$c" --device cuda --dtype float16 --samples 5
+      done
+      for b in $backends; do
+        for dtype in f16 f32; do
+          KANDINSKY_DTYPE=$dtype timeout 300 "/tmp/gpu-check/timings-$b" 5 ||
+            echo "FAILED timings on $b $dtype"
+        done
+      done
+    } 2>&1 | tee "$OUT/timings.txt"
+    # 3. A whole 2.2 generation (512x512, 25 prior + 50 decoder steps) on real-size
+    #    random-weight folders written here (fp32, about 20 GB of disk).
     python3 tools/reference/reference.py --pipeline22-full /tmp/k22 > /dev/null
-    python3 - <<'PY' 2>&1 | tee -a "$OUT/timings.txt"
+    python3 - << 'PY' 2>&1 | grep -v Warning | tee -a "$OUT/timings.txt"
 import time, torch
 from diffusers import KandinskyV22Pipeline, KandinskyV22PriorPipeline
-prior = KandinskyV22PriorPipeline.from_pretrained("/tmp/k22/kandinsky-2-2-prior", torch_dtype=torch.float16).to("cuda")
-dec = KandinskyV22Pipeline.from_pretrained("/tmp/k22/kandinsky-2-2-decoder", torch_dtype=torch.float16).to("cuda")
+kw = dict(torch_dtype=torch.float16)
+prior = KandinskyV22PriorPipeline.from_pretrained("/tmp/k22/kandinsky-2-2-prior", **kw).to("cuda")
+dec = KandinskyV22Pipeline.from_pretrained("/tmp/k22/kandinsky-2-2-decoder", **kw).to("cuda")
 for run in range(2):
     torch.cuda.synchronize(); t = time.perf_counter()
-    e = prior("a red cat", num_inference_steps=25)
-    dec(image_embeds=e.image_embeds, negative_image_embeds=e.negative_image_embeds, num_inference_steps=50, height=512, width=512)
-    torch.cuda.synchronize(); print(f"diffusers fp16 whole 2.2 generation (run {run}): {time.perf_counter() - t:.2f} s")
+    e = prior("a red cat sitting on a windowsill", num_inference_steps=25)
+    dec(image_embeds=e.image_embeds, negative_image_embeds=e.negative_image_embeds,
+        num_inference_steps=50, height=512, width=512)
+    torch.cuda.synchronize()
+    print(f"diffusers fp16: whole 2.2 generation 512x512, 25 prior + 50 decoder steps (run {run}): {time.perf_counter() - t:.2f} s")
 PY
-    for run in 0 1; do
-      "$ART/bin/text2img" /tmp/k22/kandinsky-2-2-prior /tmp/k22/kandinsky-2-2-decoder 25 50 512 \
-        2>&1 | tee -a "$OUT/timings.txt" || true
+    for b in $backends; do
+      KANDINSKY_DTYPE=f16 timeout 400 "/tmp/gpu-check/timings-$b" 1 \
+        /tmp/k22/kandinsky-2-2-prior /tmp/k22/kandinsky-2-2-decoder 2>&1 |
+        grep whole | tee -a "$OUT/timings.txt" || echo "FAILED generation on $b" | tee -a "$OUT/timings.txt"
     done
     ;;
   *)

@@ -1,6 +1,6 @@
 //! Shared set-up of the Kandinsky benchmarks: the device is chosen by the crate's features
 //! (`flex` by default; `cuda`, `metal`, `vulkan`, `wgpu` take precedence in that order when
-//! compiled in).
+//! compiled in), its float dtype by `KANDINSKY_DTYPE` (`f32`, the default, `f16` or `bf16`).
 //!
 //! ```
 //! let device = kandinsky_benches::bench_device();
@@ -8,10 +8,38 @@
 //! # let _ = device;
 //! ```
 
-use burn::tensor::Device;
+use burn::tensor::{Device, FloatDType};
 
-/// The device the benchmarks run on.
+/// The device the benchmarks run on, configured to the float dtype `KANDINSKY_DTYPE` names.
+///
+/// # Panics
+/// On an unknown `KANDINSKY_DTYPE`, or one the backend does not compute in.
 pub fn bench_device() -> Device {
+    let mut device = backend_device();
+    let dtype = dtype_name();
+    let float = match dtype.as_str() {
+        "f32" => return device,
+        "f16" => FloatDType::F16,
+        "bf16" => FloatDType::BF16,
+        other => panic!("KANDINSKY_DTYPE={other}: expected f32, f16 or bf16"),
+    };
+    assert!(
+        device.supports_dtype(float),
+        "{} does not compute in {dtype}",
+        backend_name()
+    );
+    device
+        .configure(float)
+        .expect("configure the device before any tensor exists");
+    device
+}
+
+/// The float dtype the benchmarks run in: `KANDINSKY_DTYPE`, `f32` when unset.
+pub fn dtype_name() -> String {
+    std::env::var("KANDINSKY_DTYPE").unwrap_or_else(|_| "f32".into())
+}
+
+fn backend_device() -> Device {
     #[cfg(feature = "cuda")]
     return Device::cuda(0);
     #[cfg(all(feature = "metal", not(feature = "cuda")))]

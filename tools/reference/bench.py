@@ -99,4 +99,4 @@ with torch.inference_mode():
         times.append(time.perf_counter() - start)
 print(f"pytorch {torch.__version__} {args.component} on {args.device} {args.dtype}, "
       f"threads {args.threads}: samples "
-      + ", ".join(f"{t:.2f}" for t in times) + f" s; median {statistics.median(times):.2f} s")
+      + ", ".join(f"{t:.4f}" for t in times) + f" s; median {statistics.median(times):.4f} s")

@@ -8,7 +8,6 @@
 //! worst case, bounded with margin by 41 u (f16: 2.0e-2, bf16: 0.16). Latents 40× larger than
 //! the fixture's must still decode to finite values.
 
-
 use burn::tensor::{DType, FloatDType, Tensor};
 use kandinsky_common::tensors::{ToHost, read_safetensors};
 use kandinsky_common::testing::{backend_factor, fixtures_dir, half_device, unit_roundoff};

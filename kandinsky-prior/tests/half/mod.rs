@@ -8,7 +8,6 @@
 //! attention, feed-forward), output), bounded with some margin by 20 u (f16: 9.8e-3, bf16:
 //! 7.8e-2).
 
-
 use burn::tensor::{Bool, DType, FloatDType, Int, Tensor};
 use kandinsky_common::tensors::{ToHost, f32_tensor, read_safetensors};
 use kandinsky_common::testing::{assert_close, fixtures_dir, half_device, unit_roundoff};

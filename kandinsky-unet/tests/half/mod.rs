@@ -9,7 +9,6 @@
 //! relative errors add up to at most ~60 u (f16: 3.0e-2, bf16: 0.24). Inputs 30× larger than
 //! the fixture's must still give finite values.
 
-
 use burn::tensor::{DType, FloatDType, Tensor};
 use kandinsky_common::tensors::{ToHost, f32_tensor, read_safetensors};
 use kandinsky_common::testing::{assert_close, fixtures_dir, half_device, unit_roundoff};

@@ -1,0 +1,90 @@
+//! The timings of the GPU check (`scripts/gpu-check.sh`), in one binary: a UNet step at the
+//! real Kandinsky 2.2 config (random weights, batch 2, 64×64 latent, as the decoder loop calls
+//! it), a MoVQ decode of a 64×64 latent to 512×512, and, given prior and decoder folders, a
+//! whole 2.2 generation. Medians of several runs after a warm-up (kernel compilation and
+//! autotuning happen there), each ended by a device sync. The float dtype is `KANDINSKY_DTYPE`.
+//!
+//! ```text
+//! KANDINSKY_DTYPE=f16 cargo run --release -p kandinsky-benches --no-default-features \
+//!     --features cuda --example gpu_timings -- [RUNS [PRIOR_DIR DECODER_DIR]]
+//! ```
+
+use std::time::Instant;
+
+use burn::tensor::{Device, Distribution, Tensor};
+use kandinsky_benches::{backend_name, bench_device, dtype_name};
+use kandinsky_common::tensors::f32_tensor;
+use kandinsky_movq::MoVQConfig;
+use kandinsky_pipeline::{Kandinsky22, Text2ImageOptions};
+use kandinsky_unet::{Conditioning, UNetConfig};
+
+/// Median seconds of `runs` calls of `f` after one warm-up call.
+fn median(device: &Device, runs: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    device.sync().expect("sync");
+    let mut times: Vec<f64> = (0..runs.max(1))
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            device.sync().expect("sync");
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let runs = args.first().and_then(|a| a.parse().ok()).unwrap_or(5);
+    let device = bench_device();
+    let tag = format!("ours {} {}", backend_name(), dtype_name());
+    let normal = Distribution::Normal(0.0, 1.0);
+
+    let unet = UNetConfig::kandinsky_2_2(4).init(&device);
+    let latents = Tensor::<4>::random([2, 4, 64, 64], normal, &device);
+    let image_embeds = Tensor::<2>::random([2, 1280], normal, &device);
+    let timestep = f32_tensor::<1>([999.0f32].into(), &device);
+    let step = median(&device, runs, || {
+        let conditioning = Conditioning::Image {
+            image_embeds: image_embeds.clone(),
+        };
+        let _ = unet
+            .forward(latents.clone(), timestep.clone(), conditioning)
+            .expect("UNet forward");
+    });
+    println!("{tag}: UNet step (batch 2, 64x64): {step:.4} s");
+    drop(unet);
+
+    let movq = MoVQConfig::kandinsky().init(&device);
+    let latent = Tensor::<4>::random([1, 4, 64, 64], normal, &device);
+    let decode = median(&device, runs, || {
+        let _ = movq.decode(latent.clone(), true).expect("MoVQ decode");
+    });
+    println!("{tag}: MoVQ decode to 512x512: {decode:.4} s");
+    drop(movq);
+
+    if let [_, prior, decoder, ..] = args.as_slice() {
+        let pipeline = Kandinsky22::new(prior.as_ref(), decoder.as_ref(), &device)
+            .expect("load the pipeline folders");
+        let mut options = Text2ImageOptions::default();
+        options.prior.steps = 25;
+        options.decoder.steps = 50;
+        options.decoder.height = 512;
+        options.decoder.width = 512;
+        for run in 0..2 {
+            let start = Instant::now();
+            let images = pipeline
+                .generate(&["a red cat sitting on a windowsill"], None, &options)
+                .expect("generate");
+            device.sync().expect("sync");
+            println!(
+                "{tag}: whole 2.2 generation 512x512, 25 prior + 50 decoder steps (run {run}): \
+                 {:.2} s ({}x{})",
+                start.elapsed().as_secs_f64(),
+                images[0].width,
+                images[0].height
+            );
+        }
+    }
+}
