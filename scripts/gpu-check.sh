@@ -30,10 +30,12 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "all":
         print(m["executable"])' > "$ART/suite-$b.path" || return 1
   [ -s "$ART/suite-$b.path" ] || return 1
-  cargo build --release -p kandinsky-benches --no-default-features --features "$b" \
+  # The default `flex` feature stays on so that burn is built with the suite's features (no
+  # second build of burn); `bench_device` prefers the GPU backend when it is compiled in.
+  cargo build --release -p kandinsky-benches --features "$b" \
     --example gpu_timings 2>> "$ART/build-$b.log" || return 1
   strip -o "$ART/parity-$b" "$(cat "$ART/suite-$b.path")"
-  strip -o "$ART/timings-$b" target/release/examples/gpu_timings
+  strip -o "$ART/timings-$b" "${CARGO_TARGET_DIR:-target}/release/examples/gpu_timings"
   xz -T0 -6 -f "$ART/parity-$b" "$ART/timings-$b"
   rm "$ART/suite-$b.path" "$ART/build-$b.log"
 }
