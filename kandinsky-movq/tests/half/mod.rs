@@ -10,7 +10,7 @@
 
 use burn::tensor::{DType, FloatDType, Tensor};
 use kandinsky_common::tensors::{ToHost, read_safetensors};
-use kandinsky_common::testing::{backend_factor, fixtures_dir, half_device, unit_roundoff};
+use kandinsky_common::testing::{assert_close, fixtures_dir, half_device, unit_roundoff};
 use kandinsky_movq::{MoVQ, WEIGHTS_FP16, WEIGHTS_FP32};
 
 /// Rounding layers on the longest path of the small MoVQ, with margin (see the module docs).
@@ -52,21 +52,11 @@ pub fn run(dtype: FloatDType) {
                 DType::from(dtype),
                 "{file}: {name} computed in {dtype:?}"
             );
-            let ours = out.to_host().convert::<f32>().try_to_vec::<f32>().unwrap();
-            let reference = reference[expected].clone().try_to_vec::<f32>().unwrap();
-            let scale = reference.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-            let err = ours
-                .iter()
-                .zip(&reference)
-                .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-            println!("{file} {name} {dtype:?}: max abs error {err:.3e} (scale {scale:.3})");
-            assert!(
-                ours.iter().all(|v| v.is_finite()),
-                "{file} {name}: non-finite"
-            );
-            assert!(
-                err <= tolerance * backend_factor() * scale,
-                "{file} {name}: {err} > {tolerance} x {scale}"
+            assert_close(
+                &format!("{file} {name} {dtype:?}"),
+                out.to_host(),
+                &reference[expected],
+                tolerance,
             );
         }
         // Large activations: latents 40× the fixture's (|z| up to ~60, beyond what the real
