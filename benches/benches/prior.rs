@@ -6,6 +6,7 @@
 
 use burn::tensor::{Bool, Distribution, Int, Tensor};
 use kandinsky_benches::{backend_name, bench_device};
+use kandinsky_common::tensors::f32_tensor;
 use kandinsky_prior::PriorConfig;
 
 fn main() {
@@ -31,7 +32,7 @@ fn forward_batch2(bencher: divan::Bencher) {
         .lower_elem(12)
         .unsqueeze_dim::<2>(0)
         .expand([2, 77]);
-    let timestep = Tensor::<1>::from_floats([999.0], &device);
+    let timestep = f32_tensor::<1>([999.0f32].into(), &device);
     let run = || {
         let x0 = prior
             .forward(

@@ -6,6 +6,7 @@
 
 use burn::tensor::{Distribution, Tensor};
 use kandinsky_benches::{backend_name, bench_device};
+use kandinsky_common::tensors::f32_tensor;
 use kandinsky_unet::{Conditioning, UNetConfig};
 
 fn main() {
@@ -24,7 +25,7 @@ fn forward_batch2_64x64(bencher: divan::Bencher) {
     let normal = Distribution::Normal(0.0, 1.0);
     let latents = Tensor::<4>::random([2, 4, 64, 64], normal, &device);
     let image_embeds = Tensor::<2>::random([2, 1280], normal, &device);
-    let timestep = Tensor::<1>::from_floats([999.0], &device);
+    let timestep = f32_tensor::<1>([999.0f32].into(), &device);
     let run = || {
         let conditioning = Conditioning::Image {
             image_embeds: image_embeds.clone(),

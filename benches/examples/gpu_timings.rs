@@ -11,28 +11,12 @@
 
 use std::time::Instant;
 
-use burn::tensor::{Device, Distribution, Tensor};
-use kandinsky_benches::{backend_name, bench_device, dtype_name};
+use burn::tensor::{Distribution, Tensor};
+use kandinsky_benches::{backend_name, bench_device, dtype_name, median_seconds};
 use kandinsky_common::tensors::f32_tensor;
 use kandinsky_movq::MoVQConfig;
 use kandinsky_pipeline::{Kandinsky22, Text2ImageOptions};
 use kandinsky_unet::{Conditioning, UNetConfig};
-
-/// Median seconds of `runs` calls of `f` after one warm-up call.
-fn median(device: &Device, runs: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    device.sync().expect("sync");
-    let mut times: Vec<f64> = (0..runs.max(1))
-        .map(|_| {
-            let start = Instant::now();
-            f();
-            device.sync().expect("sync");
-            start.elapsed().as_secs_f64()
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -45,7 +29,7 @@ fn main() {
     let latents = Tensor::<4>::random([2, 4, 64, 64], normal, &device);
     let image_embeds = Tensor::<2>::random([2, 1280], normal, &device);
     let timestep = f32_tensor::<1>([999.0f32].into(), &device);
-    let step = median(&device, runs, || {
+    let step = median_seconds(&device, runs, || {
         let conditioning = Conditioning::Image {
             image_embeds: image_embeds.clone(),
         };
@@ -58,7 +42,7 @@ fn main() {
 
     let movq = MoVQConfig::kandinsky().init(&device);
     let latent = Tensor::<4>::random([1, 4, 64, 64], normal, &device);
-    let decode = median(&device, runs, || {
+    let decode = median_seconds(&device, runs, || {
         let _ = movq.decode(latent.clone(), true).expect("MoVQ decode");
     });
     println!("{tag}: MoVQ decode to 512x512: {decode:.4} s");

@@ -9,8 +9,9 @@ use std::time::Instant;
 
 use burn::nn::conv::Conv2dConfig;
 use burn::nn::{GroupNormConfig, PaddingConfig2d};
-use burn::tensor::{Device, Distribution, Tensor};
-use kandinsky_benches::{backend_name, bench_device};
+use burn::tensor::{Distribution, Tensor};
+use kandinsky_benches::{backend_name, bench_device, median_seconds};
+use kandinsky_common::tensors::f32_tensor;
 use kandinsky_unet::attention::Attention;
 use kandinsky_unet::conv::conv3x3;
 use kandinsky_unet::resnet::{Resample, ResnetBlock2D, ResnetSizes};
@@ -19,22 +20,6 @@ use kandinsky_unet::{Conditioning, UNetConfig};
 const BATCH: usize = 2;
 const REPEATS: usize = 3;
 
-/// Median seconds of `REPEATS` runs of `f` after one warm-up.
-fn time<T>(device: &Device, mut f: impl FnMut() -> T) -> f64 {
-    let _ = f();
-    device.sync().expect("sync");
-    let mut times: Vec<f64> = (0..REPEATS)
-        .map(|_| {
-            let start = Instant::now();
-            let _ = f();
-            device.sync().expect("sync");
-            start.elapsed().as_secs_f64()
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    times[REPEATS / 2]
-}
-
 fn main() {
     let device = bench_device();
     let config = UNetConfig::kandinsky_2_2(4);
@@ -42,7 +27,7 @@ fn main() {
     let normal = Distribution::Normal(0.0, 1.0);
     let latents = Tensor::<4>::random([BATCH, 4, 64, 64], normal, &device);
     let image_embeds = Tensor::<2>::random([BATCH, 1280], normal, &device);
-    let timestep = Tensor::<1>::from_floats([999.0], &device);
+    let timestep = f32_tensor::<1>([999.0f32].into(), &device);
     let conditioning = || Conditioning::Image {
         image_embeds: image_embeds.clone(),
     };
@@ -85,10 +70,10 @@ fn main() {
             .init(&device);
         let norm = GroupNormConfig::new(32, c).with_epsilon(1e-5).init(&device);
         let attention = Attention::new(c, 64, 768, 32, &device);
-        let t_resnet = time(&device, || resnet.forward(x.clone(), &emb));
-        let t_conv = time(&device, || conv3x3(&conv, x.clone()));
-        let t_norm = time(&device, || norm.forward(x.clone()));
-        let t_attn = time(&device, || attention.forward(x.clone(), &context));
+        let t_resnet = median_seconds(&device, REPEATS, || resnet.forward(x.clone(), &emb));
+        let t_conv = median_seconds(&device, REPEATS, || conv3x3(&conv, x.clone()));
+        let t_norm = median_seconds(&device, REPEATS, || norm.forward(x.clone()));
+        let t_attn = median_seconds(&device, REPEATS, || attention.forward(x.clone(), &context));
         let flop = 2.0 * (BATCH * s * s * c * c * 9) as f64;
         println!(
             "  {level}      {c:>4}×{s:>2}×{s:<2}    {t_resnet:>6.3} s  {t_conv:>6.3} s  ({:>5.1})    {t_norm:>6.3} s   {t_attn:>6.3} s",

@@ -8,7 +8,29 @@
 //! # let _ = device;
 //! ```
 
+use std::time::Instant;
+
 use burn::tensor::{Device, FloatDType};
+
+/// Median seconds of `runs` calls of `f` (at least one) after one warm-up call, each ended by
+/// a device sync so that queued GPU work is counted.
+///
+/// # Panics
+/// If the device fails to sync.
+pub fn median_seconds<T>(device: &Device, runs: usize, mut f: impl FnMut() -> T) -> f64 {
+    let _ = f();
+    device.sync().expect("sync");
+    let mut times: Vec<f64> = (0..runs.max(1))
+        .map(|_| {
+            let start = Instant::now();
+            let _ = f();
+            device.sync().expect("sync");
+            start.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
 
 /// The device the benchmarks run on, configured to the float dtype `KANDINSKY_DTYPE` names.
 ///
