@@ -4,9 +4,9 @@
 # The tests are the same as on the CPU (kandinsky_common::testing::test_device picks the
 # device from BURN_DEVICE); f32 bounds widen by testing::GPU_FACTOR off the CPU.
 # On a machine without a GPU, wgpu and vulkan run on Mesa's software Vulkan driver (lavapipe),
-# which this script installs on Debian/Ubuntu when missing. There, `wgpu` passes the whole suite;
-# `vulkan` (cubecl's own SPIR-V) crashes lavapipe in vkCreateComputePipelines (Mesa 22.3.6 and
-# 25.0.7, 2026-11), so test Vulkan on a real GPU driver.
+# which this script installs on Debian/Ubuntu when missing. Both pass the whole suite there;
+# `vulkan` (cubecl's own SPIR-V) needs the patched cubecl-spirv of patches/ (the workspace
+# applies it), without which it crashes lavapipe on the first kernel with shared memory.
 set -euo pipefail
 backend="${1:-vulkan}"
 shift || true
