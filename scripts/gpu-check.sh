@@ -9,19 +9,40 @@
 #
 # Binaries, per backend: the parity suite (every component's parity test in one test binary,
 # crate `kandinsky-parity-suite`) and `gpu_timings` (UNet step, MoVQ decode, whole 2.2
-# generation). Backends: `vulkan` (burn's wgpu on Vulkan; builds anywhere) and `cuda`, whose
-# build needs cubecl's LLVM 23 bundle, downloaded from GitHub by its build script: where
-# GitHub cannot be reached the cuda binaries are skipped and the run is Vulkan only (the
-# NVIDIA driver's Vulkan ICD must then be present on the GPU machine).
+# generation). Backends (BACKENDS, default `cuda`): `cuda`, whose build links LLVM through
+# cubecl's bundle, downloaded from GitHub by its build script (LLVM_SYSTEM_PREFIX below where
+# GitHub cannot be reached), and `vulkan` (builds anywhere; also passes the whole suite on
+# lavapipe, see BENCHMARKS.md). A cuda binary is about 20 MB compressed (LLVM is linked in),
+# so `cuda vulkan` together may not fit the 64 MiB a device run carries; the script checks.
 # Timings run beside diffusers fp16 on the same GPU in the same run; the table goes to
 # $OUT/timings.txt, the parity logs to $OUT/parity-<backend>.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ART=gpu-artifacts
-BACKENDS="${BACKENDS:-cuda vulkan}"
+BACKENDS="${BACKENDS:-cuda}"
+
+# cubecl-cuda links LLVM (nvptx) from a bundle that tracel-llvm-bundler downloads from GitHub.
+# Where GitHub is unreachable, LLVM_SYSTEM_PREFIX=/usr/lib/llvm-22 (Debian bookworm-backports:
+# llvm-22-dev, libpolly-22-dev, libzstd-dev) stands in: the bundle's folder gets that LLVM's
+# lib/ and include/ and an llvm-config that names system libraries by -l, plus the bundler's
+# "installed" marker. LLVM 22 instead of 23: it links, but only a GPU run can vouch for it.
+use_system_llvm() {
+  local prefix=$1 bundle="${XDG_DATA_HOME:-$HOME/.local/share}/tracel/tracel-llvm-23.1.0-4"
+  [ -f "$bundle/.tracel-llvm-installed" ] && return 0
+  mkdir -p "$bundle/bin"
+  ln -sfn "$prefix/lib" "$bundle/lib"
+  ln -sfn "$prefix/include" "$bundle/include"
+  printf '#!/bin/sh\n"%s/bin/llvm-config" "$@" | sed -E %s\n' "$prefix" \
+    "'s#/[^ ]*/lib([A-Za-z0-9_+-]+)\\.so#-l\\1#g'" > "$bundle/bin/llvm-config"
+  chmod +x "$bundle/bin/llvm-config"
+  touch "$bundle/.tracel-llvm-installed"
+}
 
 build_backend() {
   local b=$1
+  if [ "$b" = cuda ] && [ -n "${LLVM_SYSTEM_PREFIX:-}" ]; then
+    use_system_llvm "$LLVM_SYSTEM_PREFIX"
+  fi
   cargo test --release --no-run --message-format=json -p kandinsky-parity-suite \
     --features suite,burn/$b,burn/fusion,burn/autotune 2> "$ART/build-$b.log" |
     python3 -c 'import json,sys
@@ -47,7 +68,7 @@ case "${1:-}" in
       if build_backend "$b"; then
         echo "built $b"
       else
-        echo "no $b binaries (see $ART/build-$b.log; cuda needs cubecl's LLVM download)" >&2
+        echo "no $b binaries (see $ART/build-$b.log; cuda needs cubecl's LLVM bundle or LLVM_SYSTEM_PREFIX)" >&2
       fi
     done
     pip download --quiet --no-deps -d "$ART" "diffusers==0.42.1"
