@@ -3,23 +3,32 @@
 #
 #   scripts/gpu-check.sh build   # on a build machine with Rust: binaries + diffusers wheel
 #                                # into gpu-artifacts/ (compressed; at most 64 MiB in all)
-#   scripts/gpu-check.sh run     # on the GPU machine (CUDA, PyTorch, transformers; no Rust,
+#   scripts/gpu-check.sh run [parity] [timings] [generation]
+#                                # on the GPU machine (CUDA, PyTorch, transformers; no Rust,
 #                                # no diffusers), from the repository root, with
-#                                # gpu-artifacts/ carried along; results in $OUT
+#                                # gpu-artifacts/ carried along; results in $OUT. No step
+#                                # named: all three, in that order.
 #
-# Binaries, per backend: the parity suite (every component's parity test in one test binary,
+# Binaries, per variant: the parity suite (every component's parity test in one test binary,
 # crate `kandinsky-parity-suite`) and `gpu_timings` (UNet step, MoVQ decode, whole 2.2
-# generation). Backends (BACKENDS, default `cuda`): `cuda`, whose build links LLVM through
-# cubecl's bundle, downloaded from GitHub by its build script (LLVM_SYSTEM_PREFIX below where
-# GitHub cannot be reached), and `vulkan` (builds anywhere; also passes the whole suite on
-# lavapipe, see BENCHMARKS.md). A cuda binary is about 20 MB compressed (LLVM is linked in),
-# so `cuda vulkan` together may not fit the 64 MiB a device run carries; the script checks.
+# generation). Variants (BACKENDS, default `cuda cuda-nvrtc`):
+# - `cuda`: burn's CUDA backend as users get it; cubecl compiles kernels with LLVM's NVPTX back
+#   end, linked in from cubecl's LLVM bundle, which its build script downloads from GitHub
+#   (LLVM_SYSTEM_PREFIX below where GitHub cannot be reached);
+# - `cuda-nvrtc`: the same backend with cubecl's other kernel compiler (CUDA C++ through NVRTC,
+#   a CUDA library found at run time; PyTorch's wheels ship it): a second opinion should the
+#   LLVM stand-in fail on the GPU, and small, since it leaves LLVM out;
+# - `vulkan` (builds anywhere; also passes the whole suite on lavapipe, see BENCHMARKS.md).
+# A `cuda` binary is about 20 MB compressed (LLVM is linked in), so `cuda vulkan` together may
+# not fit the 64 MiB a device run carries; the script checks.
 # Timings run beside diffusers fp16 on the same GPU in the same run; the table goes to
-# $OUT/timings.txt, the parity logs to $OUT/parity-<backend>.log.
+# $OUT/timings.txt, the parity logs to $OUT/parity-<variant>.log, each step's wall time to
+# $OUT/steps.txt. A device command may run 10 minutes: the steps keep to about 9 together
+# (each process has a timeout), and each can be run by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ART=gpu-artifacts
-BACKENDS="${BACKENDS:-cuda}"
+BACKENDS="${BACKENDS:-cuda cuda-nvrtc}"
 
 # cubecl-cuda links LLVM (nvptx) from a bundle that tracel-llvm-bundler downloads from GitHub.
 # Where GitHub is unreachable, LLVM_SYSTEM_PREFIX=/usr/lib/llvm-22 (Debian bookworm-backports:
@@ -38,13 +47,17 @@ use_system_llvm() {
   touch "$bundle/.tracel-llvm-installed"
 }
 
+# The burn backend (BURN_DEVICE) of a variant.
+device_of() { echo "${1%-nvrtc}"; }
+
 build_backend() {
-  local b=$1
-  if [ "$b" = cuda ] && [ -n "${LLVM_SYSTEM_PREFIX:-}" ]; then
+  local b=$1 extra=""
+  if [[ "$b" = cuda* ]] && [ -n "${LLVM_SYSTEM_PREFIX:-}" ]; then
     use_system_llvm "$LLVM_SYSTEM_PREFIX"
   fi
+  [ "$b" = cuda-nvrtc ] && extra=",cuda-nvrtc"
   cargo test --release --no-run --message-format=json -p kandinsky-parity-suite \
-    --features suite,burn/$b,burn/fusion,burn/autotune 2> "$ART/build-$b.log" |
+    --features "suite,burn/$(device_of "$b"),burn/fusion,burn/autotune$extra" 2> "$ART/build-$b.log" |
     python3 -c 'import json,sys
 for line in sys.stdin:
     m = json.loads(line)
@@ -59,6 +72,65 @@ for line in sys.stdin:
   strip -o "$ART/timings-$b" "${CARGO_TARGET_DIR:-target}/release/examples/gpu_timings"
   xz -T0 -6 -f "$ART/parity-$b" "$ART/timings-$b"
   rm "$ART/suite-$b.path" "$ART/build-$b.log"
+}
+
+# 1. Parity suite per variant: f32 tests in one process, each f16/bf16 test in its own.
+#    Autotune at its least (parity is about the numbers; each process compiles its kernels anew).
+run_parity() (
+  export CUBECL_AUTOTUNE_LEVEL=minimal
+  for b in $backends; do
+    local exe="/tmp/gpu-check/parity-$b" log="$OUT/parity-$b.log"
+    BURN_DEVICE=$(device_of "$b") timeout 150 "$exe" --skip f16_device --skip bf16_device \
+      --nocapture > "$log" 2>&1 || echo "FAILED f32 suite on $b" | tee -a "$log"
+    for t in $("$exe" --list 2> /dev/null | grep -E 'f16_device' | sed 's/: test$//'); do
+      BURN_DEVICE=$(device_of "$b") timeout 40 "$exe" --exact "$t" --nocapture >> "$log" 2>&1 ||
+        echo "FAILED $t on $b" | tee -a "$log"
+    done
+    grep -E "test result|FAILED|max abs error" "$log" > "$OUT/parity-$b-summary.txt" || true
+    grep -E "test result|FAILED" "$log" | sed "s/^/$b: /"
+  done
+)
+
+# 2. A UNet step and a MoVQ decode: diffusers fp16, then ours in f16 and f32.
+run_timings() {
+  {
+    for c in unet movq; do
+      timeout 120 python3 tools/reference/bench.py "$c" --device cuda --dtype float16 --samples 5
+    done
+    for b in $backends; do
+      for dtype in f16 f32; do
+        KANDINSKY_DTYPE=$dtype timeout 90 \
+          "/tmp/gpu-check/timings-$b" 5 | sed "s/^/$b: /" || echo "FAILED timings on $b $dtype"
+      done
+    done
+  } 2>&1 | tee -a "$OUT/timings.txt"
+}
+
+# 3. A whole 2.2 generation (512x512, 25 prior + 50 decoder steps) on real-size random-weight
+#    folders written here (fp32, about 20 GB of disk; kept in /tmp/k22 for a rerun).
+run_generation() {
+  [ -f /tmp/k22/done ] ||
+    { python3 tools/reference/reference.py --pipeline22-full /tmp/k22 > /dev/null && touch /tmp/k22/done; }
+  timeout 150 python3 - << 'PY' 2>&1 | grep -v Warning | tee -a "$OUT/timings.txt"
+import time, torch
+from diffusers import KandinskyV22Pipeline, KandinskyV22PriorPipeline
+kw = dict(torch_dtype=torch.float16)
+prior = KandinskyV22PriorPipeline.from_pretrained("/tmp/k22/kandinsky-2-2-prior", **kw).to("cuda")
+dec = KandinskyV22Pipeline.from_pretrained("/tmp/k22/kandinsky-2-2-decoder", **kw).to("cuda")
+for run in range(2):
+    torch.cuda.synchronize(); t = time.perf_counter()
+    e = prior("a red cat sitting on a windowsill", num_inference_steps=25)
+    dec(image_embeds=e.image_embeds, negative_image_embeds=e.negative_image_embeds,
+        num_inference_steps=50, height=512, width=512)
+    torch.cuda.synchronize()
+    print(f"diffusers fp16: whole 2.2 generation 512x512, 25 prior + 50 decoder steps (run {run}): {time.perf_counter() - t:.2f} s")
+PY
+  for b in $backends; do
+    KANDINSKY_DTYPE=f16 timeout 150 "/tmp/gpu-check/timings-$b" 1 \
+      /tmp/k22/kandinsky-2-2-prior /tmp/k22/kandinsky-2-2-decoder 2>&1 |
+      grep whole | sed "s/^/$b: /" | tee -a "$OUT/timings.txt" ||
+      echo "FAILED generation on $b" | tee -a "$OUT/timings.txt"
+  done
 }
 
 case "${1:-}" in
@@ -80,65 +152,60 @@ case "${1:-}" in
     fi
     ;;
   run)
+    shift
+    steps="${*:-parity timings generation}"
     OUT="${OUT:-$ART/out}"
     mkdir -p "$OUT" /tmp/gpu-check
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
     python3 -m pip install --quiet --no-deps "$ART"/diffusers-*.whl
     export KANDINSKY_FIXTURES="$PWD/fixtures"
+    # What cubecl-cuda reads from a CUDA toolkit at run time: the LLVM compiler (variant `cuda`)
+    # links libdevice.10.bc (CUDA_PATH/nvvm/libdevice) into kernels with exp, erf, tanh...; the
+    # NVRTC one (`cuda-nvrtc`) loads libnvrtc and includes CUDA_PATH/include. Without a toolkit,
+    # a CUDA_PATH is put together from what PyTorch's wheels ship (nvidia/*, triton's libdevice).
+    cuda_env=$(python3 - << 'PY'
+import glob, os, site
+roots = site.getsitepackages() + [site.getusersitepackages()]
+find = lambda pattern: [h for r in roots for h in glob.glob(os.path.join(r, pattern), recursive=True)]
+libs = glob.glob("/usr/local/cuda*/lib64/libnvrtc.so*") + find("nvidia/**/libnvrtc.so*")
+print(":".join(dict.fromkeys(os.path.dirname(h) for h in libs)))
+toolkit = os.environ.get("CUDA_PATH") or "/usr/local/cuda"
+if os.path.isdir(os.path.join(toolkit, "nvvm", "libdevice")) and os.path.isdir(os.path.join(toolkit, "include")):
+    print(toolkit)
+else:
+    root = "/tmp/gpu-check/cuda"
+    os.makedirs(os.path.join(root, "nvvm", "libdevice"), exist_ok=True)
+    headers = glob.glob(os.path.join(toolkit, "include", "cuda_fp16.h")) + find("nvidia/**/include/cuda_fp16.h")
+    libdevice = glob.glob(os.path.join(toolkit, "nvvm", "libdevice", "libdevice.10.bc")) + find("triton/**/libdevice.10.bc")
+    for target, link in [(headers, "include"), (libdevice, "nvvm/libdevice/libdevice.10.bc")]:
+        path = os.path.join(root, link)
+        if target and not os.path.lexists(path):
+            os.symlink(os.path.dirname(target[0]) if link == "include" else target[0], path)
+    print(root)
+PY
+    )
+    nvrtc=$(echo "$cuda_env" | sed -n 1p)
+    export LD_LIBRARY_PATH="${nvrtc}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    export CUDA_PATH=$(echo "$cuda_env" | sed -n 2p)
+    echo "NVRTC folders: ${nvrtc:-none found}; CUDA_PATH: $CUDA_PATH" | tee -a "$OUT/gpu.txt"
+    ls -lR "$CUDA_PATH/" 2> /dev/null | grep -E -- "->|libdevice" | head -5 >> "$OUT/gpu.txt" || true
     backends=""
-    for b in cuda vulkan; do
+    for b in cuda cuda-nvrtc vulkan; do
       [ -f "$ART/parity-$b.xz" ] || continue
       xz -dc "$ART/parity-$b.xz" > "/tmp/gpu-check/parity-$b"
       xz -dc "$ART/timings-$b.xz" > "/tmp/gpu-check/timings-$b"
       chmod +x "/tmp/gpu-check/parity-$b" "/tmp/gpu-check/timings-$b"
       backends="$backends $b"
     done
-    # 1. Parity suite per backend: f32 tests in one process, each f16/bf16 test in its own.
-    for b in $backends; do
-      exe="/tmp/gpu-check/parity-$b"
-      log="$OUT/parity-$b.log"
-      BURN_DEVICE=$b timeout 300 "$exe" --skip f16_device --skip bf16_device --nocapture \
-        > "$log" 2>&1 || echo "FAILED f32 suite on $b" | tee -a "$log"
-      for t in $("$exe" --list 2> /dev/null | grep -E 'f16_device' | sed 's/: test$//'); do
-        BURN_DEVICE=$b timeout 120 "$exe" --exact "$t" --nocapture >> "$log" 2>&1 ||
-          echo "FAILED $t on $b" | tee -a "$log"
-      done
-      grep -E "test result|FAILED|max abs error" "$log" > "$OUT/parity-$b-summary.txt" || true
-      grep -E "test result|FAILED" "$log" | sed "s/^/$b: /"
-    done
-    # 2. A UNet step and a MoVQ decode: diffusers fp16, then ours in f16 and f32.
-    {
-      for c in unet movq; do
-        python3 tools/reference/bench.py "$c" --device cuda --dtype float16 --samples 5
-      done
-      for b in $backends; do
-        for dtype in f16 f32; do
-          KANDINSKY_DTYPE=$dtype timeout 300 "/tmp/gpu-check/timings-$b" 5 ||
-            echo "FAILED timings on $b $dtype"
-        done
-      done
-    } 2>&1 | tee "$OUT/timings.txt"
-    # 3. A whole 2.2 generation (512x512, 25 prior + 50 decoder steps) on real-size
-    #    random-weight folders written here (fp32, about 20 GB of disk).
-    python3 tools/reference/reference.py --pipeline22-full /tmp/k22 > /dev/null
-    python3 - << 'PY' 2>&1 | grep -v Warning | tee -a "$OUT/timings.txt"
-import time, torch
-from diffusers import KandinskyV22Pipeline, KandinskyV22PriorPipeline
-kw = dict(torch_dtype=torch.float16)
-prior = KandinskyV22PriorPipeline.from_pretrained("/tmp/k22/kandinsky-2-2-prior", **kw).to("cuda")
-dec = KandinskyV22Pipeline.from_pretrained("/tmp/k22/kandinsky-2-2-decoder", **kw).to("cuda")
-for run in range(2):
-    torch.cuda.synchronize(); t = time.perf_counter()
-    e = prior("a red cat sitting on a windowsill", num_inference_steps=25)
-    dec(image_embeds=e.image_embeds, negative_image_embeds=e.negative_image_embeds,
-        num_inference_steps=50, height=512, width=512)
-    torch.cuda.synchronize()
-    print(f"diffusers fp16: whole 2.2 generation 512x512, 25 prior + 50 decoder steps (run {run}): {time.perf_counter() - t:.2f} s")
-PY
-    for b in $backends; do
-      KANDINSKY_DTYPE=f16 timeout 400 "/tmp/gpu-check/timings-$b" 1 \
-        /tmp/k22/kandinsky-2-2-prior /tmp/k22/kandinsky-2-2-decoder 2>&1 |
-        grep whole | tee -a "$OUT/timings.txt" || echo "FAILED generation on $b" | tee -a "$OUT/timings.txt"
+    for step in $steps; do
+      start=$(date +%s)
+      case "$step" in
+        parity) run_parity ;;
+        timings) run_timings ;;
+        generation) run_generation ;;
+        *) echo "unknown step $step (parity, timings, generation)" >&2; exit 2 ;;
+      esac
+      echo "$step: $(( $(date +%s) - start )) s" | tee -a "$OUT/steps.txt"
     done
     ;;
   *)

@@ -9,6 +9,9 @@
 //!     --features cuda --example gpu_timings -- [RUNS [PRIOR_DIR DECODER_DIR]]
 //! ```
 
+#[path = "../glibc_compat.rs"]
+mod glibc_compat;
+
 use std::time::Instant;
 
 use burn::tensor::{Distribution, Tensor};

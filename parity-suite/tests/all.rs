@@ -6,6 +6,9 @@
 //! (`kandinsky-pipeline/tests/image_input.rs`) runs on the host only and stays out.
 #![allow(dead_code, unused_imports, clippy::duplicate_mod)]
 
+#[path = "../../benches/glibc_compat.rs"]
+mod glibc_compat;
+
 #[path = "../../kandinsky-clip/tests/bad_input.rs"]
 mod clip_bad_input;
 #[path = "../../kandinsky-clip/tests/bf16_device.rs"]
