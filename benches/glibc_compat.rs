@@ -1,5 +1,6 @@
-//! `arc4random` for glibc older than 2.36 (Ubuntu 22.04 has 2.35), compiled into the two
-//! binaries that `scripts/gpu-check.sh` carries to a GPU machine.
+//! `arc4random` for glibc older than 2.36 (Ubuntu 22.04 has 2.35), compiled into the
+//! `gpu_timings` example and, through it, into the parity suite that `scripts/gpu-check.sh`
+//! carries to a GPU machine.
 //!
 //! Their `cuda` builds link LLVM statically, and Debian's LLVM (the script's
 //! `LLVM_SYSTEM_PREFIX`) calls glibc 2.36's `arc4random`: the binaries would then ask for

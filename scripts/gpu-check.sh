@@ -9,22 +9,23 @@
 #                                # gpu-artifacts/ carried along; results in $OUT. No step
 #                                # named: all three, in that order.
 #
-# Binaries, per variant: the parity suite (every component's parity test in one test binary,
-# crate `kandinsky-parity-suite`) and `gpu_timings` (UNet step, MoVQ decode, whole 2.2
-# generation). Variants (BACKENDS, default `cuda cuda-nvrtc`):
+# One binary per variant: the parity suite (every component's parity test in one test binary,
+# crate `kandinsky-parity-suite`), which also holds the timings (UNet step, MoVQ decode, whole
+# 2.2 generation: `benches/examples/gpu_timings.rs` as its ignored test `gpu_timings_run`), so
+# that the linked-in LLVM travels once. Variants (BACKENDS, default `cuda cuda-nvrtc`):
 # - `cuda`: burn's CUDA backend as users get it; cubecl compiles kernels with LLVM's NVPTX back
 #   end, linked in from cubecl's LLVM bundle, which its build script downloads from GitHub
 #   (LLVM_SYSTEM_PREFIX below where GitHub cannot be reached);
 # - `cuda-nvrtc`: the same backend with cubecl's other kernel compiler (CUDA C++ through NVRTC,
 #   a CUDA library found at run time; PyTorch's wheels ship it): a second opinion should the
-#   LLVM stand-in fail on the GPU, and small, since it leaves LLVM out;
+#   LLVM stand-in fail on the GPU;
 # - `vulkan` (builds anywhere; also passes the whole suite on lavapipe, see BENCHMARKS.md).
-# A `cuda` binary is about 20 MB compressed (LLVM is linked in), so `cuda vulkan` together may
-# not fit the 64 MiB a device run carries; the script checks.
+# The script checks that all of gpu-artifacts/ fits the 64 MiB a device run carries.
 # Timings run beside diffusers fp16 on the same GPU in the same run; the table goes to
 # $OUT/timings.txt, the parity logs to $OUT/parity-<variant>.log, each step's wall time to
-# $OUT/steps.txt. A device command may run 10 minutes: the steps keep to about 9 together
-# (each process has a timeout), and each can be run by itself.
+# $OUT/steps.txt. Every process has a timeout, but both variants' steps together may pass the
+# 10 minutes of one device command: then run `run parity timings` and `run generation` as two
+# commands (the machine keeps /tmp between them while warm), or one variant (BACKENDS=cuda).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ART=gpu-artifacts
@@ -34,7 +35,8 @@ BACKENDS="${BACKENDS:-cuda cuda-nvrtc}"
 # Where GitHub is unreachable, LLVM_SYSTEM_PREFIX=/usr/lib/llvm-22 (Debian bookworm-backports:
 # llvm-22-dev, libpolly-22-dev, libzstd-dev) stands in: the bundle's folder gets that LLVM's
 # lib/ and include/ and an llvm-config that names system libraries by -l, plus the bundler's
-# "installed" marker. LLVM 22 instead of 23: it links, but only a GPU run can vouch for it.
+# "installed" marker. LLVM 22 instead of 23: it links, cubecl-llvm's own offline tests pass
+# but for three (BENCHMARKS.md, "GPU"), and only a GPU run can vouch for the whole.
 use_system_llvm() {
   local prefix=$1 bundle="${XDG_DATA_HOME:-$HOME/.local/share}/tracel/tracel-llvm-23.1.0-4"
   [ -f "$bundle/.tracel-llvm-installed" ] && return 0
@@ -47,30 +49,53 @@ use_system_llvm() {
   touch "$bundle/.tracel-llvm-installed"
 }
 
+# cubecl-llvm asks LLVM for the newest PTX version the driver loads (up to 9.3, CUDA 13.3); an
+# LLVM that does not know it (LLVM 22 stops at 9.0) ignores the request and falls back to the
+# architecture's oldest (7.8 on Hopper), without the instructions newer PTX brings. With the
+# stand-in, the `cuda` variant builds against a copy of cubecl-llvm whose driver-to-PTX table
+# stops at that LLVM's newest version (passed by `--config patch`; Cargo.lock is restored).
+# Prints the `--config` argument.
+ptx_capped_cubecl_llvm() {
+  local prefix=$1 version src dst newest
+  version=$(python3 -c 'import tomllib; print(next(p["version"] for p in tomllib.load(open("Cargo.lock", "rb"))["package"] if p["name"] == "cubecl-llvm"))')
+  src=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"cubecl-llvm-$version" | head -1)
+  mkdir -p "${CARGO_TARGET_DIR:-target}"
+  dst="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/cubecl-llvm-$version-ptx-capped"
+  newest=$("$prefix/bin/llc" -march=nvptx64 -mattr=help 2>&1 | grep -o 'ptx[0-9]*' | tr -d ptx | sort -n | tail -1)
+  rm -rf "$dst" && cp -r "$src" "$dst"
+  python3 - "$dst/src/nvptx/ptx_version.rs" "$newest" << 'PY'
+import re, sys
+path, newest = sys.argv[1], int(sys.argv[2])
+text = open(path).read()
+capped = re.sub(r"    \((\d+), (\d+)\),\n", lambda m: m.group(0) if int(m.group(2)) <= newest else "", text)
+assert capped != text or newest >= 93, "the driver-to-PTX table was not found"
+open(path, "w").write(capped)
+PY
+  echo "patch.crates-io.cubecl-llvm.path=\"$dst\""
+}
+
 # The burn backend (BURN_DEVICE) of a variant.
 device_of() { echo "${1%-nvrtc}"; }
 
 build_backend() {
-  local b=$1 extra=""
+  local b=$1 config=()
   if [[ "$b" = cuda* ]] && [ -n "${LLVM_SYSTEM_PREFIX:-}" ]; then
     use_system_llvm "$LLVM_SYSTEM_PREFIX"
+    [ "$b" = cuda ] && config=(--config "$(ptx_capped_cubecl_llvm "$LLVM_SYSTEM_PREFIX")")
   fi
-  [ "$b" = cuda-nvrtc ] && extra=",cuda-nvrtc"
+  cp Cargo.lock "$ART/Cargo.lock.orig"
+  # The variant is a feature of the suite (and of kandinsky-benches, whose timings it holds).
   cargo test --release --no-run --message-format=json -p kandinsky-parity-suite \
-    --features "suite,burn/$(device_of "$b"),burn/fusion,burn/autotune$extra" 2> "$ART/build-$b.log" |
+    "${config[@]}" --features "suite,$b" 2> "$ART/build-$b.log" |
     python3 -c 'import json,sys
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "all":
-        print(m["executable"])' > "$ART/suite-$b.path" || return 1
+        print(m["executable"])' > "$ART/suite-$b.path" || true
+  mv "$ART/Cargo.lock.orig" Cargo.lock
   [ -s "$ART/suite-$b.path" ] || return 1
-  # The default `flex` feature stays on so that burn is built with the suite's features (no
-  # second build of burn); `bench_device` prefers the GPU backend when it is compiled in.
-  cargo build --release -p kandinsky-benches --features "$b" \
-    --example gpu_timings 2>> "$ART/build-$b.log" || return 1
   strip -o "$ART/parity-$b" "$(cat "$ART/suite-$b.path")"
-  strip -o "$ART/timings-$b" "${CARGO_TARGET_DIR:-target}/release/examples/gpu_timings"
-  xz -T0 -6 -f "$ART/parity-$b" "$ART/timings-$b"
+  xz -T0 -6 -f "$ART/parity-$b"
   rm "$ART/suite-$b.path" "$ART/build-$b.log"
 }
 
@@ -99,8 +124,9 @@ run_timings() {
     done
     for b in $backends; do
       for dtype in f16 f32; do
-        KANDINSKY_DTYPE=$dtype timeout 90 \
-          "/tmp/gpu-check/timings-$b" 5 | sed "s/^/$b: /" || echo "FAILED timings on $b $dtype"
+        KANDINSKY_DTYPE=$dtype KANDINSKY_TIMINGS=5 timeout 90 "/tmp/gpu-check/parity-$b" \
+          --ignored --exact gpu_timings_run --nocapture 2>&1 | grep "^ours" | sed "s/^/$b: /" ||
+          echo "FAILED timings on $b $dtype"
       done
     done
   } 2>&1 | tee -a "$OUT/timings.txt"
@@ -126,8 +152,8 @@ for run in range(2):
     print(f"diffusers fp16: whole 2.2 generation 512x512, 25 prior + 50 decoder steps (run {run}): {time.perf_counter() - t:.2f} s")
 PY
   for b in $backends; do
-    KANDINSKY_DTYPE=f16 timeout 150 "/tmp/gpu-check/timings-$b" 1 \
-      /tmp/k22/kandinsky-2-2-prior /tmp/k22/kandinsky-2-2-decoder 2>&1 |
+    KANDINSKY_DTYPE=f16 KANDINSKY_TIMINGS="1 /tmp/k22/kandinsky-2-2-prior /tmp/k22/kandinsky-2-2-decoder" \
+      timeout 150 "/tmp/gpu-check/parity-$b" --ignored --exact gpu_timings_run --nocapture 2>&1 |
       grep whole | sed "s/^/$b: /" | tee -a "$OUT/timings.txt" ||
       echo "FAILED generation on $b" | tee -a "$OUT/timings.txt"
   done
@@ -188,13 +214,12 @@ PY
     export LD_LIBRARY_PATH="${nvrtc}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     export CUDA_PATH=$(echo "$cuda_env" | sed -n 2p)
     echo "NVRTC folders: ${nvrtc:-none found}; CUDA_PATH: $CUDA_PATH" | tee -a "$OUT/gpu.txt"
-    ls -lR "$CUDA_PATH/" 2> /dev/null | grep -E -- "->|libdevice" | head -5 >> "$OUT/gpu.txt" || true
+    ls -l "$CUDA_PATH" "$CUDA_PATH/nvvm/libdevice" >> "$OUT/gpu.txt" 2>&1 || true
     backends=""
-    for b in cuda cuda-nvrtc vulkan; do
+    for b in $BACKENDS; do
       [ -f "$ART/parity-$b.xz" ] || continue
       xz -dc "$ART/parity-$b.xz" > "/tmp/gpu-check/parity-$b"
-      xz -dc "$ART/timings-$b.xz" > "/tmp/gpu-check/timings-$b"
-      chmod +x "/tmp/gpu-check/parity-$b" "/tmp/gpu-check/timings-$b"
+      chmod +x "/tmp/gpu-check/parity-$b"
       backends="$backends $b"
     done
     for step in $steps; do

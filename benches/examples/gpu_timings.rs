@@ -23,6 +23,12 @@ use kandinsky_unet::{Conditioning, UNetConfig};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    run(&args);
+}
+
+/// The timings, with the command line's arguments: `[RUNS [PRIOR_DIR DECODER_DIR]]`. Also
+/// called by the parity suite's `gpu_timings_run`, which carries it to the GPU machine.
+pub fn run(args: &[String]) {
     let runs = args.first().and_then(|a| a.parse().ok()).unwrap_or(5);
     let device = bench_device();
     let tag = format!("ours {} {}", backend_name(), dtype_name());
@@ -51,7 +57,7 @@ fn main() {
     println!("{tag}: MoVQ decode to 512x512: {decode:.4} s");
     drop(movq);
 
-    if let [_, prior, decoder, ..] = args.as_slice() {
+    if let [_, prior, decoder, ..] = args {
         let pipeline = Kandinsky22::new(prior.as_ref(), decoder.as_ref(), &device)
             .expect("load the pipeline folders");
         let mut options = Text2ImageOptions::default();

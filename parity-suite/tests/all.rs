@@ -6,8 +6,23 @@
 //! (`kandinsky-pipeline/tests/image_input.rs`) runs on the host only and stays out.
 #![allow(dead_code, unused_imports, clippy::duplicate_mod)]
 
-#[path = "../../benches/glibc_compat.rs"]
-mod glibc_compat;
+#[path = "../../benches/examples/gpu_timings.rs"]
+mod gpu_timings;
+
+/// The GPU check's timings (`benches/examples/gpu_timings.rs`, on the backend of the
+/// `kandinsky-benches` feature enabled through this crate's), in this binary so that one file
+/// per backend travels: `KANDINSKY_TIMINGS="RUNS [PRIOR_DIR DECODER_DIR]" all --ignored --exact
+/// gpu_timings_run --nocapture`.
+#[test]
+#[ignore = "timings, not a test: scripts/gpu-check.sh runs it"]
+fn gpu_timings_run() {
+    let args: Vec<String> = std::env::var("KANDINSKY_TIMINGS")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    gpu_timings::run(&args);
+}
 
 #[path = "../../kandinsky-clip/tests/bad_input.rs"]
 mod clip_bad_input;
