@@ -112,7 +112,7 @@ run_parity() (
         echo "FAILED $t on $b" | tee -a "$log"
     done
     grep -E "test result|FAILED|max abs error" "$log" > "$OUT/parity-$b-summary.txt" || true
-    grep -E "test result|FAILED" "$log" | sed "s/^/$b: /"
+    grep -E "test result|FAILED" "$log" | sed "s/^/$b: /" || true
   done
 )
 
@@ -120,13 +120,16 @@ run_parity() (
 run_timings() {
   {
     for c in unet movq; do
-      timeout 120 python3 tools/reference/bench.py "$c" --device cuda --dtype float16 --samples 5
+      timeout 120 python3 tools/reference/bench.py "$c" --device cuda --dtype float16 --samples 5 ||
+        echo "FAILED diffusers $c timing"
     done
     for b in $backends; do
       for dtype in f16 f32; do
+        local log="$OUT/timings-$b-$dtype.log"
         KANDINSKY_DTYPE=$dtype KANDINSKY_TIMINGS=5 timeout 90 "/tmp/gpu-check/parity-$b" \
-          --ignored --exact gpu_timings_run --nocapture 2>&1 | grep "^ours" | sed "s/^/$b: /" ||
-          echo "FAILED timings on $b $dtype"
+          --ignored --exact gpu_timings_run --nocapture > "$log" 2>&1 ||
+          echo "FAILED timings on $b $dtype (see ${log##*/})"
+        grep "^ours" "$log" | sed "s/^/$b: /" || true
       done
     done
   } 2>&1 | tee -a "$OUT/timings.txt"
@@ -136,8 +139,9 @@ run_timings() {
 #    folders written here (fp32, about 20 GB of disk; kept in /tmp/k22 for a rerun).
 run_generation() {
   [ -f /tmp/k22/done ] ||
-    { python3 tools/reference/reference.py --pipeline22-full /tmp/k22 > /dev/null && touch /tmp/k22/done; }
-  timeout 150 python3 - << 'PY' 2>&1 | grep -v Warning | tee -a "$OUT/timings.txt"
+    { python3 tools/reference/reference.py --pipeline22-full /tmp/k22 > /dev/null && touch /tmp/k22/done; } ||
+    echo "FAILED writing the random-weight folders" | tee -a "$OUT/timings.txt"
+  timeout 150 python3 - << 'PY' 2>&1 | grep -v Warning | tee -a "$OUT/timings.txt" || echo "FAILED diffusers generation"
 import time, torch
 from diffusers import KandinskyV22Pipeline, KandinskyV22PriorPipeline
 kw = dict(torch_dtype=torch.float16)
@@ -152,10 +156,11 @@ for run in range(2):
     print(f"diffusers fp16: whole 2.2 generation 512x512, 25 prior + 50 decoder steps (run {run}): {time.perf_counter() - t:.2f} s")
 PY
   for b in $backends; do
+    local log="$OUT/generation-$b.log"
     KANDINSKY_DTYPE=f16 KANDINSKY_TIMINGS="1 /tmp/k22/kandinsky-2-2-prior /tmp/k22/kandinsky-2-2-decoder" \
-      timeout 150 "/tmp/gpu-check/parity-$b" --ignored --exact gpu_timings_run --nocapture 2>&1 |
-      grep whole | sed "s/^/$b: /" | tee -a "$OUT/timings.txt" ||
-      echo "FAILED generation on $b" | tee -a "$OUT/timings.txt"
+      timeout 150 "/tmp/gpu-check/parity-$b" --ignored --exact gpu_timings_run --nocapture \
+      > "$log" 2>&1 || echo "FAILED generation on $b (see ${log##*/})" | tee -a "$OUT/timings.txt"
+    grep whole "$log" | sed "s/^/$b: /" | tee -a "$OUT/timings.txt" || true
   done
 }
 
@@ -225,9 +230,11 @@ PY
     for step in $steps; do
       start=$(date +%s)
       case "$step" in
-        parity) run_parity ;;
-        timings) run_timings ;;
-        generation) run_generation ;;
+        # Called in a `||` list, the steps never stop the script: a failure is logged, the
+        # next command runs.
+        parity) run_parity || echo "parity step failed" ;;
+        timings) run_timings || echo "timings step failed" ;;
+        generation) run_generation || echo "generation step failed" ;;
         *) echo "unknown step $step (parity, timings, generation)" >&2; exit 2 ;;
       esac
       echo "$step: $(( $(date +%s) - start )) s" | tee -a "$OUT/steps.txt"

@@ -371,6 +371,20 @@ def unet() -> None:
         write_manifest(real, config, FIXTURES / "manifests" / f"{name}.txt")
 
 
+def pipeline22_index(prior_dir: Path, decoder_dir: Path) -> None:
+    """The model_index.json files (the components diffusers' from_pretrained loads) and the
+    prior's image_processor, as in the published 2.2 repos."""
+    shutil.copy(FIXTURES / "prior_pipeline22" / "model_index.json", prior_dir)
+    shutil.copytree(FIXTURES / "prior_pipeline22" / "image_processor", prior_dir / "image_processor",
+                    dirs_exist_ok=True)
+    (decoder_dir / "model_index.json").write_text(json.dumps({
+        "_class_name": "KandinskyV22Pipeline",
+        "movq": ["diffusers", "VQModel"],
+        "scheduler": ["diffusers", "DDPMScheduler"],
+        "unet": ["diffusers", "UNet2DConditionModel"],
+    }, indent=2))
+
+
 def pipeline22_full(out: str) -> None:
     """Real-size Kandinsky 2.2 prior and decoder pipeline folders with random weights (about
     20 GB: prior 4.1, bigG text 2.8, bigG vision 7.4, UNet 5.0, MoVQ 0.3), for measuring the
@@ -385,8 +399,7 @@ def pipeline22_full(out: str) -> None:
     prior_dir, decoder_dir = root / "kandinsky-2-2-prior", root / "kandinsky-2-2-decoder"
     for d in (prior_dir, decoder_dir):
         d.mkdir(parents=True, exist_ok=True)
-    (prior_dir / "model_index.json").write_text(json.dumps({"_class_name": "KandinskyV22PriorPipeline"}))
-    (decoder_dir / "model_index.json").write_text(json.dumps({"_class_name": "KandinskyV22Pipeline"}))
+    pipeline22_index(prior_dir, decoder_dir)
     tok = prior_dir / "tokenizer"
     shutil.copytree(FIXTURES / "tokenizers" / "clip_bpe", tok, dirs_exist_ok=True)
     shutil.copy(FIXTURES / "tokenizers" / "clip_22" / "tokenizer_config.json", tok)
