@@ -74,6 +74,15 @@ PY
   echo "patch.crates-io.cubecl-llvm.path=\"$dst\""
 }
 
+# Decompresses $1 into $2, with Python's lzma where the GPU machine has no xz.
+unxz_to() {
+  if command -v xz > /dev/null; then
+    xz -dc "$1" > "$2"
+  else
+    python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$1" "$2"
+  fi
+}
+
 # The burn backend (BURN_DEVICE) of a variant.
 device_of() { echo "${1%-nvrtc}"; }
 
@@ -224,7 +233,7 @@ PY
     backends=""
     for b in $BACKENDS; do
       [ -f "$ART/parity-$b.xz" ] || continue
-      xz -dc "$ART/parity-$b.xz" > "/tmp/gpu-check/parity-$b"
+      unxz_to "$ART/parity-$b.xz" "/tmp/gpu-check/parity-$b"
       chmod +x "/tmp/gpu-check/parity-$b"
       backends="$backends $b"
     done
