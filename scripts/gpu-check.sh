@@ -217,7 +217,8 @@ else:
     root = "/tmp/gpu-check/cuda"
     os.makedirs(os.path.join(root, "nvvm", "libdevice"), exist_ok=True)
     headers = glob.glob(os.path.join(toolkit, "include", "cuda_fp16.h")) + find("nvidia/**/include/cuda_fp16.h")
-    libdevice = glob.glob(os.path.join(toolkit, "nvvm", "libdevice", "libdevice.10.bc")) + find("triton/**/libdevice.10.bc")
+    libdevice = (glob.glob(os.path.join(toolkit, "nvvm", "libdevice", "libdevice.10.bc"))
+                 + find("nvidia/**/libdevice.10.bc") + find("triton/**/libdevice.10.bc"))
     for target, link in [(headers, "include"), (libdevice, "nvvm/libdevice/libdevice.10.bc")]:
         path = os.path.join(root, link)
         if target and not os.path.lexists(path):
