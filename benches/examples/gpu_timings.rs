@@ -1,4 +1,5 @@
-//! The timings of the GPU check (`scripts/gpu-check.sh`), in one binary: a UNet step at the
+//! The timings of the GPU check (`scripts/gpu-check.sh`, which runs them inside the parity-suite
+//! binary as its ignored test `gpu_timings_run`; this example runs them alone): a UNet step at the
 //! real Kandinsky 2.2 config (random weights, batch 2, 64×64 latent, as the decoder loop calls
 //! it), a MoVQ decode of a 64×64 latent to 512×512, and, given prior and decoder folders, a
 //! whole 2.2 generation. Medians of several runs after a warm-up (kernel compilation and
