@@ -19,7 +19,7 @@ use burn::tensor::{Distribution, Tensor};
 use kandinsky_benches::{backend_name, bench_device, dtype_name, median_seconds};
 use kandinsky_common::tensors::f32_tensor;
 use kandinsky_movq::MoVQConfig;
-use kandinsky_pipeline::{Kandinsky22, Text2ImageOptions};
+use kandinsky_pipeline::{Kandinsky, Request};
 use kandinsky_unet::{Conditioning, UNetConfig};
 
 fn main() {
@@ -59,17 +59,17 @@ pub fn run(args: &[String]) {
     drop(movq);
 
     if let [_, prior, decoder, ..] = args {
-        let pipeline = Kandinsky22::new(prior.as_ref(), decoder.as_ref(), &device)
-            .expect("load the pipeline folders");
-        let mut options = Text2ImageOptions::default();
-        options.prior.steps = 25;
-        options.decoder.steps = 50;
-        options.decoder.height = 512;
-        options.decoder.width = 512;
+        let mut pipeline = Kandinsky::from_folders(prior.as_ref(), decoder.as_ref(), &device)
+            .expect("open the pipeline folders");
+        let request = Request::text_to_image("a red cat sitting on a windowsill")
+            .with_prior_steps(25)
+            .with_steps(50)
+            .with_size(512, 512);
         for run in 0..2 {
             let start = Instant::now();
             let images = pipeline
-                .generate(&["a red cat sitting on a windowsill"], None, &options)
+                .generate(&request)
+                .and_then(|out| out.images())
                 .expect("generate");
             device.sync().expect("sync");
             println!(

@@ -17,7 +17,10 @@ fn main() {
     let start = Instant::now();
     let mut last = start;
     let _ = movq
-        .decode_traced(latents, true, &mut |name, t| {
+        .decode_traced(latents, true, &mut |name, a| {
+            let kandinsky_movq::Activation::Map(t) = a else {
+                return;
+            };
             t.device().sync().expect("sync");
             let now = Instant::now();
             println!(

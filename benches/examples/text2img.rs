@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use kandinsky_benches::{backend_name, bench_device};
-use kandinsky_pipeline::{Kandinsky22, Text2ImageOptions};
+use kandinsky_pipeline::{Kandinsky, Request, Residency};
 
 fn peak_rss_gb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -28,21 +28,21 @@ fn main() {
     let number =
         |i: usize, default: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
     let device = bench_device();
-    let pipeline = match Kandinsky22::new(args[0].as_ref(), args[1].as_ref(), &device) {
-        Ok(p) => p,
+    // One generation: each stage loads for its turn, as a one-shot command does.
+    let mut pipeline = match Kandinsky::from_folders(args[0].as_ref(), args[1].as_ref(), &device) {
+        Ok(p) => p.with_residency(Residency::Sequential),
         Err(e) => {
             eprintln!("error: {e}");
             std::process::exit(1);
         }
     };
-    let mut options = Text2ImageOptions::default();
-    options.prior.steps = number(2, 25);
-    options.decoder.steps = number(3, 100);
     let size = number(4, 512);
-    options.decoder.height = size;
-    options.decoder.width = size;
+    let request = Request::text_to_image("a red cat sitting on a windowsill")
+        .with_prior_steps(number(2, 25))
+        .with_steps(number(3, 100))
+        .with_size(size, size);
     let start = Instant::now();
-    match pipeline.generate(&["a red cat sitting on a windowsill"], None, &options) {
+    match pipeline.generate(&request).and_then(|out| out.images()) {
         Ok(images) => {
             let path = std::env::temp_dir().join("kandinsky-text2img.png");
             images[0].save_png(&path).expect("write the PNG");
@@ -51,8 +51,8 @@ fn main() {
                 backend_name(),
                 images[0].width,
                 images[0].height,
-                options.prior.steps,
-                options.decoder.steps,
+                request.prior.steps,
+                request.decoder.steps,
                 start.elapsed().as_secs_f64(),
                 peak_rss_gb().unwrap_or(f64::NAN),
                 path.display()

@@ -17,7 +17,6 @@
 
 mod args;
 mod backend;
-mod hub;
 mod output;
 mod progress;
 mod run;

@@ -5,9 +5,8 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use kandinsky_pipeline::Progress;
-
-use crate::hub::DownloadProgress;
+use kandinsky_pipeline::Event;
+use kandinsky_pipeline::hub::DownloadProgress;
 
 enum Mode {
     Quiet,
@@ -58,12 +57,13 @@ impl Reporter {
     }
 
     /// A pipeline event.
-    pub fn event(&mut self, event: Progress) {
+    pub fn event(&mut self, event: Event<'_>) {
         match event {
-            Progress::Loading(component) => self.spinner(&format!("loading {component}")),
-            Progress::PriorStep { step, of } => self.steps("prior", step, of),
-            Progress::DecoderStep { step, of } => self.steps("decoder", step, of),
-            Progress::Decoding => self.spinner("decoding"),
+            Event::Loading(component) => self.spinner(&format!("loading {component}")),
+            Event::PriorStep(s) => self.steps("prior", s.step, s.of),
+            Event::DecoderStep(s) => self.steps("decoder", s.step, s.of),
+            Event::Decoding => self.spinner("decoding"),
+            Event::Loaded(_) => {}
         }
     }
 

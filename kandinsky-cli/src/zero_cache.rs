@@ -42,12 +42,6 @@ impl ZeroEmbedCache {
         })
     }
 
-    /// The key of a local prior folder: its canonical path.
-    pub fn local_key(dir: &Path) -> String {
-        let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-        format!("local:{}", dir.display())
-    }
-
     /// The cached embedding (1, E), or `None` when absent or unreadable.
     pub fn load(&self, device: &Device) -> Option<Tensor<2>> {
         let bytes = std::fs::read(&self.path).ok()?;

@@ -57,6 +57,6 @@ pub use kandinsky_common::weights::{
     TRANSFORMERS_FP16 as WEIGHTS_FP16, TRANSFORMERS_FP32 as WEIGHTS_FP32,
 };
 pub use text::{ClipTextModel, ClipTextOutput};
-pub use tokenizer::{TextTokenizer, TokenizerError, Tokens};
+pub use tokenizer::{TextTokenizer, TokenizerError, TokenizerFiles, Tokens};
 pub use vision::{ClipVisionModel, ClipVisionOutput};
 pub use xlm_roberta::{MClipOutput, MultilingualClip};

@@ -15,7 +15,7 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use serde::Deserialize;
 use tokenizers::models::bpe::BPE;
 use tokenizers::normalizers::{Lowercase, NFC, Replace, Sequence as NormalizerSequence};
@@ -59,6 +59,9 @@ pub enum TokenizerError {
         /// The token text.
         token: String,
     },
+    /// A padded length that cannot hold the start and end tokens.
+    #[error("invalid tokenizer length {0}: expected at least 2 tokens")]
+    MaxLength(usize),
     /// Encoding failed inside the tokenizers library.
     #[error("tokenization failed: {0}")]
     Encode(String),
@@ -110,9 +113,10 @@ impl Tokens {
         Self::tensor(&self.ids, device)
     }
 
-    /// The mask as a (B, L) tensor.
-    pub fn mask_tensor(&self, device: &Device) -> Tensor<2, Int> {
-        Self::tensor(&self.mask, device)
+    /// The mask as a (B, L) tensor: true for real tokens (the mask type the text encoders and
+    /// the prior take).
+    pub fn mask_tensor(&self, device: &Device) -> Tensor<2, Bool> {
+        Self::tensor(&self.mask, device).equal_elem(1)
     }
 }
 
@@ -130,29 +134,99 @@ fn file_error(path: &Path, e: impl std::fmt::Display) -> TokenizerError {
     }
 }
 
+/// A tokenizer's files, in memory (see [`TextTokenizer::from_bytes`]).
+#[derive(Debug, Clone, Copy)]
+pub enum TokenizerFiles<'a> {
+    /// A `tokenizer.json` (e.g. kandinsky-2-1's XLM-RoBERTa tokenizer).
+    Json(&'a [u8]),
+    /// CLIP's `vocab.json` and `merges.txt`.
+    ClipBpe {
+        /// `vocab.json`.
+        vocab: &'a [u8],
+        /// `merges.txt`.
+        merges: &'a [u8],
+    },
+}
+
+/// What an in-memory tokenizer's errors name as its file.
+const IN_MEMORY: &str = "(tokenizer in memory)";
+
 impl TextTokenizer {
     /// Loads a tokenizer folder (see the module docs). The length is the config's
     /// `model_max_length` when it is at most 77, else 77 (what every Kandinsky pipeline pads to);
     /// change it with [`with_max_length`](Self::with_max_length).
     pub fn from_dir(dir: &Path) -> Result<Self, TokenizerError> {
+        let read = |path: &Path| std::fs::read(path).map_err(|e| file_error(path, e));
         let config_path = dir.join("tokenizer_config.json");
-        let config: TokenizerConfig = if config_path.is_file() {
-            let text =
-                std::fs::read_to_string(&config_path).map_err(|e| file_error(&config_path, e))?;
-            serde_json::from_str(&text).map_err(|e| file_error(&config_path, e))?
-        } else {
-            TokenizerConfig::default()
+        let config = match config_path.is_file() {
+            true => Some(read(&config_path)?),
+            false => None,
         };
         let json = dir.join("tokenizer.json");
         let (vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
-        let mut inner = if json.is_file() {
-            Tokenizer::from_file(&json).map_err(|e| file_error(&json, e))?
+        if json.is_file() {
+            Self::build(
+                TokenizerFiles::Json(&read(&json)?),
+                config.as_deref(),
+                &json,
+            )
         } else if vocab.is_file() && merges.is_file() {
-            clip_bpe(&vocab, &merges, &config)?
+            let (v, m) = (read(&vocab)?, read(&merges)?);
+            let files = TokenizerFiles::ClipBpe {
+                vocab: &v,
+                merges: &m,
+            };
+            Self::build(files, config.as_deref(), &vocab)
         } else {
-            return Err(TokenizerError::NotFound {
+            Err(TokenizerError::NotFound {
                 dir: dir.to_path_buf(),
-            });
+            })
+        }
+    }
+
+    /// Loads a `tokenizer.json` file, with the `tokenizer_config.json` beside it if there is
+    /// one (special tokens, `model_max_length`).
+    pub fn from_file(tokenizer_json: &Path) -> Result<Self, TokenizerError> {
+        let read = |path: &Path| std::fs::read(path).map_err(|e| file_error(path, e));
+        let config_path = tokenizer_json.with_file_name("tokenizer_config.json");
+        let config = match config_path.is_file() {
+            true => Some(read(&config_path)?),
+            false => None,
+        };
+        let json = read(tokenizer_json)?;
+        Self::build(
+            TokenizerFiles::Json(&json),
+            config.as_deref(),
+            tokenizer_json,
+        )
+    }
+
+    /// A tokenizer from its files in memory (e.g. embedded with `include_bytes!`) and the
+    /// optional `tokenizer_config.json`, as [`from_dir`](Self::from_dir) reads them.
+    pub fn from_bytes(
+        files: TokenizerFiles<'_>,
+        config: Option<&[u8]>,
+    ) -> Result<Self, TokenizerError> {
+        Self::build(files, config, Path::new(IN_MEMORY))
+    }
+
+    /// Builds the tokenizer; `origin` names the files in errors.
+    fn build(
+        files: TokenizerFiles<'_>,
+        config: Option<&[u8]>,
+        origin: &Path,
+    ) -> Result<Self, TokenizerError> {
+        let dir = origin.parent().unwrap_or(origin);
+        let config: TokenizerConfig = match config {
+            Some(bytes) => serde_json::from_slice(bytes)
+                .map_err(|e| file_error(&dir.join("tokenizer_config.json"), e))?,
+            None => TokenizerConfig::default(),
+        };
+        let mut inner = match files {
+            TokenizerFiles::Json(json) => {
+                Tokenizer::from_bytes(json).map_err(|e| file_error(origin, e))?
+            }
+            TokenizerFiles::ClipBpe { vocab, merges } => clip_bpe(vocab, merges, &config, dir)?,
         };
         // The config's special tokens, as transformers registers them.
         let specials: Vec<AddedToken> = [
@@ -209,8 +283,12 @@ impl TextTokenizer {
         Ok(())
     }
 
-    /// Pads and truncates to `max_length` tokens instead.
+    /// Pads and truncates to `max_length` tokens instead (at least 2: the start and end
+    /// tokens). The text encoders take at most their `max_position_embeddings` (77 for CLIP).
     pub fn with_max_length(mut self, max_length: usize) -> Result<Self, TokenizerError> {
+        if max_length < 2 {
+            return Err(TokenizerError::MaxLength(max_length));
+        }
         self.max_length = max_length;
         if let Some(padding) = self.inner.get_padding_mut() {
             padding.strategy = PaddingStrategy::Fixed(max_length);
@@ -249,27 +327,48 @@ fn special(config: &Option<SpecialToken>, default: &str) -> String {
     config.as_ref().map_or(default, |t| t.text()).to_string()
 }
 
-/// transformers' `CLIPTokenizer` pipeline over `vocab.json` + `merges.txt`.
+/// transformers' `CLIPTokenizer` pipeline over `vocab.json` + `merges.txt` (read as the
+/// tokenizers library reads those files: the merges' `#version` line skipped, one pair a line).
 fn clip_bpe(
-    vocab: &Path,
-    merges: &Path,
+    vocab: &[u8],
+    merges: &[u8],
     config: &TokenizerConfig,
+    dir: &Path,
 ) -> Result<Tokenizer, TokenizerError> {
     let unk = special(&config.unk_token, "<|endoftext|>");
     let bos = special(&config.bos_token, "<|startoftext|>");
     let eos = special(&config.eos_token, "<|endoftext|>");
-    let utf8 = |p: &Path| {
-        p.to_str()
-            .map(str::to_string)
-            .ok_or_else(|| file_error(p, "not UTF-8"))
-    };
-    let model = BPE::from_file(&utf8(vocab)?, &utf8(merges)?)
+    let (vocab_path, merges_path) = (dir.join("vocab.json"), dir.join("merges.txt"));
+    let vocab: std::collections::HashMap<String, u32> =
+        serde_json::from_slice(vocab).map_err(|e| file_error(&vocab_path, e))?;
+    let merges = std::str::from_utf8(merges).map_err(|e| file_error(&merges_path, e))?;
+    let merges = merges
+        .lines()
+        .filter(|l| !l.starts_with("#version"))
+        .enumerate()
+        .map(
+            |(rank, line)| match line.split(' ').collect::<Vec<_>>()[..] {
+                [a, b] => Ok((a.to_string(), b.to_string())),
+                _ => Err(file_error(
+                    &merges_path,
+                    format!("line {} is not a pair of tokens", rank + 1),
+                )),
+            },
+        )
+        .collect::<Result<Vec<_>, _>>()?;
+    let model = BPE::builder()
+        .vocab_and_merges(
+            vocab
+                .into_iter()
+                .collect::<tokenizers::models::bpe::Vocab>(),
+            merges,
+        )
         .continuing_subword_prefix(String::new())
         .end_of_word_suffix("</w>".into())
         .fuse_unk(false)
         .unk_token(unk)
         .build()
-        .map_err(|e| file_error(vocab, e))?;
+        .map_err(|e| file_error(&vocab_path, e))?;
     let mut tokenizer = Tokenizer::new(model);
     let whitespace = Replace::new(
         tokenizers::normalizers::replace::ReplacePattern::Regex(r"\s+".into()),
@@ -296,7 +395,7 @@ fn clip_bpe(
         tokenizer
             .token_to_id(t)
             .ok_or_else(|| TokenizerError::UnknownToken {
-                dir: vocab.parent().unwrap_or(vocab).to_path_buf(),
+                dir: dir.to_path_buf(),
                 role: if t == bos { "bos" } else { "eos" },
                 token: t.to_string(),
             })

@@ -229,12 +229,12 @@ impl MultilingualClip {
         &self.config
     }
 
-    /// Encodes token ids (B, L) with their attention mask (B, L), 1 for real tokens and 0 for
-    /// padding (the tokenizer's outputs).
+    /// Encodes token ids (B, L) with their attention mask (B, L), true for real tokens and
+    /// false for padding (the tokenizer's outputs: [`Tokens`](crate::Tokens)).
     pub fn forward(
         &self,
         input_ids: Tensor<2, Int>,
-        attention_mask: Tensor<2, Int>,
+        attention_mask: Tensor<2, Bool>,
     ) -> Result<MClipOutput, ClipError> {
         self.forward_traced(input_ids, attention_mask, &mut no_trace)
     }
@@ -244,7 +244,7 @@ impl MultilingualClip {
     pub fn forward_traced(
         &self,
         input_ids: Tensor<2, Int>,
-        attention_mask: Tensor<2, Int>,
+        attention_mask: Tensor<2, Bool>,
         trace: Trace<'_>,
     ) -> Result<MClipOutput, ClipError> {
         let c = &self.config;
@@ -278,7 +278,7 @@ impl MultilingualClip {
         let heads = c.num_attention_heads;
         let masked = attention_mask
             .clone()
-            .equal_elem(0)
+            .bool_not()
             .reshape([b, 1, 1, l])
             .expand([b, heads, l, l]);
         for (i, layer) in self.transformer.encoder.layer.iter().enumerate() {

@@ -107,7 +107,7 @@ fn multilingual_clip_matches_reference() {
     let out = model
         .forward_traced(
             ints(&r["input_ids"], &device),
-            ints(&r["attention_mask"], &device),
+            ints(&r["attention_mask"], &device).equal_elem(1),
             &mut |n, v| traced.push((n.to_string(), v.to_data())),
         )
         .unwrap();

@@ -1,6 +1,6 @@
 //! Shared pieces of the Kandinsky crates.
 //!
-//! Every component crate (`kandinsky-movq`, and later the UNet, prior and CLIP crates) loads the
+//! Every component crate (`kandinsky-movq`, `-unet`, `-prior`, `-clip`) loads the
 //! published diffusers checkpoints the same way, so the mechanics live here once:
 //!
 //! - [`config`]: reading a component's `config.json` into a serde struct, with errors that name

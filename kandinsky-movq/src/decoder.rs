@@ -5,11 +5,11 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
 
-use crate::Trace;
 use crate::blocks::{MidBlock2D, UpDecoderBlock2D};
 use crate::config::{MoVQConfig, UpBlockType};
 use crate::norm::SpatialNorm;
 use crate::resnet::conv3x3;
+use kandinsky_common::trace::{Activation, Trace};
 
 /// diffusers `Decoder` with `norm_type = "spatial"`.
 #[derive(Module, Debug)]
@@ -61,17 +61,17 @@ impl Decoder {
     /// Decodes `z` (after `post_quant_conv`) conditioned on `zq` (before it).
     pub fn forward(&self, z: Tensor<4>, zq: &Tensor<4>, trace: Trace<'_>) -> Tensor<4> {
         let mut h = self.conv_in.forward(z);
-        trace("decoder.conv_in", &h);
+        trace("decoder.conv_in", Activation::Map(&h));
         h = self.mid_block.forward(h, Some(zq));
-        trace("decoder.mid_block", &h);
+        trace("decoder.mid_block", Activation::Map(&h));
         for (i, block) in self.up_blocks.iter().enumerate() {
             h = block.forward(h, zq);
-            trace(&format!("decoder.up_blocks.{i}"), &h);
+            trace(&format!("decoder.up_blocks.{i}"), Activation::Map(&h));
         }
         h = self.conv_norm_out.forward(h, zq);
-        trace("decoder.conv_norm_out", &h);
+        trace("decoder.conv_norm_out", Activation::Map(&h));
         h = self.conv_out.forward(silu(h));
-        trace("decoder.conv_out", &h);
+        trace("decoder.conv_out", Activation::Map(&h));
         h
     }
 }

@@ -6,11 +6,11 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
 
-use crate::Trace;
 use crate::blocks::{DownEncoderBlock2D, MidBlock2D};
 use crate::config::{DownBlockType, MoVQConfig};
 use crate::norm::group_norm;
 use crate::resnet::conv3x3;
+use kandinsky_common::trace::{Activation, Trace};
 
 /// diffusers `Encoder` with `double_z = False`.
 #[derive(Module, Debug)]
@@ -67,17 +67,17 @@ impl Encoder {
     /// Encodes `x` (B, C, H, W), reporting each block's output to `trace`.
     pub fn forward(&self, x: Tensor<4>, trace: Trace<'_>) -> Tensor<4> {
         let mut h = self.conv_in.forward(x);
-        trace("encoder.conv_in", &h);
+        trace("encoder.conv_in", Activation::Map(&h));
         for (i, block) in self.down_blocks.iter().enumerate() {
             h = block.forward(h);
-            trace(&format!("encoder.down_blocks.{i}"), &h);
+            trace(&format!("encoder.down_blocks.{i}"), Activation::Map(&h));
         }
         h = self.mid_block.forward(h, None);
-        trace("encoder.mid_block", &h);
+        trace("encoder.mid_block", Activation::Map(&h));
         h = self.conv_norm_out.forward(h);
-        trace("encoder.conv_norm_out", &h);
+        trace("encoder.conv_norm_out", Activation::Map(&h));
         h = self.conv_out.forward(silu(h));
-        trace("encoder.conv_out", &h);
+        trace("encoder.conv_out", Activation::Map(&h));
         h
     }
 }

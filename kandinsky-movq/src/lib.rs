@@ -42,4 +42,5 @@ pub mod sampling;
 
 pub use config::MoVQConfig;
 pub use error::MoVQError;
-pub use model::{MoVQ, Trace, WEIGHTS_FP16, WEIGHTS_FP32};
+pub use kandinsky_common::trace::{Activation, Trace};
+pub use model::{MoVQ, WEIGHTS_FP16, WEIGHTS_FP32};

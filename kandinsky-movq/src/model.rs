@@ -6,6 +6,7 @@ use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::{Device, Int, Tensor};
 use kandinsky_common::load_safetensors;
+use kandinsky_common::trace::{Activation, Trace};
 use kandinsky_common::weights::{DIFFUSERS_FP16, DIFFUSERS_FP32, find_diffusers_weights};
 
 use crate::config::MoVQConfig;
@@ -13,10 +14,6 @@ use crate::decoder::Decoder;
 use crate::encoder::Encoder;
 use crate::error::MoVQError;
 use crate::quantizer::VectorQuantizer;
-
-/// Receives `(name, tensor)` for each block output; names follow the diffusers module paths
-/// (`encoder.down_blocks.0`, `decoder.mid_block`, `quant_conv`, ...).
-pub type Trace<'a> = &'a mut dyn FnMut(&str, &Tensor<4>);
 
 /// The weight file names of a diffusers model folder, by variant.
 pub const WEIGHTS_FP32: &str = DIFFUSERS_FP32;
@@ -57,7 +54,7 @@ impl MoVQConfig {
     }
 }
 
-fn no_trace(_: &str, _: &Tensor<4>) {}
+fn no_trace(_: &str, _: Activation<'_>) {}
 
 impl MoVQ {
     /// Loads a diffusers `movq/` folder: `config.json` and
@@ -110,7 +107,7 @@ impl MoVQ {
         self.check("encode", &image, self.config.in_channels)?;
         let h = self.encoder.forward(image.cast(self.dtype()), trace);
         let latents = self.quant_conv.forward(h);
-        trace("quant_conv", &latents);
+        trace("quant_conv", Activation::Map(&latents));
         Ok(latents)
     }
 
@@ -141,7 +138,7 @@ impl MoVQ {
             self.quantize.forward(latents).0
         };
         let z = self.post_quant_conv.forward(quant.clone());
-        trace("post_quant_conv", &z);
+        trace("post_quant_conv", Activation::Map(&z));
         Ok(self.decoder.forward(z, &quant, trace))
     }
 

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use kandinsky_common::tensors::read_safetensors;
-use kandinsky_movq::{MoVQ, MoVQConfig, WEIGHTS_FP16, WEIGHTS_FP32};
+use kandinsky_movq::{Activation, MoVQ, MoVQConfig, WEIGHTS_FP16, WEIGHTS_FP32};
 
 const TOLERANCE: f32 = 1e-4;
 
@@ -71,7 +71,10 @@ fn encode_matches_reference_at_every_block() {
     let reference = reference();
     let mut seen = Vec::new();
     let latents = movq
-        .encode_traced(tensor(&reference["image"], &device), &mut |name, t| {
+        .encode_traced(tensor(&reference["image"], &device), &mut |name, a| {
+            let Activation::Map(t) = a else {
+                panic!("{name}: the MoVQ traces feature maps")
+            };
             seen.push((format!("encode.{name}"), t.clone()))
         })
         .unwrap();
@@ -95,7 +98,12 @@ fn decode_without_quantization_matches_reference_at_every_block() {
         .decode_traced(
             tensor(&reference["latents"], &device),
             true,
-            &mut |name, t| seen.push((format!("decode.{name}"), t.clone())),
+            &mut |name, a| {
+                let Activation::Map(t) = a else {
+                    panic!("{name}: the MoVQ traces feature maps")
+                };
+                seen.push((format!("decode.{name}"), t.clone()))
+            },
         )
         .unwrap();
     assert_eq!(seen.len(), 9, "every decoder block is traced");

@@ -1,6 +1,8 @@
 //! The decoder stage: image embedding (and, for 2.1, text) → latents → image, as diffusers'
-//! `KandinskyV22Pipeline` (2.2) runs it. The denoising loop itself ([`denoise`]) is shared by
-//! every decoder mode.
+//! `KandinskyV22Pipeline` (2.2) runs it. The guided denoising loop is the one the prior uses
+//! too (`guidance.rs`).
+
+use std::ops::ControlFlow;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use kandinsky_clip::{MultilingualClip, TextTokenizer};
@@ -8,10 +10,24 @@ use kandinsky_common::tensors::f32_tensor;
 use kandinsky_movq::MoVQ;
 use kandinsky_unet::{Conditioning, UNet};
 
-use crate::error::PipelineError;
-use crate::rng::NoiseSource;
+use crate::error::{PipelineError, Stage};
+use crate::guidance::{LoopStep, guided_loop};
+use crate::rng::{NoiseSource, draw};
 use crate::scheduler::schedule::{BetaSchedule, NoiseSchedule};
 use crate::scheduler::{Scheduler, SchedulerExt};
+
+/// What the decoder's step callback receives (see [`guided_loop`]).
+pub(crate) type DecoderStep<'a> = &'a mut dyn FnMut(LoopStep<'_, 4>) -> ControlFlow<()>;
+
+/// Adapts a plain `(index, latents)` callback to a [`DecoderStep`] one.
+fn plain<'a>(
+    on_step: &'a mut dyn FnMut(usize, &Tensor<4>),
+) -> impl FnMut(LoopStep<'_, 4>) -> ControlFlow<()> + 'a {
+    move |step| {
+        on_step(step.index, step.latents);
+        ControlFlow::Continue(())
+    }
+}
 
 /// Latent height and width for an image of `height × width` pixels: each rounded up to a
 /// multiple of `scale²`, divided by `scale` (diffusers `downscale_height_and_width`; 512 → 64,
@@ -101,82 +117,23 @@ enum Noising {
 /// The first timestep index that image-to-image runs: steps − min(⌊steps · strength⌋, steps).
 pub fn image_start_index(steps: usize, strength: f64) -> Result<usize, PipelineError> {
     if !(strength > 0.0 && strength <= 1.0) {
-        return Err(PipelineError::Mismatch(format!(
-            "invalid strength {strength}: expected a value in (0, 1]"
-        )));
+        return Err(PipelineError::invalid(
+            "strength",
+            strength,
+            "a value in (0, 1]",
+        ));
     }
     let run = ((steps as f64 * strength).floor() as usize).min(steps);
     if run == 0 {
-        return Err(PipelineError::Mismatch(format!(
-            "strength {strength} of {steps} steps runs no step: raise the strength or the steps"
-        )));
+        return Err(PipelineError::invalid(
+            "strength",
+            strength,
+            format!(
+                "at least 1/{steps} (a strength of {strength} of {steps} steps runs no step: raise the strength or the steps)"
+            ),
+        ));
     }
     Ok(steps - run)
-}
-
-/// The denoising loop with classifier-free guidance, for any model and scheduler.
-///
-/// `model(latent_input, timestep)` returns the UNet output (2B or B, 8, h, w) for the latents
-/// duplicated as [negative, positive] when guiding. The prediction is guided
-/// ε = ε_neg + g·(ε_pos − ε_neg); the variance channels are taken from the positive half and
-/// passed on only if the scheduler uses them. The loop runs the scheduler's timesteps from index
-/// `start` on (0, or later for image-to-image). `after_step(i, latents)` may change the latents
-/// after each scheduler step (2.2 inpainting pastes the kept region there); `on_step(i,
-/// latents)` then sees them (`i` indexes the scheduler's timesteps).
-#[allow(clippy::too_many_arguments)]
-pub fn denoise(
-    model: &mut dyn FnMut(Tensor<4>, f32) -> Result<Tensor<4>, PipelineError>,
-    scheduler: &dyn Scheduler,
-    start: usize,
-    mut latents: Tensor<4>,
-    guidance_scale: f64,
-    noise: &mut dyn NoiseSource,
-    after_step: &mut dyn FnMut(usize, Tensor<4>) -> Result<Tensor<4>, PipelineError>,
-    on_step: &mut dyn FnMut(usize, &Tensor<4>),
-) -> Result<Tensor<4>, PipelineError> {
-    let guided = guidance_scale > 1.0;
-    let [b, c, h, w] = latents.dims();
-    let device = latents.device();
-    for (i, &t) in scheduler.timesteps().iter().enumerate().skip(start) {
-        let input = if guided {
-            Tensor::cat(vec![latents.clone(), latents.clone()], 0)
-        } else {
-            latents.clone()
-        };
-        let out = model(input, t as f32)?;
-        let out_channels = out.dims()[1];
-        let prediction = if guided {
-            let eps = out.clone().slice([0..2 * b, 0..c, 0..h, 0..w]);
-            let eps_neg = eps.clone().slice([0..b, 0..c, 0..h, 0..w]);
-            let eps_pos = eps.slice([b..2 * b, 0..c, 0..h, 0..w]);
-            let guided_eps = eps_neg.clone() + (eps_pos - eps_neg) * guidance_scale;
-            if out_channels > c {
-                let var_pos = out.slice([b..2 * b, c..out_channels, 0..h, 0..w]);
-                Tensor::cat(vec![guided_eps, var_pos], 1)
-            } else {
-                guided_eps
-            }
-        } else {
-            out
-        };
-        let prediction = if scheduler.uses_model_variance() || prediction.dims()[1] == c {
-            prediction
-        } else {
-            prediction.slice([0..b, 0..c, 0..h, 0..w])
-        };
-        crate::queue::hand_over(&device)?;
-        let step_noise = scheduler
-            .needs_noise(i)
-            .then(|| noise.normal(&[b, c, h, w], &device));
-        let flat = |t: Tensor<4>| {
-            let [tb, tc, th, tw] = t.dims();
-            t.reshape([tb, tc * th * tw])
-        };
-        let out = scheduler.step(i, flat(prediction), flat(latents), step_noise)?;
-        latents = after_step(i, out.prev_sample.reshape([b, c, h, w]))?;
-        on_step(i, &latents);
-    }
-    Ok(latents)
 }
 
 /// The initial latents: the caller's (checked against the expected shape) or fresh noise,
@@ -190,26 +147,45 @@ fn initial_latents(
 ) -> Result<Tensor<4>, PipelineError> {
     let latents = match latents {
         Some(l) if l.dims() != shape => {
-            return Err(PipelineError::Mismatch(format!(
-                "initial latents {:?}, expected {shape:?}",
-                l.dims()
-            )));
+            return Err(PipelineError::shape("initial latents", &l.dims(), &shape));
         }
         Some(l) => l,
-        None => noise.normal(&shape, device).reshape(shape),
+        None => draw(noise, shape, device)?,
     };
     Ok(latents * scheduler.init_noise_sigma())
 }
 
 fn check_embeds(image_embeds: &Tensor<2>, negative: &Tensor<2>) -> Result<(), PipelineError> {
     if negative.dims() != image_embeds.dims() {
-        return Err(PipelineError::Mismatch(format!(
-            "negative image embeddings {:?} for image embeddings {:?}",
-            negative.dims(),
-            image_embeds.dims()
-        )));
+        return Err(PipelineError::shape(
+            "negative image embeddings",
+            &negative.dims(),
+            &image_embeds.dims(),
+        ));
     }
     Ok(())
+}
+
+/// The models a decoder runs: the UNet and the MoVQ, and for 2.1 the MultilingualCLIP and its
+/// tokenizer.
+#[derive(Clone, Copy)]
+pub(crate) struct DecoderModels<'a> {
+    pub unet: &'a UNet,
+    pub movq: &'a MoVQ,
+    pub text: Option<(&'a MultilingualClip, &'a TextTokenizer)>,
+}
+
+/// What a decoder run decodes.
+pub(crate) struct DecoderInputs<'a> {
+    /// The prompts (read by the 2.1 decoder only), one per image.
+    pub prompts: &'a [&'a str],
+    /// The negative prompts (2.1; else "").
+    pub negative_prompts: Option<&'a [&'a str]>,
+    pub image_embeds: Tensor<2>,
+    pub negative_image_embeds: Tensor<2>,
+    /// The ControlNet hint (B, 3, 8h, 8w) in [0, 1].
+    pub hint: Option<Tensor<4>>,
+    pub start: DecoderStart,
 }
 
 /// Runs the Kandinsky 2.1 decoder: `prompts` (and `negative_prompts`, else "") through the
@@ -232,59 +208,26 @@ pub fn decode_v21(
     noise: &mut dyn NoiseSource,
     on_step: &mut dyn FnMut(usize, &Tensor<4>),
 ) -> Result<Tensor<4>, PipelineError> {
-    check_embeds(&image_embeds, &negative_image_embeds)?;
-    let b = image_embeds.dims()[0];
-    if prompts.len() != b {
-        return Err(PipelineError::Mismatch(format!(
-            "{} prompts for {b} image embeddings",
-            prompts.len()
-        )));
-    }
-    let negatives: Vec<&str> = match negative_prompts {
-        Some(n) if n.len() != b => {
-            return Err(PipelineError::Mismatch(format!(
-                "{} negative prompts for {b} prompts",
-                n.len()
-            )));
-        }
-        Some(n) => n.to_vec(),
-        None => vec![""; b],
-    };
-    let device: Device = image_embeds.device();
-    // The 2.1 pipeline always pads the MultilingualCLIP input to 77 tokens.
-    let tokenizer = tokenizer.clone().with_max_length(77)?;
-    let encode = |texts: &[&str]| -> Result<(Tensor<2>, Tensor<3>), PipelineError> {
-        let tokens = tokenizer.encode(texts)?;
-        let out = text_encoder.forward(tokens.ids_tensor(&device), tokens.mask_tensor(&device))?;
-        Ok((out.pooled, out.hidden_states))
-    };
-    let (pooled, hidden) = encode(prompts)?;
-    let guided = options.guidance_scale > 1.0;
-    let (pooled, hidden, embeds) = if guided {
-        let (neg_pooled, neg_hidden) = encode(&negatives)?;
-        (
-            Tensor::cat(vec![neg_pooled, pooled], 0),
-            Tensor::cat(vec![neg_hidden, hidden], 0),
-            Tensor::cat(vec![negative_image_embeds, image_embeds], 0),
-        )
-    } else {
-        (pooled, hidden, image_embeds)
-    };
-    let conditioning = Conditioning::TextImage {
-        text_hidden_states: hidden,
-        text_embeds: pooled,
-        image_embeds: embeds,
-    };
-    decode_with(
+    let models = DecoderModels {
         unet,
         movq,
+        text: Some((text_encoder, tokenizer)),
+    };
+    let inputs = DecoderInputs {
+        prompts,
+        negative_prompts,
+        image_embeds,
+        negative_image_embeds,
+        hint: None,
+        start,
+    };
+    run_decoder(
+        models,
         scheduler,
-        conditioning,
-        b,
-        (start, Noising::Kandinsky21),
+        inputs,
         options,
         noise,
-        on_step,
+        &mut plain(on_step),
     )
 }
 
@@ -335,6 +278,100 @@ pub fn decode_v22_hint(
     noise: &mut dyn NoiseSource,
     on_step: &mut dyn FnMut(usize, &Tensor<4>),
 ) -> Result<Tensor<4>, PipelineError> {
+    let models = DecoderModels {
+        unet,
+        movq,
+        text: None,
+    };
+    let inputs = DecoderInputs {
+        prompts: &[],
+        negative_prompts: None,
+        image_embeds,
+        negative_image_embeds,
+        hint,
+        start,
+    };
+    run_decoder(
+        models,
+        scheduler,
+        inputs,
+        options,
+        noise,
+        &mut plain(on_step),
+    )
+}
+
+/// The 2.1 conditioning: the prompts through the MultilingualCLIP (padded to 77 tokens, as the
+/// 2.1 pipeline does), the pooled text embedding beside the image embedding.
+fn text_image_conditioning(
+    (text_encoder, tokenizer): (&MultilingualClip, &TextTokenizer),
+    prompts: &[&str],
+    negative_prompts: Option<&[&str]>,
+    embeds: Tensor<2>,
+    guided: bool,
+) -> Result<Conditioning, PipelineError> {
+    let b = embeds.dims()[0] / if guided { 2 } else { 1 };
+    if prompts.len() != b {
+        return Err(PipelineError::Count {
+            what: "prompts for the 2.1 decoder",
+            found: prompts.len(),
+            expected: b,
+        });
+    }
+    let negatives: Vec<&str> = match negative_prompts {
+        Some(n) if n.len() != b => {
+            return Err(PipelineError::Count {
+                what: "negative prompts",
+                found: n.len(),
+                expected: b,
+            });
+        }
+        Some(n) => n.to_vec(),
+        None => vec![""; b],
+    };
+    let device: Device = embeds.device();
+    let tokenizer = tokenizer.clone().with_max_length(77)?;
+    let encode = |texts: &[&str]| -> Result<(Tensor<2>, Tensor<3>), PipelineError> {
+        let tokens = tokenizer.encode(texts)?;
+        let out = text_encoder.forward(tokens.ids_tensor(&device), tokens.mask_tensor(&device))?;
+        Ok((out.pooled, out.hidden_states))
+    };
+    let (pooled, hidden) = encode(prompts)?;
+    let (pooled, hidden) = if guided {
+        let (neg_pooled, neg_hidden) = encode(&negatives)?;
+        (
+            Tensor::cat(vec![neg_pooled, pooled], 0),
+            Tensor::cat(vec![neg_hidden, hidden], 0),
+        )
+    } else {
+        (pooled, hidden)
+    };
+    Ok(Conditioning::TextImage {
+        text_hidden_states: hidden,
+        text_embeds: pooled,
+        image_embeds: embeds,
+    })
+}
+
+/// Runs a decoder (2.1 when `models.text` is there, else 2.2): the conditioning, the starting
+/// latents, the guided loop, the MoVQ decode. Returns the image (B, 3, 8h, 8w) in about
+/// [−1, 1].
+pub(crate) fn run_decoder(
+    models: DecoderModels<'_>,
+    scheduler: &mut dyn Scheduler,
+    inputs: DecoderInputs<'_>,
+    options: &DecoderOptions,
+    noise: &mut dyn NoiseSource,
+    on_step: DecoderStep<'_>,
+) -> Result<Tensor<4>, PipelineError> {
+    let DecoderInputs {
+        prompts,
+        negative_prompts,
+        image_embeds,
+        negative_image_embeds,
+        hint,
+        start,
+    } = inputs;
     check_embeds(&image_embeds, &negative_image_embeds)?;
     let b = image_embeds.dims()[0];
     let guided = options.guidance_scale > 1.0;
@@ -343,21 +380,26 @@ pub fn decode_v22_hint(
     } else {
         image_embeds
     };
-    let conditioning = match hint {
-        None => Conditioning::Image {
+    let scale = models.movq.config().scale_factor();
+    let conditioning = match (models.text, hint) {
+        (Some(text), None) => {
+            text_image_conditioning(text, prompts, negative_prompts, embeds, guided)?
+        }
+        (Some(_), Some(_)) => {
+            return Err(PipelineError::UnsupportedMode {
+                mode: "a ControlNet hint",
+                needs: "the 2.2 ControlNet-depth decoder".into(),
+                found: "this is a 2.1 decoder".into(),
+            });
+        }
+        (None, None) => Conditioning::Image {
             image_embeds: embeds,
         },
-        Some(hint) => {
-            let (h, w) = latent_size(options.height, options.width, movq.config().scale_factor());
-            let scale = movq.config().scale_factor();
+        (None, Some(hint)) => {
+            let (h, w) = latent_size(options.height, options.width, scale);
             let expected = [b, 3, h * scale, w * scale];
             if hint.dims() != expected {
-                return Err(PipelineError::Mismatch(format!(
-                    "a hint of {:?} for {b} images of {}×{}: expected {expected:?}",
-                    hint.dims(),
-                    w * scale,
-                    h * scale
-                )));
+                return Err(PipelineError::shape("a hint", &hint.dims(), &expected));
             }
             let hint = if guided {
                 Tensor::cat(vec![hint.clone(), hint], 0)
@@ -370,13 +412,17 @@ pub fn decode_v22_hint(
             }
         }
     };
+    let noising = match models.text {
+        Some(_) => Noising::Kandinsky21,
+        None => Noising::Scheduler,
+    };
     decode_with(
-        unet,
-        movq,
+        models.unet,
+        models.movq,
         scheduler,
         conditioning,
         b,
-        (start, Noising::Scheduler),
+        (start, noising),
         options,
         noise,
         on_step,
@@ -426,7 +472,7 @@ fn decode_with(
     (start, noising): (DecoderStart, Noising),
     options: &DecoderOptions,
     noise: &mut dyn NoiseSource,
-    on_step: &mut dyn FnMut(usize, &Tensor<4>),
+    on_step: DecoderStep<'_>,
 ) -> Result<Tensor<4>, PipelineError> {
     let device = unet.conv_in.weight.val().device();
     let scale = movq.config().scale_factor();
@@ -435,25 +481,24 @@ fn decode_with(
     let in_channels = unet.config().sample_channels();
     let inpainting = matches!(start, DecoderStart::Inpaint { .. });
     if !inpainting && in_channels != c {
-        return Err(PipelineError::Mismatch(format!(
-            "the UNet takes {in_channels} input channels, the MoVQ's latents have {c}{}",
-            if in_channels == 2 * c + 1 {
-                " (an inpainting UNet needs an image and a mask: DecoderStart::Inpaint)"
+        return Err(PipelineError::UnsupportedMode {
+            mode: "a decoder without an image and a mask",
+            needs: format!("a UNet of {c} input channels (the MoVQ's latents)"),
+            found: if in_channels == 2 * c + 1 {
+                "this is an inpainting UNet: give an image and a mask (inpainting)".into()
             } else {
-                ""
-            }
-        )));
+                format!("this UNet takes {in_channels}")
+            },
+        });
     }
     scheduler.set_timesteps(options.steps)?;
     let shape = [batch, c, h, w];
     let expected_image = [batch, 3, h * scale, w * scale];
-    let check_image = |name: &str, found: [usize; 4], expected: [usize; 4]| {
+    let check_image = |name: &'static str, found: [usize; 4], expected: [usize; 4]| {
         if found == expected {
             Ok(())
         } else {
-            Err(PipelineError::Mismatch(format!(
-                "{name} {found:?}, expected {expected:?}"
-            )))
+            Err(PipelineError::shape(name, &found, &expected))
         }
     };
     // Inpainting: the source latents, the eroded keep mask, and the UNet's extra channels.
@@ -471,11 +516,11 @@ fn decode_with(
             check_image("source images", image.dims(), expected_image)?;
             check_image("keep masks", keep.dims(), [batch, 1, h * scale, w * scale])?;
             if in_channels != 2 * c + 1 {
-                return Err(PipelineError::Mismatch(format!(
-                    "inpainting needs an inpainting UNet ({} input channels), this one takes \
-                     {in_channels}",
-                    2 * c + 1
-                )));
+                return Err(PipelineError::UnsupportedMode {
+                    mode: "inpainting",
+                    needs: format!("an inpainting UNet ({} input channels)", 2 * c + 1),
+                    found: format!("this one takes {in_channels}"),
+                });
             }
             let source = movq.encode(image)?;
             let keep = latent_keep_mask(keep, h, w);
@@ -489,7 +534,7 @@ fn decode_with(
             let first = image_start_index(options.steps, strength)?;
             check_image("source images", image.dims(), expected_image)?;
             let source = movq.encode(image)?;
-            let eps = noise.normal(&shape, &device).reshape(shape);
+            let eps = draw(noise, shape, &device)?;
             let noised = match noising {
                 Noising::Scheduler => {
                     let t = scheduler.timesteps()[first];
@@ -498,9 +543,11 @@ fn decode_with(
                 Noising::Kandinsky21 => {
                     let t = (1000.0 * strength) as i64 - 2;
                     if t < 0 {
-                        return Err(PipelineError::Mismatch(format!(
-                            "strength {strength} is below 2.1 image-to-image's smallest, 0.002"
-                        )));
+                        return Err(PipelineError::invalid(
+                            "strength",
+                            strength,
+                            "at least 0.002 for 2.1 image-to-image",
+                        ));
                     }
                     let schedule = NoiseSchedule::new(BetaSchedule::Linear, 1000, 0.0001, 0.02);
                     let a = schedule.alpha_cumprod(t, 1.0) as f32;
@@ -519,8 +566,8 @@ fn decode_with(
             extra
         }
     });
-    let mut model = |input: Tensor<4>, t: f32| -> Result<Tensor<4>, PipelineError> {
-        let timestep = f32_tensor::<1>(TensorData::from([t]), &device);
+    let mut model = |input: Tensor<4>, t: i64| -> Result<Tensor<4>, PipelineError> {
+        let timestep = f32_tensor::<1>(TensorData::from([t as f32]), &device);
         let input = match &extra {
             Some(extra) => Tensor::cat(vec![input, extra.clone()], 1),
             None => input,
@@ -549,7 +596,8 @@ fn decode_with(
         };
         Ok(keep.clone() * proper + (keep.clone().neg() + 1.0) * latents)
     };
-    let latents = denoise(
+    let latents = guided_loop(
+        Stage::Decoder,
         &mut model,
         scheduler,
         first,
@@ -560,27 +608,4 @@ fn decode_with(
         on_step,
     )?;
     Ok(movq.decode(latents, true)?)
-}
-
-/// Images in about [−1, 1] (B, 3, H, W) → 8-bit RGB, row-major, one buffer per image:
-/// x·0.5 + 0.5, clamped to [0, 1], times 255, rounded (diffusers' "pil" output).
-pub fn to_rgb8(images: Tensor<4>) -> Result<Vec<Vec<u8>>, PipelineError> {
-    let [b, c, h, w] = images.dims();
-    if c != 3 {
-        return Err(PipelineError::Mismatch(format!(
-            "images with {c} channels, expected 3"
-        )));
-    }
-    let pixels = ((images * 0.5 + 0.5).clamp(0.0, 1.0) * 255.0)
-        .round()
-        .permute([0, 2, 3, 1])
-        .into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .map_err(|e| PipelineError::Mismatch(format!("{e:?}")))?;
-    Ok(pixels
-        .chunks(h * w * 3)
-        .take(b)
-        .map(|img| img.iter().map(|&v| v as u8).collect())
-        .collect())
 }

@@ -56,14 +56,18 @@ pub fn interpolate(
     noise: &mut dyn NoiseSource,
 ) -> Result<(Tensor<2>, Tensor<2>), PipelineError> {
     if items.is_empty() {
-        return Err(PipelineError::Mismatch(
-            "a fusion needs at least one prompt or image".into(),
-        ));
+        return Err(PipelineError::Count {
+            what: "fusion items",
+            found: 0,
+            expected: 1,
+        });
     }
     if let Some((_, w)) = items.iter().find(|(_, w)| !w.is_finite()) {
-        return Err(PipelineError::Mismatch(format!(
-            "invalid fusion weight {w}: expected a finite number"
-        )));
+        return Err(PipelineError::invalid(
+            "fusion weight",
+            w,
+            "a finite number",
+        ));
     }
     let device = models.prior.proj_in.weight.val().device();
     let mut prior = |prompt: &str, negative: Option<&str>| {

@@ -10,6 +10,11 @@ use kandinsky_common::tensors::{default_float, f32_tensor};
 
 use crate::error::PipelineError;
 
+/// The largest side of an input image accepted by [`Image::open`], in pixels.
+pub const MAX_INPUT_SIDE: u32 = 16_384;
+/// The most memory [`Image::open`] lets a decoder allocate (bytes).
+pub const MAX_INPUT_BYTES: u64 = 1 << 30;
+
 /// An 8-bit RGB image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Image {
@@ -27,25 +32,31 @@ impl Image {
     /// compositing), grey is expanded to RGB and 16-bit samples are reduced to 8 bits.
     pub fn open(path: &Path) -> Result<Self, PipelineError> {
         use image::ImageDecoder;
-        let fail = |message: String| PipelineError::Image {
+        let fail = |source: image::ImageError| PipelineError::Image {
             path: path.to_path_buf(),
-            message,
+            source,
         };
-        let reader = image::ImageReader::open(path)
-            .map_err(|e| fail(e.to_string()))?
+        let mut reader = image::ImageReader::open(path)
+            .map_err(|e| fail(e.into()))?
             .with_guessed_format()
-            .map_err(|e| fail(e.to_string()))?;
-        let mut decoder = reader.into_decoder().map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| fail(e.into()))?;
+        let mut limits = image::Limits::default();
+        limits.max_image_width = Some(MAX_INPUT_SIDE);
+        limits.max_image_height = Some(MAX_INPUT_SIDE);
+        limits.max_alloc = Some(MAX_INPUT_BYTES);
+        reader.limits(limits);
+        let mut decoder = reader.into_decoder().map_err(fail)?;
         let orientation = decoder
             .orientation()
             .unwrap_or(image::metadata::Orientation::NoTransforms);
-        let mut decoded =
-            image::DynamicImage::from_decoder(decoder).map_err(|e| fail(e.to_string()))?;
+        let mut decoded = image::DynamicImage::from_decoder(decoder).map_err(fail)?;
         decoded.apply_orientation(orientation);
         let rgb = decoded.to_rgb8();
         let (width, height) = (rgb.width() as usize, rgb.height() as usize);
         if width == 0 || height == 0 {
-            return Err(fail("the image is empty".into()));
+            return Err(fail(image::ImageError::Limits(
+                image::error::LimitError::from_kind(image::error::LimitErrorKind::DimensionError),
+            )));
         }
         Ok(Self {
             width,
@@ -56,21 +67,38 @@ impl Image {
 
     /// An image from row-major RGB bytes, checked.
     pub fn from_rgb(width: usize, height: usize, rgb: Vec<u8>) -> Result<Self, PipelineError> {
-        if width == 0 || height == 0 || rgb.len() != width * height * 3 {
-            return Err(PipelineError::Mismatch(format!(
-                "an RGB image of {width}×{height} needs {} bytes, found {}",
-                width * height * 3,
-                rgb.len()
-            )));
+        if width == 0 || height == 0 {
+            return Err(PipelineError::invalid(
+                "image size",
+                format!("{width}×{height}"),
+                "both sides positive",
+            ));
+        }
+        let expected = width
+            .checked_mul(height)
+            .and_then(|n| n.checked_mul(3))
+            .ok_or_else(|| {
+                PipelineError::invalid(
+                    "image size",
+                    format!("{width}×{height}"),
+                    "a size that fits in memory",
+                )
+            })?;
+        if rgb.len() != expected {
+            return Err(PipelineError::Count {
+                what: "RGB bytes",
+                found: rgb.len(),
+                expected,
+            });
         }
         Ok(Self { width, height, rgb })
     }
 
     /// Writes the image as a PNG file.
     pub fn save_png(&self, path: &Path) -> Result<(), PipelineError> {
-        let io = |e: std::io::Error| PipelineError::Output {
+        let io = |source: std::io::Error| PipelineError::Output {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            source,
         };
         let file = std::fs::File::create(path).map_err(io)?;
         let mut encoder = png::Encoder::new(
@@ -82,7 +110,7 @@ impl Image {
         encoder.set_depth(png::BitDepth::Eight);
         let fail = |e: png::EncodingError| PipelineError::Output {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            source: std::io::Error::other(e),
         };
         let mut writer = encoder.write_header().map_err(fail)?;
         writer.write_image_data(&self.rgb).map_err(fail)?;
@@ -148,4 +176,96 @@ impl Image {
             .unsqueeze_dim(0)
             .cast(default_float(device)))
     }
+}
+
+impl Image {
+    /// The outpainting canvas: this image with `[left, top, right, bottom]` pixels added
+    /// (mid grey), grown on the right and bottom to multiples of 64, and its mask (white = the
+    /// new area, to be painted). Both sides of the canvas are at most `max_side`.
+    pub fn extend(
+        &self,
+        [l, t, r, b]: [usize; 4],
+        max_side: usize,
+    ) -> Result<(Image, Image), PipelineError> {
+        let extend = format!("{l},{t},{r},{b}");
+        if l == 0 && t == 0 && r == 0 && b == 0 {
+            return Err(PipelineError::invalid(
+                "extend",
+                extend,
+                "at least one positive side",
+            ));
+        }
+        let side = |base: usize, a: usize, b: usize| {
+            base.checked_add(a)
+                .and_then(|s| s.checked_add(b))
+                .map(|s| s.div_ceil(64) * 64)
+                .filter(|&s| s <= max_side)
+        };
+        let (Some(width), Some(height)) = (side(self.width, l, r), side(self.height, t, b)) else {
+            return Err(PipelineError::invalid(
+                "extend",
+                extend,
+                format!("a canvas of at most {max_side} pixels a side"),
+            ));
+        };
+        let mut rgb = vec![127u8; width * height * 3];
+        let mut mask = vec![255u8; width * height * 3];
+        let row = self.width * 3;
+        for y in 0..self.height {
+            let at = ((t + y) * width + l) * 3;
+            rgb[at..at + row].copy_from_slice(&self.rgb[y * row..(y + 1) * row]);
+            mask[at..at + row].fill(0);
+        }
+        Ok((
+            Image::from_rgb(width, height, rgb)?,
+            Image::from_rgb(width, height, mask)?,
+        ))
+    }
+}
+
+/// Images in about [−1, 1] (B, 3, H, W) → values in [0, 1] on the host, height × width × RGB
+/// row-major per image: x·0.5 + 0.5, clamped (diffusers' `output_type="np"`).
+pub fn to_unit_f32(images: Tensor<4>) -> Result<Vec<Vec<f32>>, PipelineError> {
+    let [b, c, h, w] = images.dims();
+    if c != 3 {
+        return Err(PipelineError::shape("images", &[b, c, h, w], &[b, 3, h, w]));
+    }
+    let values = (images * 0.5 + 0.5)
+        .clamp(0.0, 1.0)
+        .permute([0, 2, 3, 1])
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| PipelineError::Device(format!("{e:?}")))?;
+    Ok(values.chunks(h * w * 3).map(<[f32]>::to_vec).collect())
+}
+
+/// Images in about [−1, 1] (B, 3, H, W) → 8-bit RGB, row-major, one buffer per image:
+/// x·0.5 + 0.5, clamped to [0, 1], times 255, rounded (diffusers' "pil" output).
+pub fn to_rgb8(images: Tensor<4>) -> Result<Vec<Vec<u8>>, PipelineError> {
+    let [b, c, h, w] = images.dims();
+    if c != 3 {
+        return Err(PipelineError::shape("images", &[b, c, h, w], &[b, 3, h, w]));
+    }
+    let pixels = ((images * 0.5 + 0.5).clamp(0.0, 1.0) * 255.0)
+        .round()
+        .permute([0, 2, 3, 1])
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| PipelineError::Device(format!("{e:?}")))?;
+    Ok(pixels
+        .chunks(h * w * 3)
+        .take(b)
+        .map(|img| img.iter().map(|&v| v as u8).collect())
+        .collect())
+}
+
+/// Images in about [−1, 1] (B, 3, H, W) → one [`Image`] each (see [`to_rgb8`]).
+pub fn to_images(images: Tensor<4>) -> Result<Vec<Image>, PipelineError> {
+    let [_, _, height, width] = images.dims();
+    Ok(to_rgb8(images)?
+        .into_iter()
+        .map(|rgb| Image { width, height, rgb })
+        .collect())
 }

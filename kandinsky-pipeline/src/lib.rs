@@ -1,9 +1,51 @@
-//! The generation side of Kandinsky 2.1 and 2.2 on burn: the samplers ([`scheduler`]), the
-//! portable seeded generator ([`rng`]), the prior stage ([`prior`]: prompt → image embedding)
-//! and the decoder stage ([`decoder`]: the guided denoising loop, the 2.1 and 2.2 decoders),
-//! composed into text-to-image from the published folders ([`text2img::Kandinsky22`],
-//! [`text2img::Kandinsky21`]). The other modes (img2img, inpainting, ControlNet, fusion) are to
-//! come.
+//! Kandinsky 2.1 and 2.2 image generation on burn, from the published diffusers folders.
+//!
+//! The entry point is [`Kandinsky`]: one pipeline for both versions (read from the decoder
+//! folder), built once from a prior and a decoder repository (folders, or Hub ids with the
+//! `hub` feature: [`Kandinsky::from_pretrained`]), keeping its models loaded between calls
+//! ([`Residency`]), and running a [`Request`] of any mode: text-to-image, image-to-image,
+//! inpainting, outpainting, image fusion, variations, ControlNet-depth, emb2emb.
+//! What a caller injects at run time — a [`NoiseSource`] (the seeded [`Rng`] by default),
+//! starting latents, given embeddings, any [`scheduler::Scheduler`], a per-step callback that
+//! can cancel — goes in [`Hooks`].
+//!
+//! ```no_run
+//! use std::ops::ControlFlow;
+//! use burn::tensor::Device;
+//! use kandinsky_pipeline::{Event, Hooks, Image, Kandinsky, Request};
+//!
+//! let device = Device::flex(); // or Device::cuda(0), Device::vulkan(..) with those features
+//! let mut pipeline = Kandinsky::from_folders(
+//!     "kandinsky-2-2-prior".as_ref(),
+//!     "kandinsky-2-2-decoder".as_ref(),
+//!     &device,
+//! )?;
+//! // Text-to-image.
+//! let request = Request::text_to_image("a red cat sitting on a windowsill").with_seed(42);
+//! pipeline.generate(&request)?.images()?[0].save_png("cat.png".as_ref())?;
+//!
+//! // Image-to-image with progress: the models are still loaded.
+//! let photo = Image::open("photo.jpg".as_ref())?;
+//! let request = Request::image_to_image("an oil painting", photo, 0.3);
+//! let mut on_event = |event: Event<'_>| {
+//!     if let Event::DecoderStep(step) = event {
+//!         eprintln!("step {}/{}", step.step, step.of);
+//!     }
+//!     ControlFlow::Continue(())
+//! };
+//! let out = pipeline.generate_with(&request, Hooks::default().on_event(&mut on_event))?;
+//! out.images()?[0].save_png("painting.png".as_ref())?;
+//! # Ok::<(), kandinsky_pipeline::PipelineError>(())
+//! ```
+//!
+//! Inpainting and outpainting need an inpainting decoder (`kandinsky-2-2-decoder-inpaint`),
+//! a hint the ControlNet-depth one (`kandinsky-2-2-controlnet-depth`); [`layout`] lists which
+//! repository holds what. Each stage also runs on its own ([`PriorStage::embed`]: a request's
+//! prompt or images → image embeddings; [`DecoderStage::decode`]: embeddings → images), and
+//! below them the building blocks the parity tests drive: [`run_prior`], [`interpolate`],
+//! [`decode_v21`], [`decode_v22`], [`decode_v22_hint`], the [`scheduler`]s.
+//!
+//! Scheduler use on its own:
 //!
 //! ```
 //! use burn::tensor::{Device, Distribution, Tensor};
@@ -39,24 +81,41 @@
 pub mod decoder;
 pub mod error;
 pub mod fusion;
+mod guidance;
+#[cfg(feature = "hub")]
+pub mod hub;
 pub mod image;
+pub mod layout;
+mod pipeline;
 pub mod prior;
 mod queue;
 pub mod rng;
 pub mod scheduler;
-pub mod text2img;
 
 pub use decoder::{
-    DecoderOptions, DecoderStart, decode_v21, decode_v22, decode_v22_hint, denoise,
-    image_start_index, latent_size, to_rgb8,
+    DecoderOptions, DecoderStart, decode_v21, decode_v22, decode_v22_hint, image_start_index,
+    latent_size,
 };
-pub use error::PipelineError;
+pub use error::{PipelineError, Stage};
 pub use fusion::{FusionItem, PriorModels, interpolate};
-pub use image::Image;
+pub use image::{Image, to_images, to_rgb8, to_unit_f32};
+pub use layout::{DecoderKind, DecoderLayout, Version};
+pub use pipeline::{
+    Callback, DecoderStage, Embedding, Event, FusionInput, Hooks, Init, Kandinsky, MAX_IMAGES,
+    MAX_SIDE, MAX_STEPS, Output, PriorStage, Request, Residency, Sampling, Step,
+};
 pub use prior::{
     PriorOptions, PriorOutput, PriorStart, image_embeds, run_prior, zero_image_embeds,
 };
 pub use rng::{NoiseSource, Rng};
-pub use text2img::{
-    DecoderMode, Kandinsky21, Kandinsky22, PriorStage, Progress, Text2ImageOptions,
-};
+
+// The component crates, for callers that drive the models themselves.
+pub use kandinsky_clip as clip;
+pub use kandinsky_movq as movq;
+pub use kandinsky_prior as prior_model;
+pub use kandinsky_unet as unet;
+
+/// The README's Rust examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

@@ -1,15 +1,18 @@
 //! The prior stage: prompt → CLIP image embedding, as diffusers' `KandinskyPriorPipeline` and
 //! `KandinskyV22PriorPipeline` compute it (identical math for 2.1 and 2.2).
 
+use std::ops::ControlFlow;
+
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 use kandinsky_clip::{ClipImageProcessor, ClipTextModel, ClipVisionModel, RgbImage, TextTokenizer};
 use kandinsky_common::tensors::f32_tensor;
 use kandinsky_prior::PriorTransformer;
 
 use crate::decoder::image_start_index;
-use crate::error::PipelineError;
+use crate::error::{PipelineError, Stage};
+use crate::guidance::{LoopStep, guided_loop};
 use crate::image::Image;
-use crate::rng::NoiseSource;
+use crate::rng::{NoiseSource, draw};
 use crate::scheduler::{Scheduler, SchedulerExt};
 
 /// Options of a prior run.
@@ -108,9 +111,20 @@ fn encode(
 ) -> Result<(Tensor<2>, Tensor<3>, Tensor<2, Bool>), PipelineError> {
     let tokens = tokenizer.encode(prompts)?;
     let out = text_encoder.forward(tokens.ids_tensor(device))?;
-    let mask = tokens.mask_tensor(device).equal_elem(1);
+    let mask = tokens.mask_tensor(device);
     Ok((out.text_embeds, out.last_hidden_state, mask))
 }
+
+/// The models the prior's loop runs: the prior, its CLIP text encoder and tokenizer.
+#[derive(Clone, Copy)]
+pub(crate) struct PriorText<'a> {
+    pub prior: &'a PriorTransformer,
+    pub text_encoder: &'a ClipTextModel,
+    pub tokenizer: &'a TextTokenizer,
+}
+
+/// What the prior's step callback receives.
+pub(crate) type PriorStep<'a> = &'a mut dyn FnMut(LoopStep<'_, 2>) -> ControlFlow<()>;
 
 /// Runs the prior for `prompts`. With `negative_prompts`, they are sampled alongside (each
 /// guided against itself, as the reference does) and returned as the negative embeddings;
@@ -132,18 +146,60 @@ pub fn run_prior(
     noise: &mut dyn NoiseSource,
     on_step: &mut dyn FnMut(usize, &Tensor<2>),
 ) -> Result<PriorOutput, PipelineError> {
+    let models = PriorText {
+        prior,
+        text_encoder,
+        tokenizer,
+    };
+    let mut on_step = |step: LoopStep<'_, 2>| {
+        on_step(step.index, step.latents);
+        ControlFlow::Continue(())
+    };
+    prior_loop(
+        models,
+        scheduler,
+        prompts,
+        negative_prompts,
+        start,
+        options,
+        noise,
+        &mut on_step,
+    )
+}
+
+/// [`run_prior`] with a step callback that sees the whole step and can stop the run.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn prior_loop(
+    models: PriorText<'_>,
+    scheduler: &mut dyn Scheduler,
+    prompts: &[&str],
+    negative_prompts: Option<&[&str]>,
+    start: PriorStart,
+    options: &PriorOptions,
+    noise: &mut dyn NoiseSource,
+    on_step: PriorStep<'_>,
+) -> Result<PriorOutput, PipelineError> {
+    let PriorText {
+        prior,
+        text_encoder,
+        tokenizer,
+    } = models;
     if prompts.is_empty() {
-        return Err(PipelineError::Mismatch("no prompt given".into()));
+        return Err(PipelineError::Count {
+            what: "prompts",
+            found: 0,
+            expected: 1,
+        });
     }
     let device = prior.proj_in.weight.val().device();
     // With negative prompts: [prompts, negatives] guided against [negatives, negatives].
     let (conditional, unconditional): (Vec<&str>, Vec<&str>) = match negative_prompts {
         Some(neg) if neg.len() != prompts.len() => {
-            return Err(PipelineError::Mismatch(format!(
-                "{} negative prompts for {} prompts",
-                neg.len(),
-                prompts.len()
-            )));
+            return Err(PipelineError::Count {
+                what: "negative prompts",
+                found: neg.len(),
+                expected: prompts.len(),
+            });
         }
         Some(neg) => (
             prompts.iter().chain(neg).copied().collect(),
@@ -168,74 +224,59 @@ pub fn run_prior(
 
     scheduler.set_timesteps(options.steps)?;
     let e = prior.config().embedding_dim;
-    let (first, mut latents) = match start {
+    let (first, latents) = match start {
         PriorStart::Noise(Some(l)) if l.dims() != [b, e] => {
-            return Err(PipelineError::Mismatch(format!(
-                "initial latents {:?}, expected {:?}",
-                l.dims(),
-                [b, e]
-            )));
+            return Err(PipelineError::shape(
+                "initial prior latents",
+                &l.dims(),
+                &[b, e],
+            ));
         }
         PriorStart::Noise(Some(l)) => (0, l * scheduler.init_noise_sigma()),
         PriorStart::Noise(None) => (
             0,
-            noise.normal(&[b, e], &device) * scheduler.init_noise_sigma(),
+            draw(noise, [b, e], &device)? * scheduler.init_noise_sigma(),
         ),
         PriorStart::Embedding {
             image_embeds,
             strength,
         } => {
             let first = image_start_index(options.steps, strength)?;
-            if image_embeds.dims() != [prompts.len(), e] {
-                return Err(PipelineError::Mismatch(format!(
-                    "image embeddings {:?} for {} prompts, expected {:?}",
-                    image_embeds.dims(),
-                    prompts.len(),
-                    [prompts.len(), e]
-                )));
+            let expected = [prompts.len(), e];
+            if image_embeds.dims() != expected {
+                return Err(PipelineError::shape(
+                    "image embeddings to start from",
+                    &image_embeds.dims(),
+                    &expected,
+                ));
             }
             let init = image_embeds.repeat_dim(0, b / prompts.len());
-            let eps = noise.normal(&[b, e], &device);
+            let eps = draw(noise, [b, e], &device)?;
             let t = scheduler.timesteps()[first];
             (first, scheduler.add_noise_nd(init, eps, t)?)
         }
     };
-    for (i, &t) in scheduler
-        .timesteps()
-        .to_vec()
-        .iter()
-        .enumerate()
-        .skip(first)
-    {
-        let input = if guided {
-            Tensor::cat(vec![latents.clone(), latents.clone()], 0)
-        } else {
-            latents.clone()
-        };
+    let mut model = |input: Tensor<2>, t: i64| -> Result<Tensor<2>, PipelineError> {
         let timestep = f32_tensor::<1>(TensorData::from([t as f32]), &device);
-        let predicted = prior.forward(
+        Ok(prior.forward(
             input,
             timestep,
             embeds.clone(),
             hidden.clone(),
             mask.clone(),
-        )?;
-        let predicted = if guided {
-            let uncond = predicted.clone().slice([0..b, 0..e]);
-            let text = predicted.slice([b..2 * b, 0..e]);
-            uncond.clone() + (text - uncond) * options.guidance_scale
-        } else {
-            predicted
-        };
-        crate::queue::hand_over(&device)?;
-        let step_noise = scheduler
-            .needs_noise(i)
-            .then(|| noise.normal(&[b, e], &device));
-        latents = scheduler
-            .step(i, predicted, latents, step_noise)?
-            .prev_sample;
-        on_step(i, &latents);
-    }
+        )?)
+    };
+    let latents = guided_loop(
+        Stage::Prior,
+        &mut model,
+        scheduler,
+        first,
+        latents,
+        options.guidance_scale,
+        noise,
+        &mut |_, latents| Ok(latents),
+        on_step,
+    )?;
     let embeddings = prior.post_process_latents(latents);
     Ok(match negative_prompts {
         Some(_) => {

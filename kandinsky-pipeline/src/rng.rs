@@ -74,25 +74,39 @@ impl Rng {
         shape: [usize; D],
         device: &Device,
     ) -> Tensor<D> {
-        let n = shape.iter().product();
-        let values: Vec<f32> = (0..n).map(|_| self.normal() as f32).collect();
-        Tensor::from_data(TensorData::new(values, shape), device)
+        Tensor::from_data(NoiseSource::normal(self, &shape), device)
     }
 }
 
 /// Where the pipelines take their random numbers: the initial latents and each stochastic
-/// step's noise. [`Rng`] implements it; a caller can supply recorded noise instead.
+/// step's noise. [`Rng`] implements it; a caller can supply recorded noise instead (to replay a
+/// diffusers run, hand out that run's draws in order).
 pub trait NoiseSource {
-    /// A tensor of standard normals of `shape`.
-    fn normal(&mut self, shape: &[usize], device: &Device) -> Tensor<2>;
+    /// Standard normals of exactly `shape` (row-major), on the host.
+    fn normal(&mut self, shape: &[usize]) -> TensorData;
 }
 
 impl NoiseSource for Rng {
-    fn normal(&mut self, shape: &[usize], device: &Device) -> Tensor<2> {
-        let b = shape.first().copied().unwrap_or(1);
-        let n = shape.iter().skip(1).product();
-        self.normal_tensor([b, n], device)
+    fn normal(&mut self, shape: &[usize]) -> TensorData {
+        let n = shape.iter().product();
+        let values: Vec<f32> = (0..n).map(|_| self.normal() as f32).collect();
+        TensorData::new(values, shape.to_vec())
     }
+}
+
+/// A draw of `shape` from `noise` on `device`, its shape checked (a recorded source may hand
+/// out the wrong draw).
+pub(crate) fn draw<const D: usize>(
+    noise: &mut dyn NoiseSource,
+    shape: [usize; D],
+    device: &Device,
+) -> Result<Tensor<D>, crate::PipelineError> {
+    let data = noise.normal(&shape);
+    let found: &[usize] = data.shape();
+    if found != shape {
+        return Err(crate::PipelineError::shape("a noise draw", found, &shape));
+    }
+    Ok(Tensor::from_data(data, device))
 }
 
 #[cfg(test)]

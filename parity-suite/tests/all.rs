@@ -46,6 +46,8 @@ mod movq_bf16_device;
 mod movq_f16_device;
 #[path = "../../kandinsky-movq/tests/parity.rs"]
 mod movq_parity;
+#[path = "../../kandinsky-pipeline/tests/kandinsky.rs"]
+mod pipeline_kandinsky;
 #[path = "../../kandinsky-pipeline/tests/modes.rs"]
 mod pipeline_modes;
 #[path = "../../kandinsky-pipeline/tests/pipeline21.rs"]
@@ -58,8 +60,6 @@ mod pipeline_prior_modes;
 mod pipeline_prior_pipelines;
 #[path = "../../kandinsky-pipeline/tests/schedulers.rs"]
 mod pipeline_schedulers;
-#[path = "../../kandinsky-pipeline/tests/text2img.rs"]
-mod pipeline_text2img;
 #[path = "../../kandinsky-prior/tests/bad_input.rs"]
 mod prior_bad_input;
 #[path = "../../kandinsky-prior/tests/bf16_device.rs"]

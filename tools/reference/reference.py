@@ -13,7 +13,8 @@ For each component this script
   4. instantiates the real configuration on torch's `meta` device (no memory) and writes every
      parameter name and shape to a text manifest.
 
-Deterministic: fixed seeds, CPU, float32. Run it with tools/reference/run.sh.
+Deterministic: fixed seeds, CPU, float32. Run it with `tools/reference/setup.sh` (once) and
+`tools/reference/.venv/bin/python tools/reference/reference.py` (README.md, "Tests").
 """
 
 from __future__ import annotations

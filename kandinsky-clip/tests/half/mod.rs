@@ -79,7 +79,7 @@ pub fn run(dtype: FloatDType) {
     let out = mclip
         .forward(
             ints(&r["input_ids"], &device),
-            ints(&r["attention_mask"], &device),
+            ints(&r["attention_mask"], &device).equal_elem(1),
         )
         .unwrap();
     check(dtype, "mclip pooled", out.pooled, &r["pooled"]);

@@ -9,79 +9,46 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, anyhow, bail};
+use crate::layout::{Component, ComponentKind, MODEL_INDEX};
 
-/// What a component folder holds, which decides the files fetched for it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// A diffusers model: `config.json` and `diffusion_pytorch_model[.fp16].safetensors`.
-    Diffusers,
-    /// A transformers model: `config.json` and `model[.fp16].safetensors`.
-    Transformers,
-    /// Small files (tokenizer, scheduler): all of them.
-    Files,
+/// Why a repository could not be opened or fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    /// No cache folder could be found.
+    #[error("cannot find the Hugging Face cache: set HF_HOME or HF_HUB_CACHE")]
+    NoCache,
+    /// Files a run needs are neither in the cache nor downloadable.
+    #[error(
+        "{message}\nthis run needs from {repo}: {needs}\nto add them by hand: `huggingface-cli \
+         download {repo}` (or the files above) fills the cache at {cache}; or download the \
+         repository into a folder and pass the folder instead of {repo}",
+        needs = .needs.join(", "),
+        cache = .cache.display()
+    )]
+    Unavailable {
+        /// The repository id.
+        repo: String,
+        /// What went wrong.
+        message: String,
+        /// The files needed, for the message.
+        needs: Vec<String>,
+        /// The cache folder.
+        cache: PathBuf,
+    },
 }
 
-/// A component folder of a pipeline repository.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Component {
-    /// Its folder name (`prior`, `unet`, `tokenizer`, …).
-    pub folder: &'static str,
-    /// What it holds.
-    pub kind: Kind,
+type Result<T, E = String> = std::result::Result<T, E>;
+
+macro_rules! bail {
+    ($($t:tt)*) => { return Err(format!($($t)*)) };
 }
 
-impl Component {
-    /// A diffusers model folder.
-    pub const fn diffusers(folder: &'static str) -> Self {
-        Self {
-            folder,
-            kind: Kind::Diffusers,
-        }
-    }
-
-    /// A transformers model folder.
-    pub const fn transformers(folder: &'static str) -> Self {
-        Self {
-            folder,
-            kind: Kind::Transformers,
-        }
-    }
-
-    /// A folder of small files.
-    pub const fn files(folder: &'static str) -> Self {
-        Self {
-            folder,
-            kind: Kind::Files,
-        }
-    }
-
-    /// The weight file names, preferred first.
-    fn weights(&self, prefer_fp16: bool) -> [&'static str; 2] {
-        let (full, half) = match self.kind {
-            Kind::Diffusers => (
-                "diffusion_pytorch_model.safetensors",
-                "diffusion_pytorch_model.fp16.safetensors",
-            ),
-            Kind::Transformers => ("model.safetensors", "model.fp16.safetensors"),
-            Kind::Files => ("", ""),
-        };
-        if prefer_fp16 {
-            [half, full]
-        } else {
-            [full, half]
-        }
-    }
-
-    /// A description of the files needed, for messages.
-    fn describe(&self) -> String {
-        match self.kind {
-            Kind::Files => format!("{}/*", self.folder),
-            _ => {
-                let [full, half] = self.weights(false);
-                format!("{0}/config.json, {0}/{full} (or {0}/{half})", self.folder)
-            }
-        }
+fn weight_files(component: &Component, prefer_fp16: bool) -> [&'static str; 2] {
+    let [full, half] = component.weight_files().unwrap_or(["", ""]);
+    if prefer_fp16 {
+        [half, full]
+    } else {
+        [full, half]
     }
 }
 
@@ -128,7 +95,7 @@ pub fn offline_from_env() -> bool {
 }
 
 /// The Hub cache folder, as huggingface_hub finds it.
-pub fn cache_dir() -> Result<PathBuf> {
+pub fn cache_dir() -> Result<PathBuf, HubError> {
     let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
     if let Some(dir) = var("HF_HUB_CACHE").or_else(|| var("HUGGINGFACE_HUB_CACHE")) {
         return Ok(dir.into());
@@ -141,12 +108,11 @@ pub fn cache_dir() -> Result<PathBuf> {
     }
     match var("HOME").or_else(|| var("USERPROFILE")) {
         Some(home) => Ok(PathBuf::from(home).join(".cache/huggingface/hub")),
-        None => bail!("cannot find the Hugging Face cache: set HF_HOME or HF_HUB_CACHE"),
+        None => Err(HubError::NoCache),
     }
 }
 
 /// Reports download progress.
-#[cfg_attr(not(feature = "hub"), allow(dead_code))]
 pub trait DownloadProgress {
     /// A download of `size` bytes of `file` from `repo` starts.
     fn start(&mut self, repo: &str, file: &str, size: usize);
@@ -154,6 +120,29 @@ pub trait DownloadProgress {
     fn advance(&mut self, bytes: usize);
     /// The download finished.
     fn finish(&mut self);
+}
+
+/// How [`Kandinsky::from_pretrained`](crate::Kandinsky::from_pretrained) fetches.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HubOptions {
+    /// Use the cache only (as `HF_HUB_OFFLINE=1`; see [`offline_from_env`]).
+    pub offline: bool,
+    /// Fetch the fp16 weight files where a repository has them (for f16/bf16 devices).
+    pub prefer_fp16: bool,
+    /// Fetch the prior's image encoder and image processor now (image inputs, or the
+    /// zero-image negative embedding of a request without a negative prompt); otherwise they
+    /// are fetched when a request first needs them.
+    pub image_encoder: bool,
+}
+
+/// Ignores download progress.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoProgress;
+
+impl DownloadProgress for NoProgress {
+    fn start(&mut self, _repo: &str, _file: &str, _size: usize) {}
+    fn advance(&mut self, _bytes: usize) {}
+    fn finish(&mut self) {}
 }
 
 /// A Hub repository at one commit, in the local cache.
@@ -164,15 +153,25 @@ pub struct HubRepo {
     cache: PathBuf,
     /// The repository's files (online), or why only the cache is used.
     listing: std::result::Result<Vec<String>, String>,
-    #[cfg(feature = "hub")]
     api: Option<hf_hub::api::sync::ApiRepo>,
+}
+
+impl std::fmt::Debug for HubRepo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubRepo")
+            .field("id", &self.id)
+            .field("commit", &self.commit)
+            .field("snapshot", &self.snapshot)
+            .field("online", &self.listing.is_ok())
+            .finish()
+    }
 }
 
 impl HubRepo {
     /// Opens `id`: asks the Hub for its current commit and files; with `offline`, or when the
     /// Hub cannot be reached, uses the commit that the cache's `refs/main` names (as
     /// huggingface_hub does), and [`fetch`](Self::fetch) then only checks the cache.
-    pub fn open(id: &str, offline: bool) -> Result<Self> {
+    pub fn open(id: &str, offline: bool) -> Result<Self, HubError> {
         let cache = cache_dir()?;
         let repo_dir = cache.join(format!("models--{}", id.replace('/', "--")));
         let cached = |why: String| {
@@ -185,7 +184,6 @@ impl HubRepo {
                 commit,
                 cache: cache.clone(),
                 listing: Err(why),
-                #[cfg(feature = "hub")]
                 api: None,
             }
         };
@@ -197,7 +195,6 @@ impl HubRepo {
         Ok(Self::open_online(id, &cache, &repo_dir).unwrap_or_else(|e| cached(e.to_string())))
     }
 
-    #[cfg(feature = "hub")]
     fn open_online(id: &str, cache: &Path, repo_dir: &Path) -> Result<Self> {
         let mut builder =
             hf_hub::api::sync::ApiBuilder::from_cache(hf_hub::Cache::new(cache.to_path_buf()))
@@ -209,10 +206,13 @@ impl HubRepo {
         if let Ok(token) = std::env::var("HF_TOKEN") {
             builder = builder.with_token(Some(token));
         }
-        let api = builder.build()?.model(id.to_string());
+        let api = builder
+            .build()
+            .map_err(|e| e.to_string())?
+            .model(id.to_string());
         let info = api
             .info()
-            .map_err(|e| anyhow!("the Hub could not be reached for {id}: {e}"))?;
+            .map_err(|e| format!("the Hub could not be reached for {id}: {e}"))?;
         Ok(Self {
             id: id.to_string(),
             snapshot: repo_dir.join("snapshots").join(&info.sha),
@@ -223,9 +223,14 @@ impl HubRepo {
         })
     }
 
-    #[cfg(not(feature = "hub"))]
-    fn open_online(_id: &str, _cache: &Path, _repo_dir: &Path) -> Result<Self> {
-        bail!("this build has no downloads (built without the `hub` feature)")
+    /// The repository id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The snapshot folder of its commit in the cache.
+    pub fn snapshot(&self) -> &Path {
+        &self.snapshot
     }
 
     /// The repository id and commit, which identify its contents.
@@ -239,23 +244,18 @@ impl HubRepo {
         components: &[Component],
         prefer_fp16: bool,
         progress: &mut dyn DownloadProgress,
-    ) -> Result<PathBuf> {
+    ) -> Result<PathBuf, HubError> {
         let result = match &self.listing {
             Err(why) => self.check_cached(components, prefer_fp16, why),
             Ok(listing) => self.download(listing, components, prefer_fp16, progress),
         };
-        result.map_err(|e| {
-            let needed: Vec<String> = std::iter::once("model_index.json".to_string())
+        result.map_err(|message| HubError::Unavailable {
+            repo: self.id.clone(),
+            message,
+            needs: std::iter::once(MODEL_INDEX.to_string())
                 .chain(components.iter().map(Component::describe))
-                .collect();
-            anyhow!(
-                "{e}\nthis run needs from {id}: {files}\nto add them by hand: `huggingface-cli \
-                 download {id}` (or the files above) fills the cache at {cache}; or download the \
-                 repository into a folder and pass the folder instead of {id}",
-                id = self.id,
-                files = needed.join(", "),
-                cache = self.cache.display()
-            )
+                .collect(),
+            cache: self.cache.clone(),
         })?;
         Ok(self.snapshot.clone())
     }
@@ -263,13 +263,13 @@ impl HubRepo {
     fn check_cached(&self, components: &[Component], prefer_fp16: bool, why: &str) -> Result<()> {
         let has = |file: &str| self.snapshot.join(file).is_file();
         let mut missing = Vec::new();
-        if !has("model_index.json") {
-            missing.push("model_index.json".to_string());
+        if !has(MODEL_INDEX) {
+            missing.push(MODEL_INDEX.to_string());
         }
         for component in components {
             let folder = component.folder;
             match component.kind {
-                Kind::Files => {
+                ComponentKind::Files => {
                     if !self.snapshot.join(folder).is_dir() {
                         missing.push(format!("{folder}/"));
                     }
@@ -278,7 +278,7 @@ impl HubRepo {
                     if !has(&format!("{folder}/config.json")) {
                         missing.push(format!("{folder}/config.json"));
                     }
-                    let weights = component.weights(prefer_fp16);
+                    let weights = weight_files(component, prefer_fp16);
                     if !weights.iter().any(|w| has(&format!("{folder}/{w}"))) {
                         missing.push(format!("{folder}/{}", weights[0]));
                     }
@@ -300,7 +300,6 @@ impl HubRepo {
     }
 
     /// The files of `listing` that `components` need.
-    #[cfg_attr(not(feature = "hub"), allow(dead_code))]
     fn select(
         &self,
         listing: &[String],
@@ -308,10 +307,10 @@ impl HubRepo {
         prefer_fp16: bool,
     ) -> Result<Vec<String>> {
         let listed = |file: &str| listing.iter().any(|f| f == file);
-        let mut files = vec!["model_index.json".to_string()];
+        let mut files = vec![MODEL_INDEX.to_string()];
         for component in components {
             let folder = component.folder;
-            if component.kind == Kind::Files {
+            if component.kind == ComponentKind::Files {
                 let prefix = format!("{folder}/");
                 let all: Vec<String> = listing
                     .iter()
@@ -325,8 +324,7 @@ impl HubRepo {
                 continue;
             }
             let config = format!("{folder}/config.json");
-            let weights = component
-                .weights(prefer_fp16)
+            let weights = weight_files(component, prefer_fp16)
                 .iter()
                 .map(|w| format!("{folder}/{w}"))
                 .find(|w| listed(w));
@@ -342,8 +340,8 @@ impl HubRepo {
                         "{} has no single-file safetensors weights in {folder}/ (found: {found:?}); \
                          this program reads `{}` or `{}`",
                         self.id,
-                        component.weights(false)[0],
-                        component.weights(false)[1]
+                        weight_files(component, false)[0],
+                        weight_files(component, false)[1]
                     )
                 }
             }
@@ -351,7 +349,6 @@ impl HubRepo {
         Ok(files)
     }
 
-    #[cfg(feature = "hub")]
     fn download(
         &self,
         listing: &[String],
@@ -359,10 +356,9 @@ impl HubRepo {
         prefer_fp16: bool,
         progress: &mut dyn DownloadProgress,
     ) -> Result<()> {
-        let api = self
-            .api
-            .as_ref()
-            .expect("online repositories keep their client");
+        let Some(api) = self.api.as_ref() else {
+            bail!("{} has no Hub client", self.id);
+        };
         for file in self.select(listing, components, prefer_fp16)? {
             if self.snapshot.join(&file).is_file() {
                 continue;
@@ -372,7 +368,7 @@ impl HubRepo {
                 progress: &mut *progress,
             };
             api.download_with_progress(&file, bridge)
-                .map_err(|e| anyhow!("downloading {file} of {} failed: {e}", self.id))?;
+                .map_err(|e| format!("downloading {file} of {} failed: {e}", self.id))?;
             if !self.snapshot.join(&file).is_file() {
                 bail!(
                     "{} changed on the Hub while downloading (now past commit {}); run again",
@@ -383,27 +379,14 @@ impl HubRepo {
         }
         Ok(())
     }
-
-    #[cfg(not(feature = "hub"))]
-    fn download(
-        &self,
-        _listing: &[String],
-        _components: &[Component],
-        _prefer_fp16: bool,
-        _progress: &mut dyn DownloadProgress,
-    ) -> Result<()> {
-        unreachable!("without the hub feature a repository is only opened offline")
-    }
 }
 
 /// Passes hf-hub's download progress on.
-#[cfg(feature = "hub")]
 struct Bridge<'a> {
     repo: &'a str,
     progress: &'a mut dyn DownloadProgress,
 }
 
-#[cfg(feature = "hub")]
 impl hf_hub::api::Progress for Bridge<'_> {
     fn init(&mut self, size: usize, filename: &str) {
         self.progress.start(self.repo, filename, size);
@@ -441,7 +424,6 @@ mod tests {
             snapshot: "/nowhere".into(),
             cache: "/cache".into(),
             listing: Err(String::new()),
-            #[cfg(feature = "hub")]
             api: None,
         };
         let listing: Vec<String> = [
@@ -458,7 +440,7 @@ mod tests {
         ]
         .map(String::from)
         .into();
-        let components = [Component::diffusers("prior"), Component::files("tokenizer")];
+        let components = [crate::layout::PRIOR, crate::layout::TOKENIZER];
         assert_eq!(
             repo.select(&listing, &components, true).unwrap(),
             [
@@ -472,11 +454,8 @@ mod tests {
         let full = repo.select(&listing, &components[..1], false).unwrap();
         assert_eq!(full[2], "prior/diffusion_pytorch_model.safetensors");
         let err = repo
-            .select(&listing, &[Component::transformers("text_encoder")], false)
+            .select(&listing, &[crate::layout::TEXT_ENCODER], false)
             .unwrap_err();
-        assert!(
-            err.to_string().contains("no text_encoder/config.json"),
-            "{err}"
-        );
+        assert!(err.contains("no text_encoder/config.json"), "{err}");
     }
 }

@@ -1,6 +1,7 @@
-//! The 2.2 text-to-image API over pipeline folders: typed errors for incomplete folders and for
-//! a prior and decoder that do not fit together, and a generation driven by a scheduler defined
-//! outside the crate.
+//! The pipeline API over pipeline folders ([`Kandinsky`]): generation from a prompt to a PNG,
+//! models kept loaded between calls (or not), cancellation, requests checked before anything
+//! loads, typed errors for incomplete folders and for a prior and decoder that do not fit
+//! together, and a generation driven by a scheduler defined outside the crate.
 
 use kandinsky_common::testing::{fixtures_dir, test_device};
 use std::path::{Path, PathBuf};
@@ -8,9 +9,11 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Tensor;
 use kandinsky_movq::MoVQ;
 use kandinsky_pipeline::scheduler::{Scheduler, SchedulerError, StepOutput};
+use std::ops::ControlFlow;
+
 use kandinsky_pipeline::{
-    DecoderOptions, DecoderStart, Kandinsky22, PipelineError, Rng, Text2ImageOptions, decode_v22,
-    to_rgb8,
+    DecoderKind, DecoderOptions, DecoderStage, DecoderStart, Event, Hooks, Image, Kandinsky,
+    PipelineError, PriorStage, Request, Residency, Rng, Stage, Version, decode_v22, to_rgb8,
 };
 use kandinsky_unet::UNet;
 
@@ -57,24 +60,17 @@ fn decoder_repo() -> tempfile::TempDir {
 fn a_prompt_becomes_a_png() {
     let device = test_device();
     let decoder = decoder_repo_with("decoder_unet32");
-    let pipeline = Kandinsky22::new(
-        &fixtures().join("prior_pipeline22"),
-        decoder.path(),
-        &device,
-    )
-    .unwrap();
-    let mut options = Text2ImageOptions::default();
-    options.prior.steps = 3;
-    options.decoder = DecoderOptions {
-        height: 100, // rounded up to 128, as the reference does
-        width: 64,
-        steps: 2,
-        guidance_scale: 4.0,
-    };
-    options.seed = 11;
-    let images = pipeline.generate(&["a red cat"], None, &options).unwrap();
+    let prior = fixtures().join("prior_pipeline22");
+    let mut pipeline = Kandinsky::from_folders(&prior, decoder.path(), &device).unwrap();
+    assert_eq!(pipeline.version(), Some(Version::V22));
+    let request = Request::text_to_image("a red cat")
+        .with_prior_steps(3)
+        .with_steps(2)
+        .with_size(64, 100) // rounded up to 128, as the reference does
+        .with_seed(11);
+    let images = pipeline.generate(&request).unwrap().images().unwrap();
     assert_eq!((images[0].width, images[0].height), (64, 128));
-    let again = pipeline.generate(&["a red cat"], None, &options).unwrap();
+    let again = pipeline.generate(&request).unwrap().images().unwrap();
     assert_eq!(images, again, "same seed, same image");
     let out = tempfile::tempdir().unwrap();
     let path = out.path().join("cat.png");
@@ -83,43 +79,158 @@ fn a_prompt_becomes_a_png() {
     assert_eq!(&bytes[1..4], b"PNG");
 }
 
+/// The components loaded by each generation, from the `Loading` events.
+fn loads(pipeline: &mut Kandinsky, request: &Request) -> Vec<&'static str> {
+    let mut loaded = Vec::new();
+    let mut on_event = |event: Event<'_>| {
+        if let Event::Loading(component) = event {
+            loaded.push(component);
+        }
+        ControlFlow::Continue(())
+    };
+    pipeline
+        .generate_with(request, Hooks::default().on_event(&mut on_event))
+        .unwrap();
+    loaded
+}
+
+/// A resident pipeline loads each model once; a sequential one loads each stage every time.
+#[test]
+fn resident_stages_load_once() {
+    let device = test_device();
+    let decoder = decoder_repo_with("decoder_unet32");
+    let prior = fixtures().join("prior_pipeline22");
+    let request = Request::text_to_image("a red cat")
+        .with_prior_steps(2)
+        .with_steps(1)
+        .with_size(64, 64);
+    let mut resident = Kandinsky::from_folders(&prior, decoder.path(), &device).unwrap();
+    assert_eq!(
+        loads(&mut resident, &request),
+        ["prior", "image_encoder", "unet"]
+    );
+    assert!(
+        loads(&mut resident, &request).is_empty(),
+        "nothing loads again"
+    );
+    let mut sequential = Kandinsky::from_folders(&prior, decoder.path(), &device)
+        .unwrap()
+        .with_residency(Residency::Sequential);
+    assert_eq!(
+        loads(&mut sequential, &request),
+        ["prior", "image_encoder", "unet"]
+    );
+    // The zero-image embedding is kept: the image encoder is not needed again.
+    assert_eq!(loads(&mut sequential, &request), ["prior", "unet"]);
+}
+
+/// The callback stops a run after a step: a typed error naming the stage and the step.
+#[test]
+fn the_callback_can_cancel() {
+    let device = test_device();
+    let decoder = decoder_repo_with("decoder_unet32");
+    let prior = fixtures().join("prior_pipeline22");
+    let mut pipeline = Kandinsky::from_folders(&prior, decoder.path(), &device).unwrap();
+    let request = Request::text_to_image("a red cat")
+        .with_prior_steps(2)
+        .with_steps(3)
+        .with_size(64, 64);
+    let mut seen = Vec::new();
+    let mut on_event = |event: Event<'_>| match event {
+        Event::DecoderStep(step) => {
+            seen.push((step.step, step.of, step.timestep));
+            assert_eq!(step.latents.dims(), step.predicted_original.dims());
+            ControlFlow::Break(())
+        }
+        _ => ControlFlow::Continue(()),
+    };
+    let err = pipeline
+        .generate_with(&request, Hooks::default().on_event(&mut on_event))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PipelineError::Cancelled {
+                stage: Stage::Decoder,
+                step: 1
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(seen, [(1, 3, 667)]);
+}
+
+/// Invalid options and modes the decoder cannot run are refused before anything loads.
+#[test]
+fn requests_are_checked_before_loading() {
+    let device = test_device();
+    let decoder = decoder_repo_with("decoder_unet32");
+    let prior = fixtures().join("prior_pipeline22");
+    let mut pipeline = Kandinsky::from_folders(&prior, decoder.path(), &device).unwrap();
+    let picture = Image::from_rgb(2, 2, vec![0; 12]).unwrap();
+    let bad = [
+        Request::text_to_image("x").with_size(0, 64),
+        Request::text_to_image("x").with_steps(0),
+        Request::image_to_image("x", picture.clone(), 1.5),
+        Request::text_to_image("x").with_num_images(0),
+        Request::inpaint("x", picture.clone(), picture.clone()),
+        Request::controlnet("x", picture),
+    ];
+    for request in bad {
+        let mut loaded = false;
+        let mut on_event = |_: Event<'_>| {
+            loaded = true;
+            ControlFlow::Continue(())
+        };
+        let err = pipeline
+            .generate_with(&request, Hooks::default().on_event(&mut on_event))
+            .unwrap_err();
+        assert!(
+            err.is_invalid_input() || matches!(err, PipelineError::UnsupportedMode { .. }),
+            "{err:?}"
+        );
+        assert!(!loaded, "{err}");
+    }
+}
+
 #[test]
 fn incomplete_folders_are_named() {
     let device = test_device();
     let decoder = decoder_repo();
     std::fs::remove_dir_all(decoder.path().join("movq")).unwrap();
-    let err = Kandinsky22::new(
+    let err = DecoderStage::open(decoder.path(), &device).unwrap_err();
+    assert!(
+        matches!(&err, PipelineError::MissingComponent { component, .. } if component == "movq"),
+        "{err:?}"
+    );
+    let err = PriorStage::open(&fixtures().join("unet_22"), &device).unwrap_err();
+    assert!(err.to_string().contains("model_index.json"), "{err}");
+}
+
+/// The small prior makes 32-wide embeddings, the small UNet takes 28: a typed error naming both
+/// folders when the pipeline is built, before anything loads.
+#[test]
+fn a_prior_and_decoder_that_do_not_match_are_an_error() {
+    let device = test_device();
+    let decoder = decoder_repo();
+    let err = Kandinsky::from_folders(
         &fixtures().join("prior_pipeline22"),
         decoder.path(),
         &device,
     )
     .unwrap_err();
-    assert!(
-        matches!(&err, PipelineError::MissingComponent { component, .. } if component == "movq"),
-        "{err:?}"
-    );
-    let err = Kandinsky22::new(&fixtures().join("unet_22"), decoder.path(), &device).unwrap_err();
-    assert!(err.to_string().contains("model_index.json"), "{err}");
-}
-
-/// The small prior makes 32-wide embeddings, the small UNet takes 28: a typed error after the
-/// prior ran, naming both folders.
-#[test]
-fn a_prior_and_decoder_that_do_not_match_are_an_error() {
-    let device = test_device();
-    let decoder = decoder_repo();
-    let pipeline = Kandinsky22::new(
-        &fixtures().join("prior_pipeline22"),
-        decoder.path(),
-        &device,
-    )
-    .unwrap();
-    let mut options = Text2ImageOptions::default();
-    options.prior.steps = 2;
-    options.decoder.steps = 2;
-    let err = pipeline.generate(&["a cat"], None, &options).unwrap_err();
     let text = err.to_string();
-    assert!(matches!(err, PipelineError::Mismatch(_)), "{text}");
+    assert!(
+        matches!(
+            err,
+            PipelineError::EmbeddingWidth {
+                prior_width: 32,
+                decoder_width: 28,
+                ..
+            }
+        ),
+        "{text}"
+    );
     assert!(
         text.contains("width 32") && text.contains("takes 28"),
         "{text}"
@@ -227,16 +338,13 @@ fn decoder_repo_21() -> tempfile::TempDir {
 
 #[test]
 fn kandinsky_21_checks_its_folders_and_widths() {
-    use kandinsky_pipeline::Kandinsky21;
     let device = test_device();
     let decoder = decoder_repo_21();
+    let stage = DecoderStage::open(decoder.path(), &device).unwrap();
+    assert_eq!(stage.layout().version, Version::V21);
+    assert_eq!(stage.layout().kind, DecoderKind::Plain);
     let prior = fixtures().join("prior_pipeline22");
-    let pipeline = Kandinsky21::new(&prior, decoder.path(), &device).unwrap();
-    let mut options = Text2ImageOptions::default();
-    options.prior.steps = 2;
-    options.decoder.steps = 2;
-    let err = pipeline
-        .generate(&["a cat"], None, &options)
+    let err = Kandinsky::from_folders(&prior, decoder.path(), &device)
         .unwrap_err()
         .to_string();
     assert!(
@@ -244,7 +352,7 @@ fn kandinsky_21_checks_its_folders_and_widths() {
         "{err}"
     );
     std::fs::remove_dir_all(decoder.path().join("tokenizer")).unwrap();
-    let err = Kandinsky21::new(&prior, decoder.path(), &device).unwrap_err();
+    let err = DecoderStage::open(decoder.path(), &device).unwrap_err();
     assert!(
         matches!(&err, PipelineError::MissingComponent { component, .. } if component == "tokenizer"),
         "{err:?}"
