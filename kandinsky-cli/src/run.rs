@@ -37,6 +37,8 @@ fn failed(e: PipelineError) -> Failure {
 
 /// A generation to run: the request, and what to write beside the image.
 pub struct Job {
+    /// The mode, as the subcommand names it (`text2img` for `generate`).
+    mode: &'static str,
     common: Common,
     request: Request,
     /// The mode's own PNG metadata (its input files, strength…).
@@ -54,7 +56,7 @@ fn shown(path: &Path) -> String {
 
 impl Job {
     /// A job of `request` with the options every subcommand shares.
-    fn new(common: Common, negative: Option<String>, request: Request) -> Self {
+    fn new(mode: &'static str, common: Common, negative: Option<String>, request: Request) -> Self {
         let request = Request {
             negative_prompt: negative,
             width: common.width,
@@ -71,6 +73,7 @@ impl Job {
             ..request
         };
         Self {
+            mode,
             common,
             request,
             extra: Vec::new(),
@@ -84,13 +87,18 @@ impl Job {
 
     pub fn generate(a: args::Generate) -> Result<Self, Failure> {
         let request = Request::text_to_image(a.prompt.prompt);
-        Ok(Self::new(a.common, a.prompt.negative_prompt, request))
+        Ok(Self::new(
+            "text2img",
+            a.common,
+            a.prompt.negative_prompt,
+            request,
+        ))
     }
 
     pub fn img2img(a: args::Img2Img) -> Result<Self, Failure> {
         let request = Request::image_to_image(a.prompt.prompt, read_image(&a.image)?, a.strength);
         Ok(
-            Self::new(a.common, a.prompt.negative_prompt, request).with(vec![
+            Self::new("img2img", a.common, a.prompt.negative_prompt, request).with(vec![
                 ("image", shown(&a.image)),
                 ("strength", a.strength.to_string()),
             ]),
@@ -100,8 +108,10 @@ impl Job {
     pub fn inpaint(a: args::Inpaint) -> Result<Self, Failure> {
         let (image, mask) = (read_image(&a.image)?, read_image(&a.mask)?);
         let request = Request::inpaint(a.prompt.prompt, image, mask);
-        Ok(Self::new(a.common, a.prompt.negative_prompt, request)
-            .with(vec![("image", shown(&a.image)), ("mask", shown(&a.mask))]))
+        Ok(
+            Self::new("inpaint", a.common, a.prompt.negative_prompt, request)
+                .with(vec![("image", shown(&a.image)), ("mask", shown(&a.mask))]),
+        )
     }
 
     pub fn outpaint(a: args::Outpaint) -> Result<Self, Failure> {
@@ -111,7 +121,7 @@ impl Job {
         let mut common = a.common;
         (common.width, common.height) = (request.width, request.height);
         Ok(
-            Self::new(common, a.prompt.negative_prompt, request).with(vec![
+            Self::new("outpaint", common, a.prompt.negative_prompt, request).with(vec![
                 ("image", shown(&a.image)),
                 ("extend", format!("{l},{t},{r},{b}")),
             ]),
@@ -141,7 +151,7 @@ impl Job {
         }
         let weights: Vec<String> = a.weights.iter().map(f64::to_string).collect();
         Ok(
-            Self::new(a.common, a.negative_prompt, Request::fusion(items)).with(vec![
+            Self::new("fuse", a.common, a.negative_prompt, Request::fusion(items)).with(vec![
                 ("items", a.items.join(" | ")),
                 ("weights", weights.join(",")),
             ]),
@@ -150,7 +160,7 @@ impl Job {
 
     pub fn variation(a: args::Variation) -> Result<Self, Failure> {
         let request = Request::variation(read_image(&a.image)?);
-        Ok(Self::new(a.common, None, request).with(vec![("image", shown(&a.image))]))
+        Ok(Self::new("variation", a.common, None, request).with(vec![("image", shown(&a.image))]))
     }
 
     pub fn controlnet(a: args::ControlNet) -> Result<Self, Failure> {
@@ -169,13 +179,13 @@ impl Job {
             extra.push(("image", shown(path)));
             extra.push(("strength", a.strength.to_string()));
         }
-        Ok(Self::new(a.common, a.prompt.negative_prompt, request).with(extra))
+        Ok(Self::new("controlnet", a.common, a.prompt.negative_prompt, request).with(extra))
     }
 
     pub fn emb2emb(a: args::Emb2Emb) -> Result<Self, Failure> {
         let request = Request::emb2emb(a.prompt.prompt, read_image(&a.image)?, a.strength);
         Ok(
-            Self::new(a.common, a.prompt.negative_prompt, request).with(vec![
+            Self::new("emb2emb", a.common, a.prompt.negative_prompt, request).with(vec![
                 ("image", shown(&a.image)),
                 ("strength", a.strength.to_string()),
             ]),
@@ -186,6 +196,7 @@ impl Job {
 /// Runs a job.
 pub fn run(job: Job) -> Result<(), Failure> {
     let Job {
+        mode,
         common: c,
         mut request,
         extra,
@@ -259,7 +270,7 @@ pub fn run(job: Job) -> Result<(), Failure> {
 
     let version = pipeline.version().expect("built with a decoder");
     let mut metadata = vec![
-        ("mode", request.mode_name().to_string()),
+        ("mode", mode.to_string()),
         ("prompt", request.prompt.clone()),
         (
             "negative_prompt",

@@ -26,13 +26,13 @@ pub(crate) fn layer_norm(dim: usize, eps: f64, device: &Device) -> LayerNorm {
 #[derive(Module, Debug)]
 pub struct ClipAttention {
     /// Key projection.
-    pub k_proj: Linear,
+    pub(crate) k_proj: Linear,
     /// Value projection.
-    pub v_proj: Linear,
+    pub(crate) v_proj: Linear,
     /// Query projection.
-    pub q_proj: Linear,
+    pub(crate) q_proj: Linear,
     /// Output projection.
-    pub out_proj: Linear,
+    pub(crate) out_proj: Linear,
     #[module(skip)]
     heads: usize,
 }
@@ -76,9 +76,9 @@ impl ClipAttention {
 #[derive(Module, Debug)]
 pub struct ClipMlp {
     /// dim → intermediate.
-    pub fc1: Linear,
+    pub(crate) fc1: Linear,
     /// intermediate → dim.
-    pub fc2: Linear,
+    pub(crate) fc2: Linear,
     #[module(skip)]
     act: HiddenAct,
 }
@@ -103,37 +103,37 @@ impl ClipMlp {
 #[derive(Module, Debug)]
 pub struct ClipEncoderLayer {
     /// Self-attention.
-    pub self_attn: ClipAttention,
+    pub(crate) self_attn: ClipAttention,
     /// LayerNorm before the attention.
-    pub layer_norm1: LayerNorm,
+    pub(crate) layer_norm1: LayerNorm,
     /// The MLP.
-    pub mlp: ClipMlp,
+    pub(crate) mlp: ClipMlp,
     /// LayerNorm before the MLP.
-    pub layer_norm2: LayerNorm,
+    pub(crate) layer_norm2: LayerNorm,
 }
 
 /// The sizes of a CLIP transformer.
 #[derive(Debug, Clone, Copy)]
 pub struct EncoderSizes {
     /// Width.
-    pub dim: usize,
+    pub(crate) dim: usize,
     /// MLP width.
-    pub intermediate: usize,
+    pub(crate) intermediate: usize,
     /// Attention heads.
-    pub heads: usize,
+    pub(crate) heads: usize,
     /// Layers.
-    pub layers: usize,
+    pub(crate) layers: usize,
     /// MLP activation.
-    pub act: HiddenAct,
+    pub(crate) act: HiddenAct,
     /// LayerNorm epsilon.
-    pub eps: f64,
+    pub(crate) eps: f64,
 }
 
 /// The stack of encoder layers (`encoder.layers`).
 #[derive(Module, Debug)]
 pub struct ClipEncoder {
     /// The layers.
-    pub layers: Vec<ClipEncoderLayer>,
+    pub(crate) layers: Vec<ClipEncoderLayer>,
 }
 
 impl ClipEncoder {

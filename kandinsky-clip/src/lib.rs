@@ -41,13 +41,13 @@
 //! ```
 
 pub mod config;
-pub mod encoder;
+mod encoder;
 pub mod error;
 pub mod image;
-pub mod text;
+mod text;
 pub mod tokenizer;
-pub mod vision;
-pub mod xlm_roberta;
+mod vision;
+mod xlm_roberta;
 
 pub use error::ClipError;
 pub use image::{ClipImageProcessor, Resample, RgbImage, resize};

@@ -18,29 +18,29 @@ use crate::error::ClipError;
 #[derive(Module, Debug)]
 pub struct ClipTextEmbeddings {
     /// Token table (vocab, dim).
-    pub token_embedding: Embedding,
+    pub(crate) token_embedding: Embedding,
     /// Position table (context, dim).
-    pub position_embedding: Embedding,
+    pub(crate) position_embedding: Embedding,
 }
 
 /// `text_model`: embeddings, encoder, final LayerNorm.
 #[derive(Module, Debug)]
 pub struct ClipTextTransformer {
     /// Embeddings.
-    pub embeddings: ClipTextEmbeddings,
+    pub(crate) embeddings: ClipTextEmbeddings,
     /// The transformer.
-    pub encoder: ClipEncoder,
+    pub(crate) encoder: ClipEncoder,
     /// LayerNorm after the last layer.
-    pub final_layer_norm: LayerNorm,
+    pub(crate) final_layer_norm: LayerNorm,
 }
 
 /// CLIP text encoder with projection: the prior's text conditioning.
 #[derive(Module, Debug)]
 pub struct ClipTextModel {
     /// The transformer.
-    pub text_model: ClipTextTransformer,
+    pub(crate) text_model: ClipTextTransformer,
     /// Pooled hidden state → `text_embeds` (no bias).
-    pub text_projection: Linear,
+    pub(crate) text_projection: Linear,
     #[module(skip)]
     config: ClipTextConfig,
 }

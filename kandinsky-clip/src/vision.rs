@@ -18,24 +18,24 @@ use crate::error::{ClipError, check_shape};
 #[derive(Module, Debug)]
 pub struct ClipVisionEmbeddings {
     /// The learned CLS token (dim).
-    pub class_embedding: Param<Tensor<1>>,
+    pub(crate) class_embedding: Param<Tensor<1>>,
     /// Patch projection: a conv with kernel and stride = patch size, no bias.
-    pub patch_embedding: Conv2d,
+    pub(crate) patch_embedding: Conv2d,
     /// Position table (1 + patches, dim).
-    pub position_embedding: Embedding,
+    pub(crate) position_embedding: Embedding,
 }
 
 /// `vision_model`: embeddings, pre-LayerNorm, encoder, post-LayerNorm.
 #[derive(Module, Debug)]
 pub struct ClipVisionTransformer {
     /// Embeddings.
-    pub embeddings: ClipVisionEmbeddings,
+    pub(crate) embeddings: ClipVisionEmbeddings,
     /// LayerNorm before the encoder (transformers' spelling).
-    pub pre_layrnorm: LayerNorm,
+    pub(crate) pre_layrnorm: LayerNorm,
     /// The transformer.
-    pub encoder: ClipEncoder,
+    pub(crate) encoder: ClipEncoder,
     /// LayerNorm of the CLS output.
-    pub post_layernorm: LayerNorm,
+    pub(crate) post_layernorm: LayerNorm,
 }
 
 /// CLIP image encoder with projection: image variations, image fusion and the negative image
@@ -43,9 +43,9 @@ pub struct ClipVisionTransformer {
 #[derive(Module, Debug)]
 pub struct ClipVisionModel {
     /// The transformer.
-    pub vision_model: ClipVisionTransformer,
+    pub(crate) vision_model: ClipVisionTransformer,
     /// Pooled CLS state → `image_embeds` (no bias).
-    pub visual_projection: Linear,
+    pub(crate) visual_projection: Linear,
     #[module(skip)]
     config: ClipVisionConfig,
 }

@@ -26,94 +26,94 @@ use crate::error::{ClipError, check_shape};
 #[derive(Module, Debug)]
 pub struct XlmRobertaEmbeddings {
     /// Token table (vocab, dim).
-    pub word_embeddings: Embedding,
+    pub(crate) word_embeddings: Embedding,
     /// Position table (max positions, dim); ids start after the padding id.
-    pub position_embeddings: Embedding,
+    pub(crate) position_embeddings: Embedding,
     /// Token-type table (1, dim); every token has type 0.
-    pub token_type_embeddings: Embedding,
+    pub(crate) token_type_embeddings: Embedding,
     /// LayerNorm of the sum.
-    pub LayerNorm: LayerNorm,
+    pub(crate) LayerNorm: LayerNorm,
 }
 
 /// `attention.self`: the query/key/value projections.
 #[derive(Module, Debug)]
 pub struct SelfAttention {
     /// Query projection.
-    pub query: Linear,
+    pub(crate) query: Linear,
     /// Key projection.
-    pub key: Linear,
+    pub(crate) key: Linear,
     /// Value projection.
-    pub value: Linear,
+    pub(crate) value: Linear,
 }
 
 /// A dense layer followed by a residual LayerNorm (`attention.output`, `output`).
 #[derive(Module, Debug)]
 pub struct DenseLayerNorm {
     /// The projection.
-    pub dense: Linear,
+    pub(crate) dense: Linear,
     /// LayerNorm of (projection + residual).
-    pub LayerNorm: LayerNorm,
+    pub(crate) LayerNorm: LayerNorm,
 }
 
 /// `attention`: self-attention and its output block.
 #[derive(Module, Debug)]
 pub struct XlmAttention {
     /// Projections (`attention.self`).
-    pub self_: SelfAttention,
+    pub(crate) self_: SelfAttention,
     /// Output projection and LayerNorm.
-    pub output: DenseLayerNorm,
+    pub(crate) output: DenseLayerNorm,
 }
 
 /// `intermediate`: the MLP's first projection.
 #[derive(Module, Debug)]
 pub struct Intermediate {
     /// dim → intermediate.
-    pub dense: Linear,
+    pub(crate) dense: Linear,
 }
 
 /// One post-LN layer: `h = LN(x + attn(x))`, `out = LN(h + W₂ act(W₁ h))`.
 #[derive(Module, Debug)]
 pub struct XlmLayer {
     /// Self-attention with its output LayerNorm.
-    pub attention: XlmAttention,
+    pub(crate) attention: XlmAttention,
     /// The MLP's first projection.
-    pub intermediate: Intermediate,
+    pub(crate) intermediate: Intermediate,
     /// The MLP's second projection with its LayerNorm.
-    pub output: DenseLayerNorm,
+    pub(crate) output: DenseLayerNorm,
 }
 
 /// `transformer.encoder`.
 #[derive(Module, Debug)]
 pub struct XlmEncoder {
     /// The layers.
-    pub layer: Vec<XlmLayer>,
+    pub(crate) layer: Vec<XlmLayer>,
 }
 
 /// `transformer.pooler` (in the checkpoint; unused by MultilingualCLIP, which mean-pools).
 #[derive(Module, Debug)]
 pub struct Pooler {
     /// dim → dim.
-    pub dense: Linear,
+    pub(crate) dense: Linear,
 }
 
 /// `transformer`: the XLM-RoBERTa model.
 #[derive(Module, Debug)]
 pub struct XlmRobertaModel {
     /// Embeddings.
-    pub embeddings: XlmRobertaEmbeddings,
+    pub(crate) embeddings: XlmRobertaEmbeddings,
     /// Encoder layers.
-    pub encoder: XlmEncoder,
+    pub(crate) encoder: XlmEncoder,
     /// Unused pooler.
-    pub pooler: Pooler,
+    pub(crate) pooler: Pooler,
 }
 
 /// The Kandinsky 2.1 text encoder.
 #[derive(Module, Debug)]
 pub struct MultilingualClip {
     /// XLM-RoBERTa.
-    pub transformer: XlmRobertaModel,
+    pub(crate) transformer: XlmRobertaModel,
     /// Masked-mean hidden state → CLIP text space.
-    pub LinearTransformation: Linear,
+    pub(crate) LinearTransformation: Linear,
     #[module(skip)]
     config: MClipConfig,
 }

@@ -1,7 +1,7 @@
 //! Bad folders, configs and inputs give errors that name the file, field or input — never a
 //! panic.
 
-use kandinsky_common::testing::{fixtures_dir, test_device};
+use kandinsky_testing::{fixtures_dir, test_device};
 use std::path::PathBuf;
 
 use burn::tensor::{Bool, Distribution, Int, Tensor};

@@ -15,7 +15,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use kandinsky_clip::config::{ClipTextConfig, ClipVisionConfig, MClipConfig};
 use kandinsky_clip::{ClipTextModel, ClipVisionModel, MultilingualClip};
 use kandinsky_common::tensors::read_safetensors;
-use kandinsky_common::testing::{assert_close, fixtures_dir, test_device};
+use kandinsky_testing::{assert_close, fixtures_dir, test_device};
 
 const TOLERANCE: f32 = 1e-4;
 

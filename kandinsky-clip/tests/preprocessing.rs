@@ -9,7 +9,7 @@
 //! points, so a pixel can differ by one level where a value falls near .5.
 
 use kandinsky_common::tensors::ToHost;
-use kandinsky_common::testing::{fixtures_dir, test_device};
+use kandinsky_testing::{fixtures_dir, test_device};
 
 use kandinsky_clip::{ClipImageProcessor, RgbImage};
 use kandinsky_common::tensors::read_safetensors;

@@ -10,7 +10,7 @@
 //! sentencepiece model trained by the script, converted by transformers, loaded from its
 //! `tokenizer.json`. Ids and masks must be identical.
 
-use kandinsky_common::testing::fixtures_dir;
+use kandinsky_testing::fixtures_dir;
 use std::path::{Path, PathBuf};
 
 use kandinsky_clip::TextTokenizer;

@@ -34,7 +34,6 @@ pub mod config;
 pub mod embeddings;
 pub mod manifest;
 pub mod tensors;
-pub mod testing;
 pub mod trace;
 pub mod weights;
 

@@ -7,7 +7,7 @@
 
 use burn::tensor::{Tensor, TensorData};
 use kandinsky_common::tensors::to_host;
-use kandinsky_common::testing::test_device;
+use kandinsky_testing::test_device;
 
 fn values(data: &TensorData) -> Vec<f32> {
     data.clone()

@@ -13,17 +13,17 @@ use crate::norm::{SpatialNorm, group_norm};
 #[derive(Module, Debug)]
 pub struct Attention {
     /// Encoder pre-norm.
-    pub group_norm: Option<GroupNorm>,
+    pub(crate) group_norm: Option<GroupNorm>,
     /// Decoder pre-norm, conditioned on the latent.
-    pub spatial_norm: Option<SpatialNorm>,
+    pub(crate) spatial_norm: Option<SpatialNorm>,
     /// Query projection.
-    pub to_q: Linear,
+    pub(crate) to_q: Linear,
     /// Key projection.
-    pub to_k: Linear,
+    pub(crate) to_k: Linear,
     /// Value projection.
-    pub to_v: Linear,
+    pub(crate) to_v: Linear,
     /// Output projection (`to_out.0`; index 1 is a dropout in diffusers).
-    pub to_out: Vec<Linear>,
+    pub(crate) to_out: Vec<Linear>,
 }
 
 impl Attention {

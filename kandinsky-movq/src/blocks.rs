@@ -12,11 +12,11 @@ use crate::sampling::{Downsample2D, Upsample2D};
 #[derive(Module, Debug)]
 pub struct DownEncoderBlock2D {
     /// The resnets (`layers_per_block`).
-    pub resnets: Vec<ResnetBlock>,
+    pub(crate) resnets: Vec<ResnetBlock>,
     /// One attention per resnet, or none.
-    pub attentions: Vec<Attention>,
+    pub(crate) attentions: Vec<Attention>,
     /// Zero or one downsampler.
-    pub downsamplers: Vec<Downsample2D>,
+    pub(crate) downsamplers: Vec<Downsample2D>,
 }
 
 /// diffusers `UpDecoderBlock2D` / `AttnUpDecoderBlock2D`: spatial-norm resnets, each optionally
@@ -24,11 +24,11 @@ pub struct DownEncoderBlock2D {
 #[derive(Module, Debug)]
 pub struct UpDecoderBlock2D {
     /// The resnets (`layers_per_block + 1`).
-    pub resnets: Vec<ResnetBlock>,
+    pub(crate) resnets: Vec<ResnetBlock>,
     /// One attention per resnet, or none.
-    pub attentions: Vec<Attention>,
+    pub(crate) attentions: Vec<Attention>,
     /// Zero or one upsampler.
-    pub upsamplers: Vec<Upsample2D>,
+    pub(crate) upsamplers: Vec<Upsample2D>,
 }
 
 /// Resnets interleaved with attentions: resnet, (attention, resnet)*.
@@ -127,9 +127,9 @@ impl UpDecoderBlock2D {
 #[derive(Module, Debug)]
 pub struct MidBlock2D {
     /// Two resnets.
-    pub resnets: Vec<ResnetBlock>,
+    pub(crate) resnets: Vec<ResnetBlock>,
     /// One attention (none when `mid_block_add_attention` is false).
-    pub attentions: Vec<Attention>,
+    pub(crate) attentions: Vec<Attention>,
 }
 
 impl MidBlock2D {

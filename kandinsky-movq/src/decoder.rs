@@ -15,15 +15,15 @@ use kandinsky_common::trace::{Activation, Trace};
 #[derive(Module, Debug)]
 pub struct Decoder {
     /// 3×3 conv, latent channels → deepest width.
-    pub conv_in: Conv2d,
+    pub(crate) conv_in: Conv2d,
     /// Resnet, attention, resnet at the deepest width.
-    pub mid_block: MidBlock2D,
+    pub(crate) mid_block: MidBlock2D,
     /// One block per level, deepest first; all but the last double the resolution.
-    pub up_blocks: Vec<UpDecoderBlock2D>,
+    pub(crate) up_blocks: Vec<UpDecoderBlock2D>,
     /// Final SpatialNorm.
-    pub conv_norm_out: SpatialNorm,
+    pub(crate) conv_norm_out: SpatialNorm,
     /// 3×3 conv, first width → image channels.
-    pub conv_out: Conv2d,
+    pub(crate) conv_out: Conv2d,
 }
 
 impl Decoder {

@@ -16,15 +16,15 @@ use kandinsky_common::trace::{Activation, Trace};
 #[derive(Module, Debug)]
 pub struct Encoder {
     /// 3×3 conv, image channels → first width.
-    pub conv_in: Conv2d,
+    pub(crate) conv_in: Conv2d,
     /// One block per level; all but the last halve the resolution.
-    pub down_blocks: Vec<DownEncoderBlock2D>,
+    pub(crate) down_blocks: Vec<DownEncoderBlock2D>,
     /// Resnet, attention, resnet at the deepest width.
-    pub mid_block: MidBlock2D,
+    pub(crate) mid_block: MidBlock2D,
     /// Final GroupNorm.
-    pub conv_norm_out: GroupNorm,
+    pub(crate) conv_norm_out: GroupNorm,
     /// 3×3 conv, deepest width → latent channels.
-    pub conv_out: Conv2d,
+    pub(crate) conv_out: Conv2d,
 }
 
 impl Encoder {

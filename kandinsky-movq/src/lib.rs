@@ -28,17 +28,17 @@
 //! [burn]: https://burn.dev
 //! [`Device`]: burn::tensor::Device
 
-pub mod attention;
-pub mod blocks;
+mod attention;
+mod blocks;
 pub mod config;
-pub mod decoder;
-pub mod encoder;
+mod decoder;
+mod encoder;
 mod error;
 mod model;
-pub mod norm;
-pub mod quantizer;
-pub mod resnet;
-pub mod sampling;
+mod norm;
+mod quantizer;
+mod resnet;
+mod sampling;
 
 pub use config::MoVQConfig;
 pub use error::MoVQError;

@@ -24,15 +24,15 @@ pub const WEIGHTS_FP16: &str = DIFFUSERS_FP16;
 #[derive(Module, Debug)]
 pub struct MoVQ {
     /// Image → latent.
-    pub encoder: Encoder,
+    pub(crate) encoder: Encoder,
     /// 1×1 conv after the encoder.
-    pub quant_conv: Conv2d,
+    pub(crate) quant_conv: Conv2d,
     /// The codebook (unused by the Kandinsky pipelines).
-    pub quantize: VectorQuantizer,
+    pub(crate) quantize: VectorQuantizer,
     /// 1×1 conv before the decoder.
-    pub post_quant_conv: Conv2d,
+    pub(crate) post_quant_conv: Conv2d,
     /// Latent → image.
-    pub decoder: Decoder,
+    pub(crate) decoder: Decoder,
     #[module(skip)]
     config: MoVQConfig,
 }

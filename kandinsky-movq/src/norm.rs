@@ -24,11 +24,11 @@ pub fn group_norm(groups: usize, channels: usize, device: &Device) -> GroupNorm 
 #[derive(Module, Debug)]
 pub struct SpatialNorm {
     /// GroupNorm(32, f_channels, eps 1e-6).
-    pub norm_layer: GroupNorm,
+    pub(crate) norm_layer: GroupNorm,
     /// 1×1 conv zq → scale.
-    pub conv_y: Conv2d,
+    pub(crate) conv_y: Conv2d,
     /// 1×1 conv zq → shift.
-    pub conv_b: Conv2d,
+    pub(crate) conv_b: Conv2d,
 }
 
 impl SpatialNorm {

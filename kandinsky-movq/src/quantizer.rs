@@ -9,7 +9,7 @@ use burn::tensor::{Device, Int, Tensor};
 #[derive(Module, Debug)]
 pub struct VectorQuantizer {
     /// The codebook, (num_vq_embeddings, vq_embed_dim).
-    pub embedding: Embedding,
+    pub(crate) embedding: Embedding,
 }
 
 impl VectorQuantizer {

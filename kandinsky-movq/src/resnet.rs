@@ -13,15 +13,15 @@ use crate::norm::{Norm, SpatialNorm, group_norm};
 #[derive(Module, Debug)]
 pub struct ResnetBlock {
     /// First norm.
-    pub norm1: Norm,
+    pub(crate) norm1: Norm,
     /// First 3×3 conv, in → out.
-    pub conv1: Conv2d,
+    pub(crate) conv1: Conv2d,
     /// Second norm.
-    pub norm2: Norm,
+    pub(crate) norm2: Norm,
     /// Second 3×3 conv, out → out.
-    pub conv2: Conv2d,
+    pub(crate) conv2: Conv2d,
     /// 1×1 conv on the shortcut when the channel count changes.
-    pub conv_shortcut: Option<Conv2d>,
+    pub(crate) conv_shortcut: Option<Conv2d>,
 }
 
 /// A 3×3 convolution with padding 1.

@@ -14,7 +14,7 @@ use crate::resnet::conv3x3;
 #[derive(Module, Debug)]
 pub struct Downsample2D {
     /// The strided convolution.
-    pub conv: Conv2d,
+    pub(crate) conv: Conv2d,
 }
 
 impl Downsample2D {
@@ -38,7 +38,7 @@ impl Downsample2D {
 #[derive(Module, Debug)]
 pub struct Upsample2D {
     /// The convolution after the resize.
-    pub conv: Conv2d,
+    pub(crate) conv: Conv2d,
 }
 
 impl Upsample2D {

@@ -1,7 +1,7 @@
 //! Bad checkpoints, configs and inputs give errors that name the file, the key or field, and
 //! expected versus found — never a panic.
 
-use kandinsky_common::testing::{fixtures_dir, test_device};
+use kandinsky_testing::{fixtures_dir, test_device};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

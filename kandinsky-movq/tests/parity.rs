@@ -7,7 +7,7 @@
 //! 9·64-term dot products of ~40 layers stays two orders of magnitude below 1e-4.
 
 use kandinsky_common::tensors::ToHost;
-use kandinsky_common::testing::{fixtures_dir, test_device};
+use kandinsky_testing::{fixtures_dir, test_device};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 

@@ -474,7 +474,7 @@ fn decode_with(
     noise: &mut dyn NoiseSource,
     on_step: DecoderStep<'_>,
 ) -> Result<Tensor<4>, PipelineError> {
-    let device = unet.conv_in.weight.val().device();
+    let device = unet.device();
     let scale = movq.config().scale_factor();
     let (h, w) = latent_size(options.height, options.width, scale);
     let c = movq.config().latent_channels;

@@ -36,6 +36,29 @@ pub enum FusionItem<'a> {
     Image(&'a Image),
 }
 
+/// Checks a fusion's weights: at least one, each finite.
+pub(crate) fn check_weights(
+    weights: impl ExactSizeIterator<Item = f64>,
+) -> Result<(), PipelineError> {
+    if weights.len() == 0 {
+        return Err(PipelineError::Count {
+            what: "fusion items",
+            found: 0,
+            expected: 1,
+        });
+    }
+    for w in weights {
+        if !w.is_finite() {
+            return Err(PipelineError::invalid(
+                "fusion weight",
+                w,
+                "a finite number",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Σ weightᵢ · embeddingᵢ over `items` (weights used as given, not normalized, as the
 /// reference), and the negative embedding: the zero-image embedding when `negative_prompt` is
 /// empty and there is no `negative_prior_prompt` (the reference's defaults); otherwise the
@@ -55,21 +78,8 @@ pub fn interpolate(
     options: &PriorOptions,
     noise: &mut dyn NoiseSource,
 ) -> Result<(Tensor<2>, Tensor<2>), PipelineError> {
-    if items.is_empty() {
-        return Err(PipelineError::Count {
-            what: "fusion items",
-            found: 0,
-            expected: 1,
-        });
-    }
-    if let Some((_, w)) = items.iter().find(|(_, w)| !w.is_finite()) {
-        return Err(PipelineError::invalid(
-            "fusion weight",
-            w,
-            "a finite number",
-        ));
-    }
-    let device = models.prior.proj_in.weight.val().device();
+    check_weights(items.iter().map(|(_, w)| *w))?;
+    let device = models.prior.device();
     let mut prior = |prompt: &str, negative: Option<&str>| {
         let negatives = negative.map(|n| [n]);
         run_prior(

@@ -191,7 +191,7 @@ pub(crate) fn prior_loop(
             expected: 1,
         });
     }
-    let device = prior.proj_in.weight.val().device();
+    let device = prior.device();
     // With negative prompts: [prompts, negatives] guided against [negatives, negatives].
     let (conditional, unconditional): (Vec<&str>, Vec<&str>) = match negative_prompts {
         Some(neg) if neg.len() != prompts.len() => {

@@ -3,7 +3,7 @@
 //! loads, typed errors for incomplete folders and for a prior and decoder that do not fit
 //! together, and a generation driven by a scheduler defined outside the crate.
 
-use kandinsky_common::testing::{fixtures_dir, test_device};
+use kandinsky_testing::{fixtures_dir, test_device};
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Tensor;

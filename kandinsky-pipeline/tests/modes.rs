@@ -27,12 +27,12 @@ use burn::tensor::{Device, Tensor, TensorData};
 use common::{Recorded, fixtures};
 use kandinsky_clip::{MultilingualClip, TextTokenizer};
 use kandinsky_common::tensors::read_safetensors;
-use kandinsky_common::testing::{assert_close, test_device};
 use kandinsky_movq::MoVQ;
 use kandinsky_pipeline::scheduler::load_scheduler;
 use kandinsky_pipeline::{
     DecoderOptions, DecoderStart, Image, decode_v21, decode_v22, decode_v22_hint,
 };
+use kandinsky_testing::{assert_close, test_device};
 use kandinsky_unet::UNet;
 
 const TOLERANCE: f32 = 1e-3;

@@ -13,10 +13,10 @@ use std::collections::BTreeMap;
 use burn::tensor::{Tensor, TensorData};
 use kandinsky_clip::{MultilingualClip, TextTokenizer};
 use kandinsky_common::tensors::read_safetensors;
-use kandinsky_common::testing::{assert_close, fixtures_dir, test_device};
 use kandinsky_movq::MoVQ;
 use kandinsky_pipeline::scheduler::load_scheduler;
 use kandinsky_pipeline::{DecoderOptions, Rng, decode_v21};
+use kandinsky_testing::{assert_close, fixtures_dir, test_device};
 use kandinsky_unet::UNet;
 
 const TOLERANCE: f32 = 1e-3;

@@ -16,10 +16,10 @@ use std::path::PathBuf;
 use burn::tensor::{Tensor, TensorData};
 use common::Recorded;
 use kandinsky_common::tensors::read_safetensors;
-use kandinsky_common::testing::{assert_close, fixtures_dir, test_device};
 use kandinsky_movq::MoVQ;
 use kandinsky_pipeline::scheduler::load_scheduler;
 use kandinsky_pipeline::{DecoderOptions, decode_v22, to_rgb8};
+use kandinsky_testing::{assert_close, fixtures_dir, test_device};
 use kandinsky_unet::UNet;
 
 const TOLERANCE: f32 = 1e-3;

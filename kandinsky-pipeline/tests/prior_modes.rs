@@ -16,13 +16,13 @@ use burn::tensor::{Device, TensorData};
 use common::{Recorded, fixtures};
 use kandinsky_clip::{ClipImageProcessor, ClipTextModel, ClipVisionModel, TextTokenizer};
 use kandinsky_common::tensors::read_safetensors;
-use kandinsky_common::testing::{assert_close, test_device};
 use kandinsky_pipeline::scheduler::load_scheduler;
 use kandinsky_pipeline::{
     FusionItem, Image, PriorModels, PriorOptions, PriorStart, image_embeds, interpolate, run_prior,
     zero_image_embeds,
 };
 use kandinsky_prior::PriorTransformer;
+use kandinsky_testing::{assert_close, test_device};
 
 const TOLERANCE: f32 = 1e-3;
 

@@ -19,10 +19,10 @@ use burn::tensor::{Tensor, TensorData};
 use common::Recorded;
 use kandinsky_clip::{ClipTextModel, ClipVisionModel, TextTokenizer};
 use kandinsky_common::tensors::read_safetensors;
-use kandinsky_common::testing::{assert_close, fixtures_dir, test_device};
 use kandinsky_pipeline::scheduler::load_scheduler;
 use kandinsky_pipeline::{PriorOptions, run_prior, zero_image_embeds};
 use kandinsky_prior::PriorTransformer;
+use kandinsky_testing::{assert_close, fixtures_dir, test_device};
 
 const TOLERANCE: f32 = 1e-3;
 

@@ -19,9 +19,9 @@ use std::path::Path;
 use burn::tensor::{Tensor, TensorData};
 use common::{Recorded, fixtures};
 use kandinsky_common::tensors::{ToHost, read_safetensors};
-use kandinsky_common::testing::{assert_close, test_device};
 use kandinsky_pipeline::scheduler::{DdpmScheduler, SchedulerConfig, UnclipScheduler};
 use kandinsky_pipeline::{DecoderStage, Event, Hooks, Kandinsky, PriorStage, Request};
+use kandinsky_testing::{assert_close, test_device};
 
 const TOLERANCE: f32 = 1e-3;
 

@@ -20,11 +20,11 @@ use std::path::PathBuf;
 
 use burn::tensor::{Tensor, TensorData};
 use kandinsky_common::tensors::read_safetensors;
-use kandinsky_common::testing::{assert_close, fixtures_dir, test_device};
 use kandinsky_pipeline::scheduler::{
     DdimScheduler, DdpmScheduler, Scheduler, SchedulerConfig, SchedulerExt, UnclipScheduler,
     load_scheduler, schedule::NoiseSchedule,
 };
+use kandinsky_testing::{assert_close, fixtures_dir, test_device};
 
 const STEP_TOLERANCE: f32 = 1e-6;
 

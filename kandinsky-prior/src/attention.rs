@@ -16,13 +16,13 @@ use burn::tensor::{Bool, Device, Tensor};
 #[derive(Module, Debug)]
 pub struct Attention {
     /// Query projection.
-    pub to_q: Linear,
+    pub(crate) to_q: Linear,
     /// Key projection.
-    pub to_k: Linear,
+    pub(crate) to_k: Linear,
     /// Value projection.
-    pub to_v: Linear,
+    pub(crate) to_v: Linear,
     /// Output projection (`to_out.0`; index 1 is a dropout in diffusers).
-    pub to_out: Vec<Linear>,
+    pub(crate) to_out: Vec<Linear>,
     #[module(skip)]
     heads: usize,
 }

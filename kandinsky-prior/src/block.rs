@@ -21,7 +21,7 @@ pub(crate) fn layer_norm(dim: usize, device: &Device) -> LayerNorm {
 #[derive(Module, Debug)]
 pub struct GeluProj {
     /// dim → 4·dim.
-    pub proj: Linear,
+    pub(crate) proj: Linear,
 }
 
 /// One entry of the feed-forward's `net` (a PyTorch `ModuleList`); the variant adds nothing to
@@ -41,7 +41,7 @@ pub enum FeedForwardLayer {
 #[derive(Module, Debug)]
 pub struct FeedForward {
     /// The layers, in the checkpoint's numbering.
-    pub net: Vec<FeedForwardLayer>,
+    pub(crate) net: Vec<FeedForwardLayer>,
 }
 
 impl FeedForward {
@@ -73,13 +73,13 @@ impl FeedForward {
 #[derive(Module, Debug)]
 pub struct BasicTransformerBlock {
     /// LayerNorm before the attention.
-    pub norm1: LayerNorm,
+    pub(crate) norm1: LayerNorm,
     /// Masked self-attention.
-    pub attn1: Attention,
+    pub(crate) attn1: Attention,
     /// LayerNorm before the feed-forward.
-    pub norm3: LayerNorm,
+    pub(crate) norm3: LayerNorm,
     /// The feed-forward.
-    pub ff: FeedForward,
+    pub(crate) ff: FeedForward,
 }
 
 impl BasicTransformerBlock {

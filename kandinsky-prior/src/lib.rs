@@ -40,11 +40,11 @@
 //! # let _ = embedding;
 //! ```
 
-pub mod attention;
-pub mod block;
+mod attention;
+mod block;
 pub mod config;
 pub mod error;
-pub mod prior;
+mod prior;
 
 pub use config::PriorConfig;
 pub use error::PriorError;

@@ -27,27 +27,27 @@ use crate::error::PriorError;
 #[derive(Module, Debug)]
 pub struct PriorTransformer {
     /// Timestep features → inner width.
-    pub time_embedding: TimestepEmbedding,
+    pub(crate) time_embedding: TimestepEmbedding,
     /// Noisy image embedding → inner width.
-    pub proj_in: Linear,
+    pub(crate) proj_in: Linear,
     /// Text embedding → inner width.
-    pub embedding_proj: Linear,
+    pub(crate) embedding_proj: Linear,
     /// Text hidden states → inner width.
-    pub encoder_hidden_states_proj: Linear,
+    pub(crate) encoder_hidden_states_proj: Linear,
     /// (1, tokens, inner), added to the sequence.
-    pub positional_embedding: Param<Tensor<3>>,
+    pub(crate) positional_embedding: Param<Tensor<3>>,
     /// The learned output token, (1, 1, inner).
-    pub prd_embedding: Param<Tensor<3>>,
+    pub(crate) prd_embedding: Param<Tensor<3>>,
     /// The transformer.
-    pub transformer_blocks: Vec<BasicTransformerBlock>,
+    pub(crate) transformer_blocks: Vec<BasicTransformerBlock>,
     /// Final LayerNorm.
-    pub norm_out: LayerNorm,
+    pub(crate) norm_out: LayerNorm,
     /// Inner width → CLIP width.
-    pub proj_to_clip_embeddings: Linear,
+    pub(crate) proj_to_clip_embeddings: Linear,
     /// Mean of the CLIP image embeddings, (1, CLIP width).
-    pub clip_mean: Param<Tensor<2>>,
+    pub(crate) clip_mean: Param<Tensor<2>>,
     /// Standard deviation of the CLIP image embeddings, (1, CLIP width).
-    pub clip_std: Param<Tensor<2>>,
+    pub(crate) clip_std: Param<Tensor<2>>,
     #[module(skip)]
     config: PriorConfig,
 }
@@ -104,6 +104,11 @@ impl PriorTransformer {
     }
 
     /// The configuration the model was built from.
+    /// The device the weights are on.
+    pub fn device(&self) -> burn::tensor::Device {
+        self.proj_in.weight.val().device()
+    }
+
     pub fn config(&self) -> &PriorConfig {
         &self.config
     }

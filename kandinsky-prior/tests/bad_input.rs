@@ -1,7 +1,7 @@
 //! Bad configs, checkpoints and inputs give errors that name the field, key or input and the
 //! expected versus found value — never a panic.
 
-use kandinsky_common::testing::{fixtures_dir, test_device};
+use kandinsky_testing::{fixtures_dir, test_device};
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Bool, Distribution, Tensor};

@@ -14,8 +14,8 @@ use std::path::PathBuf;
 
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use kandinsky_common::tensors::read_safetensors;
-use kandinsky_common::testing::{assert_close, fixtures_dir, test_device};
 use kandinsky_prior::{PriorConfig, PriorTransformer, WEIGHTS_FP16, WEIGHTS_FP32};
+use kandinsky_testing::{assert_close, fixtures_dir, test_device};
 
 const TOLERANCE: f32 = 1e-4;
 

@@ -25,19 +25,19 @@ pub const ATTENTION_NORM_EPS: f64 = 1e-5;
 #[derive(Module, Debug)]
 pub struct Attention {
     /// GroupNorm over the feature map (query and self keys/values only).
-    pub group_norm: GroupNorm,
+    pub(crate) group_norm: GroupNorm,
     /// Query projection, C → C.
-    pub to_q: Linear,
+    pub(crate) to_q: Linear,
     /// Self key projection, C → C.
-    pub to_k: Linear,
+    pub(crate) to_k: Linear,
     /// Self value projection, C → C.
-    pub to_v: Linear,
+    pub(crate) to_v: Linear,
     /// Context key projection, cross-attention width → C.
-    pub add_k_proj: Linear,
+    pub(crate) add_k_proj: Linear,
     /// Context value projection, cross-attention width → C.
-    pub add_v_proj: Linear,
+    pub(crate) add_v_proj: Linear,
     /// Output projection (`to_out.0`; index 1 is a dropout in diffusers).
-    pub to_out: Vec<Linear>,
+    pub(crate) to_out: Vec<Linear>,
     #[module(skip)]
     heads: usize,
 }

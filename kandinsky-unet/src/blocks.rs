@@ -13,11 +13,11 @@ use crate::resnet::{Resample, ResnetBlock2D, ResnetSizes};
 #[derive(Debug, Clone, Copy)]
 pub struct BlockSizes {
     /// Norm groups, epsilon and time-embedding width of the resnets.
-    pub resnet: ResnetSizes,
+    pub(crate) resnet: ResnetSizes,
     /// Attention head size.
-    pub head_dim: usize,
+    pub(crate) head_dim: usize,
     /// Width of the context tokens.
-    pub context_dim: usize,
+    pub(crate) context_dim: usize,
 }
 
 impl BlockSizes {
@@ -31,11 +31,11 @@ impl BlockSizes {
 #[derive(Module, Debug)]
 pub struct DownBlock {
     /// `layers` resnets; the first changes the width.
-    pub resnets: Vec<ResnetBlock2D>,
+    pub(crate) resnets: Vec<ResnetBlock2D>,
     /// One attention after each resnet, or none.
-    pub attentions: Vec<Attention>,
+    pub(crate) attentions: Vec<Attention>,
     /// The downsampling resnet (`downsamplers.0`), absent at the last level.
-    pub downsamplers: Vec<ResnetBlock2D>,
+    pub(crate) downsamplers: Vec<ResnetBlock2D>,
 }
 
 impl DownBlock {
@@ -96,9 +96,9 @@ impl DownBlock {
 #[derive(Module, Debug)]
 pub struct MidBlock {
     /// Two resnets.
-    pub resnets: Vec<ResnetBlock2D>,
+    pub(crate) resnets: Vec<ResnetBlock2D>,
     /// One attention.
-    pub attentions: Vec<Attention>,
+    pub(crate) attentions: Vec<Attention>,
 }
 
 impl MidBlock {
@@ -126,22 +126,22 @@ impl MidBlock {
 #[derive(Module, Debug)]
 pub struct UpBlock {
     /// `layers` resnets, each over (hidden ‖ popped skip).
-    pub resnets: Vec<ResnetBlock2D>,
+    pub(crate) resnets: Vec<ResnetBlock2D>,
     /// One attention after each resnet, or none.
-    pub attentions: Vec<Attention>,
+    pub(crate) attentions: Vec<Attention>,
     /// The upsampling resnet (`upsamplers.0`), absent at the last level.
-    pub upsamplers: Vec<ResnetBlock2D>,
+    pub(crate) upsamplers: Vec<ResnetBlock2D>,
 }
 
 /// The channel counts of an up block, in diffusers' terms.
 #[derive(Debug, Clone, Copy)]
 pub struct UpChannels {
     /// Width coming from the block below (`prev_output_channel`).
-    pub prev: usize,
+    pub(crate) prev: usize,
     /// Width of this level (`output_channel`).
-    pub out: usize,
+    pub(crate) out: usize,
     /// Width of the skip popped by the last resnet (`input_channel`, the level above's width).
-    pub last_skip: usize,
+    pub(crate) last_skip: usize,
 }
 
 impl UpBlock {

@@ -25,9 +25,9 @@ fn layer_norm(dim: usize, device: &Device) -> LayerNorm {
 #[derive(Module, Debug)]
 pub struct TextImageProjection {
     /// image embedding → 10 · cross-attention width.
-    pub image_embeds: Linear,
+    pub(crate) image_embeds: Linear,
     /// text hidden width → cross-attention width.
-    pub text_proj: Linear,
+    pub(crate) text_proj: Linear,
     #[module(skip)]
     tokens: usize,
 }
@@ -64,9 +64,9 @@ impl TextImageProjection {
 #[derive(Module, Debug)]
 pub struct ImageProjection {
     /// image embedding → 32 · cross-attention width.
-    pub image_embeds: Linear,
+    pub(crate) image_embeds: Linear,
     /// Per-token LayerNorm.
-    pub norm: LayerNorm,
+    pub(crate) norm: LayerNorm,
     #[module(skip)]
     tokens: usize,
 }
@@ -107,11 +107,11 @@ pub enum EncoderHidProj {
 #[derive(Module, Debug)]
 pub struct TextImageTimeEmbedding {
     /// pooled text embedding → time embedding width.
-    pub text_proj: Linear,
+    pub(crate) text_proj: Linear,
     /// LayerNorm after `text_proj`.
-    pub text_norm: LayerNorm,
+    pub(crate) text_norm: LayerNorm,
     /// image embedding → time embedding width.
-    pub image_proj: Linear,
+    pub(crate) image_proj: Linear,
 }
 
 impl TextImageTimeEmbedding {
@@ -135,9 +135,9 @@ impl TextImageTimeEmbedding {
 #[derive(Module, Debug)]
 pub struct ImageTimeEmbedding {
     /// image embedding → time embedding width.
-    pub image_proj: Linear,
+    pub(crate) image_proj: Linear,
     /// LayerNorm after `image_proj`.
-    pub image_norm: LayerNorm,
+    pub(crate) image_norm: LayerNorm,
 }
 
 impl ImageTimeEmbedding {
@@ -174,12 +174,12 @@ pub const HINT_CONVS: [(usize, usize, usize); 8] = [
 #[derive(Module, Debug)]
 pub struct ImageHintTimeEmbedding {
     /// image embedding → time embedding width.
-    pub image_proj: Linear,
+    pub(crate) image_proj: Linear,
     /// LayerNorm after `image_proj`.
-    pub image_norm: LayerNorm,
+    pub(crate) image_norm: LayerNorm,
     /// The PyTorch `Sequential`: convs at the even indices 0, 2, …, 14, SiLUs (no weights, so
     /// `None` here) at the odd ones, which keeps the checkpoint's key numbering.
-    pub input_hint_block: Vec<Option<Conv2d>>,
+    pub(crate) input_hint_block: Vec<Option<Conv2d>>,
 }
 
 impl ImageHintTimeEmbedding {

@@ -44,14 +44,29 @@
 //! assert_eq!(out.dims(), [2, 8, 8, 8]); // noise (4) and variance (4)
 //! ```
 
+#[cfg(feature = "blocks")]
 pub mod attention;
+#[cfg(not(feature = "blocks"))]
+mod attention;
+#[cfg(feature = "blocks")]
 pub mod blocks;
+#[cfg(not(feature = "blocks"))]
+mod blocks;
 pub mod config;
+#[cfg(feature = "blocks")]
 pub mod conv;
+#[cfg(not(feature = "blocks"))]
+mod conv;
+#[cfg(feature = "blocks")]
 pub mod embeddings;
+#[cfg(not(feature = "blocks"))]
+mod embeddings;
 pub mod error;
+#[cfg(feature = "blocks")]
 pub mod resnet;
-pub mod unet;
+#[cfg(not(feature = "blocks"))]
+mod resnet;
+mod unet;
 
 pub use config::UNetConfig;
 pub use error::UNetError;

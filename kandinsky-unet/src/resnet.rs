@@ -40,17 +40,17 @@ pub struct ResnetSizes {
 #[derive(Module, Debug)]
 pub struct ResnetBlock2D {
     /// First norm, over the input.
-    pub norm1: GroupNorm,
+    pub(crate) norm1: GroupNorm,
     /// 3×3 conv, in → out.
-    pub conv1: Conv2d,
+    pub(crate) conv1: Conv2d,
     /// time embedding → 2·out (scale, then shift).
-    pub time_emb_proj: Linear,
+    pub(crate) time_emb_proj: Linear,
     /// Second norm.
-    pub norm2: GroupNorm,
+    pub(crate) norm2: GroupNorm,
     /// 3×3 conv, out → out.
-    pub conv2: Conv2d,
+    pub(crate) conv2: Conv2d,
     /// 1×1 conv on the residual when the width changes.
-    pub conv_shortcut: Option<Conv2d>,
+    pub(crate) conv_shortcut: Option<Conv2d>,
     #[module(skip)]
     resample: Resample,
 }

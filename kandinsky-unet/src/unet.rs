@@ -70,23 +70,23 @@ impl Conditioning {
 #[derive(Module, Debug)]
 pub struct UNet {
     /// Latent (+ masked latent and mask, or + encoded hint) → first level width.
-    pub conv_in: Conv2d,
+    pub(crate) conv_in: Conv2d,
     /// Timestep features → time embedding.
-    pub time_embedding: TimestepEmbedding,
+    pub(crate) time_embedding: TimestepEmbedding,
     /// Conditioning added to the time embedding.
-    pub add_embedding: AddEmbedding,
+    pub(crate) add_embedding: AddEmbedding,
     /// Conditioning → cross-attention context tokens.
-    pub encoder_hid_proj: EncoderHidProj,
+    pub(crate) encoder_hid_proj: EncoderHidProj,
     /// The down path, one block per level.
-    pub down_blocks: Vec<DownBlock>,
+    pub(crate) down_blocks: Vec<DownBlock>,
     /// The bottom of the UNet.
-    pub mid_block: MidBlock,
+    pub(crate) mid_block: MidBlock,
     /// The up path, deepest level first.
-    pub up_blocks: Vec<UpBlock>,
+    pub(crate) up_blocks: Vec<UpBlock>,
     /// Output GroupNorm.
-    pub conv_norm_out: GroupNorm,
+    pub(crate) conv_norm_out: GroupNorm,
     /// Output 3×3 conv.
-    pub conv_out: Conv2d,
+    pub(crate) conv_out: Conv2d,
     #[module(skip)]
     config: UNetConfig,
 }
@@ -220,6 +220,11 @@ impl UNet {
     }
 
     /// The configuration the model was built from.
+    /// The device the weights are on.
+    pub fn device(&self) -> burn::tensor::Device {
+        self.conv_in.weight.val().device()
+    }
+
     pub fn config(&self) -> &UNetConfig {
         &self.config
     }

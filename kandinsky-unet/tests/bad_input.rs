@@ -2,7 +2,7 @@
 //! expected versus found — never a panic. (The file-level checks — truncation, dtypes, extra
 //! keys — are the shared loader's and are tested with the MoVQ; here the UNet-specific ones.)
 
-use kandinsky_common::testing::{fixtures_dir, test_device};
+use kandinsky_testing::{fixtures_dir, test_device};
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Distribution, Tensor};

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use kandinsky_common::tensors::read_safetensors;
-use kandinsky_common::testing::{assert_close, fixtures_dir, test_device};
+use kandinsky_testing::{assert_close, fixtures_dir, test_device};
 use kandinsky_unet::{Conditioning, UNet, UNetConfig, WEIGHTS_FP16, WEIGHTS_FP32};
 
 const TOLERANCE: f32 = 1e-4;

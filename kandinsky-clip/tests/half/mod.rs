@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use burn::tensor::{DType, Device, FloatDType, Int, Tensor, TensorData};
 use kandinsky_clip::{ClipTextModel, ClipVisionModel, MultilingualClip};
 use kandinsky_common::tensors::{ToHost, read_safetensors};
-use kandinsky_common::testing::{assert_close, fixtures_dir, half_device, unit_roundoff};
+use kandinsky_testing::{assert_close, fixtures_dir, half_device, unit_roundoff};
 
 /// Rounding layers on the encoders' longest paths, with margin (see the module docs).
 const ROUNDING_LAYERS: f32 = 41.0;

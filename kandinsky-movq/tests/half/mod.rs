@@ -10,8 +10,8 @@
 
 use burn::tensor::{DType, FloatDType, Tensor};
 use kandinsky_common::tensors::{ToHost, read_safetensors};
-use kandinsky_common::testing::{assert_close, fixtures_dir, half_device, unit_roundoff};
 use kandinsky_movq::{MoVQ, WEIGHTS_FP16, WEIGHTS_FP32};
+use kandinsky_testing::{assert_close, fixtures_dir, half_device, unit_roundoff};
 
 /// Rounding layers on the longest path of the small MoVQ, with margin (see the module docs).
 const ROUNDING_LAYERS: f32 = 41.0;

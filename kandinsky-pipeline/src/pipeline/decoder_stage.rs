@@ -126,10 +126,9 @@ impl DecoderStage {
         negative: Tensor<2>,
         hooks: crate::Hooks<'_>,
     ) -> Result<Output, PipelineError> {
-        request.validate()?;
-        let mut rng = crate::Rng::new(request.seed);
-        let mut run = Run::new(hooks, &mut rng);
-        self.run(request, image_embeds, negative, &mut run)
+        super::with_run(request, hooks, |run| {
+            self.run(request, image_embeds, negative, run)
+        })
     }
 
     /// Checks that this decoder can run `request`, before anything is loaded.

@@ -76,6 +76,18 @@ impl<'n, 'a: 'n> Run<'n, 'a> {
     }
 }
 
+/// Checks `request`, then runs `f` with what `hooks` inject (the request's seeded generator
+/// standing in for the noise source).
+pub(crate) fn with_run<T>(
+    request: &Request,
+    hooks: Hooks<'_>,
+    f: impl FnOnce(&mut Run<'_, '_>) -> Result<T, PipelineError>,
+) -> Result<T, PipelineError> {
+    request.validate()?;
+    let mut rng = Rng::new(request.seed);
+    f(&mut Run::new(hooks, &mut rng))
+}
+
 /// Kandinsky 2.1 or 2.2 over a prior and a decoder repository: construct once, generate many
 /// times. The version and the decoder's kind (plain, inpainting, ControlNet-depth) are read from
 /// the decoder folder; a prior and a decoder that do not fit together are refused here, before
@@ -274,18 +286,18 @@ impl Kandinsky {
         hooks: Hooks<'_>,
     ) -> Result<Output, PipelineError> {
         self.check(request, hooks.image_embeds.is_some())?;
-        let mut rng = Rng::new(request.seed);
-        let mut run = Run::new(hooks, &mut rng);
-        // 1. The image embeddings: given, or from the prior.
-        let (image_embeds, negative) = match run.image_embeds.take() {
-            Some(given) => given,
-            None => {
-                let prior = self.prior.as_mut().expect("checked above");
-                prior.run(request, &mut run)?
-            }
-        };
-        // 2. Denoise and decode them.
-        let decoder = self.decoder.as_mut().expect("checked above");
-        decoder.run(request, image_embeds, negative, &mut run)
+        with_run(request, hooks, |run| {
+            // 1. The image embeddings: given, or from the prior.
+            let (image_embeds, negative) = match run.image_embeds.take() {
+                Some(given) => given,
+                None => {
+                    let prior = self.prior.as_mut().expect("checked above");
+                    prior.run(request, run)?
+                }
+            };
+            // 2. Denoise and decode them.
+            let decoder = self.decoder.as_mut().expect("checked above");
+            decoder.run(request, image_embeds, negative, run)
+        })
     }
 }

@@ -169,10 +169,7 @@ impl PriorStage {
         request: &Request,
         hooks: crate::Hooks<'_>,
     ) -> Result<(Tensor<2>, Tensor<2>), PipelineError> {
-        request.validate()?;
-        let mut rng = crate::Rng::new(request.seed);
-        let mut run = Run::new(hooks, &mut rng);
-        self.run(request, &mut run)
+        super::with_run(request, hooks, |run| self.run(request, run))
     }
 
     pub(crate) fn run(

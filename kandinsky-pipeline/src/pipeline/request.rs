@@ -352,20 +352,7 @@ impl Request {
                 crate::decoder::image_start_index(self.prior.steps, *strength).map(drop)?
             }
             Embedding::Fusion(items) => {
-                if items.is_empty() {
-                    return Err(PipelineError::Count {
-                        what: "fusion items",
-                        found: 0,
-                        expected: 1,
-                    });
-                }
-                if let Some((_, w)) = items.iter().find(|(_, w)| !w.is_finite()) {
-                    return Err(PipelineError::invalid(
-                        "fusion weight",
-                        w,
-                        "a finite number",
-                    ));
-                }
+                crate::fusion::check_weights(items.iter().map(|(_, w)| *w))?
             }
         }
         Ok(())

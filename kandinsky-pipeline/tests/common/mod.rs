@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use kandinsky_common::testing::fixtures_dir;
+use kandinsky_testing::fixtures_dir;
 use std::path::PathBuf;
 
 use burn::tensor::TensorData;

@@ -10,8 +10,8 @@
 
 use burn::tensor::{Bool, DType, FloatDType, Int, Tensor};
 use kandinsky_common::tensors::{ToHost, f32_tensor, read_safetensors};
-use kandinsky_common::testing::{assert_close, fixtures_dir, half_device, unit_roundoff};
 use kandinsky_prior::{PriorTransformer, WEIGHTS_FP16, WEIGHTS_FP32};
+use kandinsky_testing::{assert_close, fixtures_dir, half_device, unit_roundoff};
 
 /// Rounding layers on the prior's path, with margin (see the module docs).
 const ROUNDING_LAYERS: f32 = 20.0;

@@ -11,7 +11,7 @@
 
 use burn::tensor::{DType, FloatDType, Tensor};
 use kandinsky_common::tensors::{ToHost, f32_tensor, read_safetensors};
-use kandinsky_common::testing::{assert_close, fixtures_dir, half_device, unit_roundoff};
+use kandinsky_testing::{assert_close, fixtures_dir, half_device, unit_roundoff};
 use kandinsky_unet::{Conditioning, UNet, WEIGHTS_FP16, WEIGHTS_FP32};
 
 /// Rounding layers on the longest path of the small UNet (see the module docs).

@@ -1,5 +1,6 @@
-//! Comparison with reference outputs, for the parity tests of the component crates, and the
-//! device they run on.
+//! Test helpers of the Kandinsky crates, a dev-dependency only (never shipped in a library):
+//! the fixtures folder, the device the parity tests run on, and comparison with reference
+//! outputs (panicking asserts).
 //!
 //! The tests are written once for every backend: [`test_device`] is burn's default device —
 //! flex (CPU) when only it is compiled in, as in CI — and `BURN_DEVICE` (`flex`, `wgpu`,
