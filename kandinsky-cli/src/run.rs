@@ -8,8 +8,8 @@ use std::path::Path;
 use anyhow::anyhow;
 use kandinsky_pipeline::hub::HubOptions;
 use kandinsky_pipeline::{
-    Event, FusionInput, Hooks, Image, Kandinsky, PipelineError, Request, Sampling, Stage, Version,
-    layout,
+    Event, FusionInput, Hooks, Image, Kandinsky, PipelineError, Request, Residency, Sampling,
+    Stage, Version, layout,
 };
 
 use crate::args::{self, Common, Dtype, Model};
@@ -233,9 +233,11 @@ pub fn run(job: Job) -> Result<(), Failure> {
         prefer_fp16: c.dtype != Dtype::F32,
         image_encoder: request.uses_images(),
     };
+    // One generation: each stage loads for its turn and is dropped after (lower peak memory).
     let mut pipeline =
         Kandinsky::from_pretrained(prior_spec, decoder_spec, &device, &options, &mut reporter)
-            .map_err(failed)?;
+            .map_err(failed)?
+            .with_residency(Residency::Sequential);
     let prior = pipeline.prior_mut().expect("built with a prior");
     let dtype = format!("{:?}", c.dtype).to_lowercase();
     let zero_cache = request

@@ -33,16 +33,22 @@ use crate::scheduler::Scheduler;
 use hooks::Events;
 
 /// Whether a pipeline keeps its models loaded between calls.
+///
+/// Measured with `examples/load_once.rs` on real-size random 2.2 folders in f32 (2 prior and 2
+/// decoder steps at 64², 2 CPU cores): resident, the first generation took 118 s of which 91 s
+/// loading, the second 16 s loading nothing, peak RSS 12.3 GB; sequential, 108 s (82 s loading)
+/// then 46 s (33 s loading), peak RSS 7.5 GB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Residency {
     /// Each model loads when first needed and stays loaded: later generations load nothing.
-    /// Peak memory: every model used so far (2.2 text-to-image in f32: about 12 GB, plus
-    /// 7.4 GB while the image encoder computes the zero-image embedding once).
+    /// Peak memory: the models used so far (2.2 text-to-image in f32: the prior with its text
+    /// encoder, 6.9 GB, and the UNet with the MoVQ, 5.3 GB; the image encoder, 7.4 GB, loads
+    /// alone once for the zero-image embedding, and stays only for image inputs).
     #[default]
     Resident,
     /// Each stage loads its models for its turn and drops them after: peak memory about the
-    /// largest stage, at the price of loading every time (diffusers' sequential offload, without
-    /// a GPU to offload from).
+    /// largest model group (7.4 GB for 2.2 in f32), at the price of loading every time; the
+    /// choice of a program that generates once (the `kandinsky` command).
     Sequential,
 }
 

@@ -207,7 +207,14 @@ impl PriorStage {
             }
         };
         let (start, first) = match &request.embedding {
-            Embedding::Prompt => (PriorStart::Noise(run.prior_latents.take()), 0),
+            Embedding::Prompt => {
+                // The zero-image negative first, so that the image encoder (the largest model
+                // of a 2.2 prior repository) is never loaded beside the prior.
+                if negatives.is_none() {
+                    self.zero_embed(&mut run.events)?;
+                }
+                (PriorStart::Noise(run.prior_latents.take()), 0)
+            }
             Embedding::Emb2Emb { image, strength } => {
                 let device = self.device.clone();
                 let images = self.load_images(&mut run.events)?;
