@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the parity suite of the component and pipeline crates on another burn backend:
 #   scripts/test-backend.sh wgpu|vulkan|cuda|metal [extra cargo test arguments]
-# The tests are the same as on the CPU (kandinsky_common::testing::test_device picks the
-# device from BURN_DEVICE); f32 bounds widen by testing::GPU_FACTOR off the CPU.
+# The tests are the same as on the CPU (kandinsky_testing::test_device picks the
+# device from BURN_DEVICE); f32 bounds widen by kandinsky_testing::GPU_FACTOR off the CPU.
 # On a machine without a GPU, wgpu and vulkan run on Mesa's software Vulkan driver (lavapipe),
 # which this script installs on Debian/Ubuntu when missing. Both pass the whole suite there;
 # `vulkan` (cubecl's own SPIR-V) needs the patched cubecl-spirv of patches/ (the workspace

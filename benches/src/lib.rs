@@ -11,6 +11,7 @@
 use std::time::Instant;
 
 use burn::tensor::{Device, FloatDType};
+use kandinsky_pipeline::device::{Backend, device};
 
 /// Median seconds of `runs` calls of `f` (at least one) after one warm-up call, each ended by
 /// a device sync so that queued GPU work is counted.
@@ -32,28 +33,21 @@ pub fn median_seconds<T>(device: &Device, runs: usize, mut f: impl FnMut() -> T)
     times[times.len() / 2]
 }
 
-/// The device the benchmarks run on, configured to the float dtype `KANDINSKY_DTYPE` names.
+/// The device the benchmarks run on: the best backend compiled in
+/// ([`Backend::best`](kandinsky_pipeline::device::Backend::best)), configured to the float dtype
+/// `KANDINSKY_DTYPE` names.
 ///
 /// # Panics
 /// On an unknown `KANDINSKY_DTYPE`, or one the backend does not compute in.
 pub fn bench_device() -> Device {
-    let mut device = backend_device();
     let dtype = dtype_name();
     let float = match dtype.as_str() {
-        "f32" => return device,
+        "f32" => FloatDType::F32,
         "f16" => FloatDType::F16,
         "bf16" => FloatDType::BF16,
         other => panic!("KANDINSKY_DTYPE={other}: expected f32, f16 or bf16"),
     };
-    assert!(
-        device.supports_dtype(float),
-        "{} does not compute in {dtype}",
-        backend_name()
-    );
-    device
-        .configure(float)
-        .expect("configure the device before any tensor exists");
-    device
+    device(Backend::Auto, float).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The float dtype the benchmarks run in: `KANDINSKY_DTYPE`, `f32` when unset.
@@ -61,38 +55,7 @@ pub fn dtype_name() -> String {
     std::env::var("KANDINSKY_DTYPE").unwrap_or_else(|_| "f32".into())
 }
 
-fn backend_device() -> Device {
-    #[cfg(feature = "cuda")]
-    return Device::cuda(0);
-    #[cfg(all(feature = "metal", not(feature = "cuda")))]
-    return Device::metal(burn::tensor::DeviceKind::DefaultDevice);
-    #[cfg(all(feature = "vulkan", not(any(feature = "cuda", feature = "metal"))))]
-    return Device::vulkan(burn::tensor::DeviceKind::DefaultDevice);
-    #[cfg(all(
-        feature = "wgpu",
-        not(any(feature = "cuda", feature = "metal", feature = "vulkan"))
-    ))]
-    return Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
-    #[cfg(not(any(
-        feature = "cuda",
-        feature = "metal",
-        feature = "vulkan",
-        feature = "wgpu"
-    )))]
-    Device::flex()
-}
-
 /// The name of the backend [`bench_device`] picks.
 pub fn backend_name() -> &'static str {
-    if cfg!(feature = "cuda") {
-        "cuda"
-    } else if cfg!(feature = "metal") {
-        "metal"
-    } else if cfg!(feature = "vulkan") {
-        "vulkan"
-    } else if cfg!(feature = "wgpu") {
-        "wgpu"
-    } else {
-        "flex"
-    }
+    Backend::best().name()
 }

@@ -25,12 +25,36 @@ pub enum Backend {
     Cuda,
 }
 
+impl From<Backend> for kandinsky_pipeline::device::Backend {
+    fn from(backend: Backend) -> Self {
+        use kandinsky_pipeline::device::Backend as B;
+        match backend {
+            Backend::Auto => B::Auto,
+            Backend::Cpu => B::Cpu,
+            Backend::Wgpu => B::Wgpu,
+            Backend::Vulkan => B::Vulkan,
+            Backend::Metal => B::Metal,
+            Backend::Cuda => B::Cuda,
+        }
+    }
+}
+
 /// Float precision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Dtype {
     F32,
     F16,
     Bf16,
+}
+
+impl From<Dtype> for burn::tensor::FloatDType {
+    fn from(dtype: Dtype) -> Self {
+        match dtype {
+            Dtype::F32 => Self::F32,
+            Dtype::F16 => Self::F16,
+            Dtype::Bf16 => Self::BF16,
+        }
+    }
 }
 
 /// Options of every subcommand.

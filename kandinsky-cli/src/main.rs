@@ -16,7 +16,6 @@
 //! backend not compiled in), 3 the output cannot be written.
 
 mod args;
-mod backend;
 mod output;
 mod progress;
 mod run;

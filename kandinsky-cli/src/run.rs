@@ -212,7 +212,8 @@ pub fn run(job: Job) -> Result<(), Failure> {
         );
         return Err(Failure(3, e));
     }
-    let device = crate::backend::device(c.backend, c.dtype).map_err(usage)?;
+    let device =
+        kandinsky_pipeline::device::device(c.backend.into(), c.dtype.into()).map_err(usage)?;
     request.seed = c.seed.unwrap_or_else(random_seed);
     let mut reporter = Reporter::new(c.quiet);
     reporter.line(&format!("seed {}", request.seed));
@@ -294,7 +295,7 @@ pub fn run(job: Job) -> Result<(), Failure> {
     ];
     metadata.extend(extra);
     for (image, path) in images.iter().zip(&paths) {
-        output::write_png(path, image, &metadata).map_err(|e| Failure(3, e))?;
+        image.save_png_with_text(path, &metadata).map_err(failed)?;
         if !c.quiet {
             println!("{}", path.display());
         }

@@ -147,6 +147,14 @@ pub enum PipelineError {
     #[cfg(feature = "hub")]
     #[error(transparent)]
     Hub(#[from] crate::hub::HubError),
+    /// A burn backend cannot be used: not compiled in, or not computing in the asked dtype.
+    #[error("the {backend} backend is unavailable: {reason}")]
+    Backend {
+        /// The backend (`flex`, `wgpu`, `vulkan`, `metal`, `cuda`).
+        backend: &'static str,
+        /// Why.
+        reason: String,
+    },
     /// The device failed to run the queued work or to read a result back (a GPU error, a lost
     /// device).
     #[error("the device failed: {0}")]

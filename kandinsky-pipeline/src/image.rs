@@ -94,27 +94,59 @@ impl Image {
         Ok(Self { width, height, rgb })
     }
 
-    /// Writes the image as a PNG file.
+    /// Writes the image as a PNG file (see [`save_png_with_text`](Self::save_png_with_text)).
     pub fn save_png(&self, path: &Path) -> Result<(), PipelineError> {
-        let io = |source: std::io::Error| PipelineError::Output {
+        self.save_png_with_text(path, &[])
+    }
+
+    /// Writes the image as a PNG file with `text` as its text chunks (tEXt, or iTXt for text
+    /// beyond Latin-1: prompts in Cyrillic, CJK, emoji), e.g. the generation's parameters. The
+    /// file is written under a temporary name in the same folder and renamed into place, so
+    /// `path` never holds a partial image, and an existing file is replaced only by a whole one.
+    pub fn save_png_with_text(
+        &self,
+        path: &Path,
+        text: &[(&str, String)],
+    ) -> Result<(), PipelineError> {
+        let fail = |source: std::io::Error| PipelineError::Output {
             path: path.to_path_buf(),
             source,
         };
-        let file = std::fs::File::create(path).map_err(io)?;
-        let mut encoder = png::Encoder::new(
-            std::io::BufWriter::new(file),
-            self.width as u32,
-            self.height as u32,
-        );
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = path
+            .file_name()
+            .map_or("image".into(), |n| n.to_string_lossy());
+        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        let result = self
+            .write_png(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, path));
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result.map_err(fail)
+    }
+
+    fn write_png(&self, path: &Path, text: &[(&str, String)]) -> std::io::Result<()> {
+        let file = std::fs::File::create(path)?;
+        let (width, height) = (self.width as u32, self.height as u32);
+        let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), width, height);
         encoder.set_color(png::ColorType::Rgb);
         encoder.set_depth(png::BitDepth::Eight);
-        let fail = |e: png::EncodingError| PipelineError::Output {
-            path: path.to_path_buf(),
-            source: std::io::Error::other(e),
-        };
-        let mut writer = encoder.write_header().map_err(fail)?;
-        writer.write_image_data(&self.rgb).map_err(fail)?;
-        writer.finish().map_err(fail)
+        for (key, value) in text {
+            let (key, value) = ((*key).to_string(), value.clone());
+            if value.chars().all(|c| (c as u32) < 256) {
+                encoder.add_text_chunk(key, value)?;
+            } else {
+                encoder.add_itxt_chunk(key, value)?;
+            }
+        }
+        let mut writer = encoder.write_header()?;
+        writer.write_image_data(&self.rgb)?;
+        writer.finish()?;
+        Ok(())
     }
 
     /// Resized to `width × height` with PIL's bicubic filter (no resize at the same size) and

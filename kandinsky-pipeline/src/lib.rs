@@ -79,6 +79,7 @@
 //! ```
 
 pub mod decoder;
+pub mod device;
 pub mod error;
 pub mod fusion;
 mod guidance;

@@ -279,8 +279,9 @@ impl Request {
         }
     }
 
-    /// Whether the prior's image encoder is needed: image inputs, or no negative prompt (for
-    /// the zero-image negative embedding, unless it is supplied).
+    /// Whether the request has image inputs for the prior's image encoder (fusion with an
+    /// image, variations, emb2emb). Without a negative prompt the encoder is also needed once,
+    /// for the zero-image negative embedding, unless that is supplied.
     pub fn uses_images(&self) -> bool {
         match &self.embedding {
             Embedding::Prompt => false,
