@@ -44,6 +44,7 @@ pub mod config;
 mod encoder;
 pub mod error;
 pub mod image;
+pub mod resample;
 mod text;
 pub mod tokenizer;
 mod vision;

@@ -28,8 +28,10 @@ pub struct Image {
 
 impl Image {
     /// Reads a PNG, JPEG or WebP file, as the reference's `load_image` does: the EXIF
-    /// orientation is applied, an alpha channel is dropped (PIL's `convert("RGB")`, no
-    /// compositing), grey is expanded to RGB and 16-bit samples are reduced to 8 bits.
+    /// orientation is applied, an alpha channel is dropped (Pillow's `convert("RGB")`, no
+    /// compositing), grey is expanded to RGB, and 16-bit RGB samples keep their high byte (as
+    /// Pillow reads them). 16-bit grey is scaled to 8 bits, where Pillow's `convert("RGB")`
+    /// would clip every value above 255 to white.
     pub fn open(path: &Path) -> Result<Self, PipelineError> {
         use image::ImageDecoder;
         let fail = |source: image::ImageError| PipelineError::Image {
@@ -51,7 +53,21 @@ impl Image {
             .unwrap_or(image::metadata::Orientation::NoTransforms);
         let mut decoded = image::DynamicImage::from_decoder(decoder).map_err(fail)?;
         decoded.apply_orientation(orientation);
-        let rgb = decoded.to_rgb8();
+        let rgb = match decoded {
+            // Pillow reads 16-bit RGB(A) PNGs as 8-bit RGB by their high bytes (load_image's
+            // convert("RGB")); the image crate would round instead.
+            image::DynamicImage::ImageRgb16(_) | image::DynamicImage::ImageRgba16(_) => {
+                let wide = decoded.to_rgb16();
+                let (w, h) = wide.dimensions();
+                let high = wide
+                    .into_raw()
+                    .into_iter()
+                    .map(|v| (v >> 8) as u8)
+                    .collect();
+                image::RgbImage::from_raw(w, h, high).expect("the same size")
+            }
+            other => other.to_rgb8(),
+        };
         let (width, height) = (rgb.width() as usize, rgb.height() as usize);
         if width == 0 || height == 0 {
             return Err(fail(image::ImageError::Limits(
@@ -149,33 +165,34 @@ impl Image {
         Ok(())
     }
 
-    /// Resized to `width × height` with PIL's bicubic filter (no resize at the same size) and
+    /// Resized to `width × height` as the reference pipelines resize their input images —
+    /// Pillow's `resize((width, height), BICUBIC, reducing_gap=1)`, byte for byte (a shrink by
+    /// 2× or more first box-averages by the integer factor; no resize at the same size) — and
     /// scaled to [−1, 1]: (1, 3, height, width), the MoVQ encoder's input (diffusers'
     /// `VaeImageProcessor.preprocess` for a PIL image).
     ///
-    /// Differences from the reference: the size is `width × height` as asked (the reference
-    /// pipelines pass height and width swapped, so they resize non-square requests transposed),
-    /// and shrinking by 2× or more filters the whole image in one pass where PIL's
-    /// `reducing_gap=1` first box-averages by the integer factor (a difference of a few levels
-    /// on fine detail).
+    /// One difference from the reference: the size is `width × height` as asked (the reference
+    /// pipelines pass height and width swapped, so they resize non-square requests transposed).
     pub fn to_tensor(
         &self,
         width: usize,
         height: usize,
         device: &Device,
     ) -> Result<Tensor<4>, PipelineError> {
-        let pixels = self.resized(width, height, Resample::Bicubic, device)?;
+        let pixels = self.resized(width, height, Resample::Bicubic, Some(1.0), device)?;
         Ok((pixels / 127.5 - 1.0)
             .unsqueeze_dim(0)
             .cast(default_float(device)))
     }
 
-    /// Resized to `width × height` with PIL's `filter`, values in [0, 255]: (3, height, width).
+    /// Resized to `width × height` with Pillow's `filter` and `reducing_gap`, values in
+    /// [0, 255]: (3, height, width).
     pub(crate) fn resized(
         &self,
         width: usize,
         height: usize,
         filter: Resample,
+        reducing_gap: Option<f64>,
         device: &Device,
     ) -> Result<Tensor<3>, PipelineError> {
         let view = RgbImage {
@@ -183,21 +200,21 @@ impl Image {
             height: self.height,
             data: &self.rgb,
         };
-        Ok(resize(&view, width, height, filter, device)?)
+        Ok(resize(&view, width, height, filter, reducing_gap, device)?)
     }
 
     /// An inpainting mask at `width × height`: (1, 1, height, width), 1 where the image is kept
     /// and 0 where it is repainted, from a user mask that is white (or any luma ≥ 0.5) where
     /// to repaint — the reference's convention since diffusers 0.19. As the reference: resized
-    /// with PIL's Lanczos filter, converted to luma (ITU-R 601, PIL's integer formula),
-    /// binarized at 0.5, inverted.
+    /// with Pillow's Lanczos filter (no reducing gap), converted to luma (ITU-R 601, Pillow's
+    /// integer formula), binarized at 0.5, inverted.
     pub fn to_keep_mask(
         &self,
         width: usize,
         height: usize,
         device: &Device,
     ) -> Result<Tensor<4>, PipelineError> {
-        let rgb = self.resized(width, height, Resample::Lanczos, device)?;
+        let rgb = self.resized(width, height, Resample::Lanczos, None, device)?;
         let weights = f32_tensor::<1>(TensorData::from([19595.0f32, 38470.0, 7471.0]), device)
             .reshape([3, 1, 1]);
         // PIL: L = (19595 R + 38470 G + 7471 B + 2^15) >> 16.

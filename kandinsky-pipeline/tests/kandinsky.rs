@@ -107,7 +107,7 @@ fn resident_stages_load_once() {
     let mut resident = Kandinsky::from_folders(&prior, decoder.path(), &device).unwrap();
     assert_eq!(
         loads(&mut resident, &request),
-        ["prior", "image_encoder", "unet"]
+        ["image_encoder", "prior", "unet"]
     );
     assert!(
         loads(&mut resident, &request).is_empty(),
@@ -118,7 +118,7 @@ fn resident_stages_load_once() {
         .with_residency(Residency::Sequential);
     assert_eq!(
         loads(&mut sequential, &request),
-        ["prior", "image_encoder", "unet"]
+        ["image_encoder", "prior", "unet"]
     );
     // The zero-image embedding is kept: the image encoder is not needed again.
     assert_eq!(loads(&mut sequential, &request), ["prior", "unet"]);

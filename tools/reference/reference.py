@@ -1351,6 +1351,102 @@ def inpainting() -> None:
     save_reference(ref, root / "inpaint22.safetensors")
 
 
+def pattern_image(width: int, height: int, seed: int):
+    """A (height, width, 3) uint8 test pattern: gradients plus hashed noise, computed with
+    32-bit integer arithmetic so that the Rust tests make the same bytes
+    (kandinsky-pipeline/tests/resize.rs, `pattern`)."""
+    import numpy as np
+
+    m = 0xFFFFFFFF
+    y, x, c = np.meshgrid(np.arange(height, dtype=np.uint64), np.arange(width, dtype=np.uint64),
+                          np.arange(3, dtype=np.uint64), indexing="ij")
+    h = ((x * 73856093) ^ (y * 19349663) ^ (c * 83492791) ^ np.uint64((seed * 2654435761) & m)) & m
+    h ^= h >> np.uint64(13)
+    h = (h * np.uint64(0x5BD1E995)) & m
+    h ^= h >> np.uint64(15)
+    noise = (h & np.uint64(63)).astype(np.int64)
+    grad = (x.astype(np.int64) * 160) // width + (y.astype(np.int64) * 96) // height
+    return np.clip(grad + noise - 32 + c.astype(np.int64) * 10, 0, 255).astype(np.uint8)
+
+
+def write_png16(path: Path, rgb16) -> None:
+    """A 16-bit RGB PNG (Pillow cannot write one)."""
+    import struct
+    import zlib
+
+    h, w, _ = rgb16.shape
+    raw = b"".join(b"\x00" + rgb16[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+    path.write_bytes(png + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def resize_corpus() -> None:
+    """Pillow's `Image.resize` on a corpus, for the byte-identical resize tests
+    (kandinsky-pipeline/tests/resize.rs), in fixtures/resize/:
+    - pattern sources (`pattern_image`, not stored) of many sizes, up- and downscaled (by 1.5,
+      2, 3.7, 8; non-square, odd, 1-pixel sides) with BOX, BICUBIC and LANCZOS, without and
+      with reducing_gap=1 (and 2 once);
+    - PNG sources as users have them, read as diffusers' `load_image` reads them (EXIF
+      transpose, convert("RGB")): RGBA, grey, 16-bit RGB, the modes' photo;
+    corpus.safetensors holds each case's output bytes (`{name}`: (H, W, 3) uint8) and cases.json
+    the cases."""
+    import json
+
+    import numpy as np
+    from PIL import Image, ImageOps
+    from safetensors.numpy import save_file
+
+    print("resize corpus")
+    root = FIXTURES / "resize"
+    root.mkdir(parents=True, exist_ok=True)
+    filters = {"box": Image.BOX, "bicubic": Image.BICUBIC, "lanczos": Image.LANCZOS}
+    sizes = [
+        ((64, 64), (128, 128)), ((97, 61), (64, 40)), ((128, 96), (64, 48)),
+        ((300, 200), (81, 54)), ((512, 384), (64, 48)), ((64, 128), (64, 64)),
+        ((13, 1), (5, 1)), ((1, 9), (1, 4)), ((1, 1), (7, 5)), ((31, 17), (45, 29)),
+        ((100, 75), (99, 75)), ((128, 128), (128, 64)), ((333, 101), (37, 50)),
+        ((1001, 777), (64, 64)), ((640, 480), (100, 75)), ((75, 100), (64, 64)),
+    ]
+    cases, outputs = [], {}
+
+    def add(name: str, source: dict, image, target, filt: str, gap):
+        out = image.resize(target, filters[filt], reducing_gap=gap)
+        outputs[name] = np.ascontiguousarray(np.array(out.convert("RGB")))
+        cases.append({"name": name, "source": source, "width": target[0], "height": target[1],
+                      "filter": filt, "reducing_gap": gap})
+
+    for i, ((w, h), target) in enumerate(sizes):
+        image = Image.fromarray(pattern_image(w, h, seed=i))
+        for filt in filters:
+            for gap in (None, 1.0):
+                add(f"pattern{i}.{filt}.{gap}", {"pattern": [w, h, i]}, image, target, filt, gap)
+    add("pattern4.bicubic.2.0", {"pattern": [512, 384, 4]},
+        Image.fromarray(pattern_image(512, 384, seed=4)), (64, 48), "bicubic", 2.0)
+
+    rng = np.random.default_rng(120)
+    rgba = np.concatenate([pattern_image(150, 100, seed=50),
+                           rng.integers(0, 256, (100, 150, 1), dtype=np.uint8)], axis=-1)
+    Image.fromarray(rgba, mode="RGBA").save(root / "rgba.png")
+    Image.fromarray(pattern_image(90, 70, seed=51)[..., 0], mode="L").save(root / "grey.png")
+    rgb16 = rng.integers(0, 65536, (80, 120, 3), dtype=np.uint16)
+    write_png16(root / "rgb16.png", rgb16)
+    shutil.copy(FIXTURES / "modes" / "source.png", root / "photo.png")
+    for file, target in [("rgba.png", (64, 64)), ("grey.png", (40, 30)), ("rgb16.png", (64, 40)),
+                         ("photo.png", (160, 96)), ("photo.png", (30, 20))]:
+        image = ImageOps.exif_transpose(Image.open(root / file)).convert("RGB")
+        stem = file.removesuffix(".png")
+        for filt in ("bicubic", "lanczos"):
+            for gap in (None, 1.0):
+                add(f"{stem}.{target[0]}x{target[1]}.{filt}.{gap}", {"png": file}, image, target,
+                    filt, gap)
+    save_file(outputs, str(root / "corpus.safetensors"))
+    (root / "cases.json").write_text(json.dumps(cases, indent=1) + "\n")
+
+
 def prior_modes() -> None:
     """Prior modes on the small 2.2 prior pipeline (prior_pipeline22) and the 64x64 source
     picture, every noise draw recorded:
@@ -1392,7 +1488,7 @@ def prior_modes() -> None:
 COMPONENTS = {"movq": movq, "unet": unet, "prior": prior, "clip": clip, "tokenizers": tokenizers,
               "preprocessing": preprocessing, "schedulers": schedulers, "pipeline22": pipeline22,
               "prior_pipeline22": prior_pipeline22, "prior_pipeline21": prior_pipeline21,
-              "pipeline21": pipeline21, "modes": modes,
+              "pipeline21": pipeline21, "modes": modes, "resize": resize_corpus,
               "inpainting": inpainting, "prior_modes": prior_modes}
 
 

@@ -234,7 +234,10 @@ impl DecoderStage {
         };
         let hint = match &request.hint {
             Some(hint) => {
-                let pixels = hint.resized(width, height, Resample::Bicubic, &device)? / 255.0;
+                // As the images: Pillow's bicubic with reducing_gap=1 (the reference takes the
+                // hint as a tensor, resized by the caller).
+                let pixels =
+                    hint.resized(width, height, Resample::Bicubic, Some(1.0), &device)? / 255.0;
                 Some(repeat(pixels.unsqueeze_dim::<4>(0)))
             }
             None => None,
