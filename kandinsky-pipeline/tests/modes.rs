@@ -56,7 +56,12 @@ fn options(steps: usize) -> DecoderOptions {
 }
 
 fn source(device: &Device) -> Tensor<4> {
-    let image = Image::open(&fixtures().join("modes/source.png")).unwrap();
+    source_from("source.png", device)
+}
+
+/// A source picture of fixtures/modes brought to 64×64 as the pipelines do.
+fn source_from(file: &str, device: &Device) -> Tensor<4> {
+    let image = Image::open(&fixtures().join("modes").join(file)).unwrap();
     image.to_tensor(64, 64, device).unwrap()
 }
 
@@ -94,6 +99,37 @@ fn img2img_22_matches_the_reference_pipeline() {
     )
     .unwrap();
     assert_eq!(steps, 3, "strength 0.5 of 6 steps runs the last 3");
+    assert!(noise.0.is_empty(), "every recorded noise draw is used");
+    assert_close("image", postprocess(image), &r["image"], TOLERANCE);
+}
+
+/// As above from a 157×139 source, which the reference's resize (Pillow BICUBIC,
+/// `reducing_gap=1`) first box-averages by 2: the same preprocessing gives the same image.
+#[test]
+fn img2img_22_from_a_larger_source_matches_the_reference_pipeline() {
+    let device = test_device();
+    let r = reference("img2img22_reduced.safetensors");
+    let unet = UNet::load(&fixtures().join("unet_22/unet"), &device).unwrap();
+    let movq = MoVQ::load(&fixtures().join("movq/movq"), &device).unwrap();
+    let mut scheduler =
+        load_scheduler(&fixtures().join("schedulers/ddpm/scheduler_config.json")).unwrap();
+    let mut noise = Recorded::from_reference(&r);
+    let (embeds, negative) = embeds(&r, &device);
+    let image = decode_v22(
+        &unet,
+        &movq,
+        scheduler.as_mut(),
+        embeds,
+        negative,
+        DecoderStart::Image {
+            image: source_from("source_large.png", &device),
+            strength: 0.5,
+        },
+        &options(6),
+        &mut noise,
+        &mut |_, _| {},
+    )
+    .unwrap();
     assert!(noise.0.is_empty(), "every recorded noise draw is used");
     assert_close("image", postprocess(image), &r["image"], TOLERANCE);
 }
@@ -174,9 +210,20 @@ fn bad_strengths_and_sizes_are_errors() {
 }
 
 fn inpaint(version: &str) -> (TensorData, BTreeMap<String, TensorData>) {
+    inpaint_from(version, "", "source.png", "mask.png")
+}
+
+/// Inpainting of `source` with `mask` (files of fixtures/modes) against the reference
+/// `inpaint{version}{suffix}.safetensors`.
+fn inpaint_from(
+    version: &str,
+    suffix: &str,
+    source: &str,
+    mask: &str,
+) -> (TensorData, BTreeMap<String, TensorData>) {
     let device = test_device();
-    let r = reference(&format!("inpaint{version}.safetensors"));
-    let mask = Image::open(&fixtures().join("modes/mask.png")).unwrap();
+    let r = reference(&format!("inpaint{version}{suffix}.safetensors"));
+    let mask = Image::open(&fixtures().join("modes").join(mask)).unwrap();
     let keep = mask.to_keep_mask(64, 64, &device).unwrap();
     assert_eq!(
         keep.clone().to_host(),
@@ -187,7 +234,7 @@ fn inpaint(version: &str) -> (TensorData, BTreeMap<String, TensorData>) {
     let mut noise = Recorded::from_reference(&r);
     let (embeds, negative) = embeds(&r, &device);
     let start = DecoderStart::Inpaint {
-        image: source(&device),
+        image: source_from(source, &device),
         keep,
         latents: None,
     };
@@ -254,6 +301,14 @@ fn inpaint_21_matches_the_reference_pipeline() {
 #[test]
 fn inpaint_22_matches_the_reference_pipeline() {
     let (image, r) = inpaint("22");
+    assert_close("image", image, &r["image"], TOLERANCE);
+}
+
+/// As above from the 157×139 source (reduced by 2 before the bicubic pass) and a 200×200 mask
+/// (Lanczos over a 3.1× shrink): the keep mask equals the reference's exactly.
+#[test]
+fn inpaint_22_from_a_larger_source_and_mask_matches_the_reference_pipeline() {
+    let (image, r) = inpaint_from("22", "_reduced", "source_large.png", "mask_large.png");
     assert_close("image", image, &r["image"], TOLERANCE);
 }
 

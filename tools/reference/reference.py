@@ -1351,6 +1351,73 @@ def inpainting() -> None:
     save_reference(ref, root / "inpaint22.safetensors")
 
 
+def reduced_modes() -> None:
+    """Image-to-image and inpainting (2.2) from a source picture and a mask larger than the
+    64x64 output, so that the pipelines' Pillow resizes reduce them (issue 22): a 157x139 source
+    (fixtures/modes/source_large.png: BICUBIC with reducing_gap=1 first box-averages it by 2) and
+    a 200x200 mask (mask_large.png: LANCZOS over a 3.1x shrink), with the small fixtures
+    (unet_22; unet_22_inpaint, read from its fp16 files), guidance 4, every noise draw recorded:
+    - img2img22_reduced: KandinskyV22Img2ImgPipeline, DDPM, 6 steps at strength 0.5;
+    - inpaint22_reduced: KandinskyV22InpaintPipeline, DDPM, 3 steps, with the processed keep
+      mask and the latents after every step."""
+    import numpy as np
+    from PIL import Image
+
+    import diffusers.pipelines.kandinsky2_2.pipeline_kandinsky2_2_img2img as img2img22_mod
+    import diffusers.pipelines.kandinsky2_2.pipeline_kandinsky2_2_inpainting as inpaint22_mod
+    import diffusers.schedulers.scheduling_ddpm as ddpm_mod
+    from diffusers import (DDPMScheduler, KandinskyV22Img2ImgPipeline,
+                           KandinskyV22InpaintPipeline, UNet2DConditionModel, VQModel)
+
+    print("reduced modes")
+    root = FIXTURES / "modes"
+    source = source_image(157, 139, seed=130)
+    source.save(root / "source_large.png")
+    y, x = np.mgrid[0:200, 0:200]
+    ellipse = ((x - 115) / 55.0) ** 2 + ((y - 85) / 38.0) ** 2 <= 1.0
+    mask = Image.fromarray((ellipse * 255).astype(np.uint8), mode="L")
+    mask.save(root / "mask_large.png")
+    movq = VQModel.from_pretrained(FIXTURES / "movq" / "movq").eval()
+    gen = torch.Generator().manual_seed(131)
+    embeds28 = torch.randn((1, 28), generator=gen), torch.randn((1, 28), generator=gen)
+    embeds32 = torch.randn((1, 32), generator=gen), torch.randn((1, 32), generator=gen)
+    common = dict(height=64, width=64, guidance_scale=4.0, output_type="pt")
+    ddpm = DDPMScheduler.from_pretrained(FIXTURES / "schedulers" / "ddpm")
+
+    unet = UNet2DConditionModel.from_pretrained(FIXTURES / "unet_22" / "unet").eval()
+    pipe = KandinskyV22Img2ImgPipeline(unet=unet, movq=movq, scheduler=ddpm)
+    pipe.set_progress_bar_config(disable=True)
+    noise = NoiseRecorder(132, img2img22_mod, ddpm_mod)
+    with torch.no_grad():
+        image = pipe(image=source, image_embeds=embeds28[0], negative_image_embeds=embeds28[1],
+                     num_inference_steps=6, strength=0.5, **common).images
+    ref = {"image_embeds": embeds28[0], "negative_image_embeds": embeds28[1], "image": image}
+    noise.save_into(ref)
+    save_reference(ref, root / "img2img22_reduced.safetensors")
+
+    keep, _ = inpaint22_mod.prepare_mask_and_masked_image(source, mask, 64, 64)
+    unet = UNet2DConditionModel.from_pretrained(
+        FIXTURES / "unet_22_inpaint" / "unet", variant="fp16").float().eval()
+    pipe = KandinskyV22InpaintPipeline(unet=unet, movq=movq, scheduler=ddpm)
+    pipe.set_progress_bar_config(disable=True)
+    noise = NoiseRecorder(133, inpaint22_mod, ddpm_mod)
+    steps: list[torch.Tensor] = []
+
+    def on_step(_pipe, i, t, kwargs):
+        steps.append(kwargs["latents"].clone())
+        return kwargs
+
+    with torch.no_grad():
+        image = pipe(image=source, mask_image=mask, image_embeds=embeds32[0],
+                     negative_image_embeds=embeds32[1], num_inference_steps=3,
+                     callback_on_step_end=on_step, **common).images
+    ref = {"image_embeds": embeds32[0], "negative_image_embeds": embeds32[1], "image": image,
+           "keep": keep}
+    ref.update({f"latents.{i}": z for i, z in enumerate(steps)})
+    noise.save_into(ref)
+    save_reference(ref, root / "inpaint22_reduced.safetensors")
+
+
 def pattern_image(width: int, height: int, seed: int):
     """A (height, width, 3) uint8 test pattern: gradients plus hashed noise, computed with
     32-bit integer arithmetic so that the Rust tests make the same bytes
@@ -1489,6 +1556,7 @@ COMPONENTS = {"movq": movq, "unet": unet, "prior": prior, "clip": clip, "tokeniz
               "preprocessing": preprocessing, "schedulers": schedulers, "pipeline22": pipeline22,
               "prior_pipeline22": prior_pipeline22, "prior_pipeline21": prior_pipeline21,
               "pipeline21": pipeline21, "modes": modes, "resize": resize_corpus,
+              "reduced_modes": reduced_modes,
               "inpainting": inpainting, "prior_modes": prior_modes}
 
 
