@@ -358,3 +358,45 @@ fn kandinsky_21_checks_its_folders_and_widths() {
         "{err:?}"
     );
 }
+
+/// The published UNet configs (the real-size manifests' configs) are read as the model and
+/// decoder kind they are, and take the embedding width of the prior they go with.
+#[test]
+fn published_decoders_are_recognized() {
+    use kandinsky_pipeline::layout::unet_embedding_width;
+    use kandinsky_pipeline::prior_model::PriorConfig;
+    use kandinsky_pipeline::unet::UNetConfig;
+    let manifests = fixtures().join("manifests");
+    let width = |prior: &str| {
+        PriorConfig::from_file(&manifests.join(format!("{prior}.config.json")))
+            .unwrap()
+            .embedding_dim
+    };
+    for (unet, version, kind, prior) in [
+        ("unet_21", Version::V21, DecoderKind::Plain, "prior_21"),
+        (
+            "unet_21_inpaint",
+            Version::V21,
+            DecoderKind::Inpaint,
+            "prior_21",
+        ),
+        ("unet_22", Version::V22, DecoderKind::Plain, "prior_22"),
+        (
+            "unet_22_inpaint",
+            Version::V22,
+            DecoderKind::Inpaint,
+            "prior_22",
+        ),
+        (
+            "unet_22_controlnet",
+            Version::V22,
+            DecoderKind::ControlNetDepth,
+            "prior_22",
+        ),
+    ] {
+        let config = UNetConfig::from_file(&manifests.join(format!("{unet}.config.json"))).unwrap();
+        let layout = kandinsky_pipeline::DecoderLayout::of_unet(&config);
+        assert_eq!((layout.version, layout.kind), (version, kind), "{unet}");
+        assert_eq!(unet_embedding_width(&config), width(prior), "{unet}");
+    }
+}
