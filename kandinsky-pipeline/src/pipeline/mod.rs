@@ -266,7 +266,12 @@ impl Kandinsky {
 
     /// Checks that this pipeline can run `request`: its options, and the stages and decoder kind
     /// it needs. [`generate`](Self::generate) does this first too.
-    pub fn check(&self, request: &Request, embeddings_given: bool) -> Result<(), PipelineError> {
+    pub fn check(&self, request: &Request) -> Result<(), PipelineError> {
+        self.check_stages(request, false)
+    }
+
+    /// [`check`](Self::check), the prior not needed when the embeddings are given.
+    fn check_stages(&self, request: &Request, embeddings_given: bool) -> Result<(), PipelineError> {
         request.validate()?;
         let decoder = self
             .decoder
@@ -291,7 +296,7 @@ impl Kandinsky {
         request: &Request,
         hooks: Hooks<'_>,
     ) -> Result<Output, PipelineError> {
-        self.check(request, hooks.image_embeds.is_some())?;
+        self.check_stages(request, hooks.image_embeds.is_some())?;
         with_run(request, hooks, |run| {
             // 1. The image embeddings: given, or from the prior.
             let (image_embeds, negative) = match run.image_embeds.take() {
