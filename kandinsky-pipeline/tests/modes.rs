@@ -74,8 +74,20 @@ fn embeds(r: &BTreeMap<String, TensorData>, device: &Device) -> (Tensor<2>, Tens
 
 #[test]
 fn img2img_22_matches_the_reference_pipeline() {
+    img2img_22("img2img22.safetensors", "source.png");
+}
+
+/// As above from a 157×139 source, which the reference's resize (Pillow BICUBIC,
+/// `reducing_gap=1`) first box-averages by 2: the same preprocessing gives the same image.
+#[test]
+fn img2img_22_from_a_larger_source_matches_the_reference_pipeline() {
+    img2img_22("img2img22_reduced.safetensors", "source_large.png");
+}
+
+/// 2.2 image-to-image of `source` (a file of fixtures/modes) against `reference`.
+fn img2img_22(reference_file: &str, source: &str) {
     let device = test_device();
-    let r = reference("img2img22.safetensors");
+    let r = reference(reference_file);
     let unet = UNet::load(&fixtures().join("unet_22/unet"), &device).unwrap();
     let movq = MoVQ::load(&fixtures().join("movq/movq"), &device).unwrap();
     let mut scheduler =
@@ -90,7 +102,7 @@ fn img2img_22_matches_the_reference_pipeline() {
         embeds,
         negative,
         DecoderStart::Image {
-            image: source(&device),
+            image: source_from(source, &device),
             strength: 0.5,
         },
         &options(6),
@@ -99,37 +111,6 @@ fn img2img_22_matches_the_reference_pipeline() {
     )
     .unwrap();
     assert_eq!(steps, 3, "strength 0.5 of 6 steps runs the last 3");
-    assert!(noise.0.is_empty(), "every recorded noise draw is used");
-    assert_close("image", postprocess(image), &r["image"], TOLERANCE);
-}
-
-/// As above from a 157×139 source, which the reference's resize (Pillow BICUBIC,
-/// `reducing_gap=1`) first box-averages by 2: the same preprocessing gives the same image.
-#[test]
-fn img2img_22_from_a_larger_source_matches_the_reference_pipeline() {
-    let device = test_device();
-    let r = reference("img2img22_reduced.safetensors");
-    let unet = UNet::load(&fixtures().join("unet_22/unet"), &device).unwrap();
-    let movq = MoVQ::load(&fixtures().join("movq/movq"), &device).unwrap();
-    let mut scheduler =
-        load_scheduler(&fixtures().join("schedulers/ddpm/scheduler_config.json")).unwrap();
-    let mut noise = Recorded::from_reference(&r);
-    let (embeds, negative) = embeds(&r, &device);
-    let image = decode_v22(
-        &unet,
-        &movq,
-        scheduler.as_mut(),
-        embeds,
-        negative,
-        DecoderStart::Image {
-            image: source_from("source_large.png", &device),
-            strength: 0.5,
-        },
-        &options(6),
-        &mut noise,
-        &mut |_, _| {},
-    )
-    .unwrap();
     assert!(noise.0.is_empty(), "every recorded noise draw is used");
     assert_close("image", postprocess(image), &r["image"], TOLERANCE);
 }
