@@ -1,18 +1,18 @@
 //! The text and image encoders of Kandinsky 2.1 and 2.2 on burn, loading transformers folders
 //! (`config.json` + `model[.fp16].safetensors`) as they are on disk:
 //!
-//! - [`text::ClipTextModel`]: CLIP text tower with projection (`text_encoder/` of the prior
+//! - [`ClipTextModel`]: CLIP text tower with projection (`text_encoder/` of the prior
 //!   repos: ViT-L/14 for 2.1, ViT-bigG/14 for 2.2), returning `text_embeds` and
 //!   `last_hidden_state`;
-//! - [`vision::ClipVisionModel`]: CLIP image tower with projection (`image_encoder/`),
+//! - [`ClipVisionModel`]: CLIP image tower with projection (`image_encoder/`),
 //!   returning `image_embeds`;
-//! - [`xlm_roberta::MultilingualClip`]: the 2.1 decoder's text encoder (XLM-RoBERTa-Large +
+//! - [`MultilingualClip`]: the 2.1 decoder's text encoder (XLM-RoBERTa-Large +
 //!   projection, `kandinsky-2-1/text_encoder/`), returning the pooled projection and the hidden
 //!   states;
-//! - [`tokenizer::TextTokenizer`]: the CLIP and XLM-R tokenizers, padded and truncated as the
+//! - [`TextTokenizer`]: the CLIP and XLM-R tokenizers, padded and truncated as the
 //!   pipelines do;
-//! - [`image::ClipImageProcessor`]: CLIP image preprocessing (PIL-compatible bicubic resize,
-//!   center crop, normalization).
+//! - [`ClipImageProcessor`]: CLIP image preprocessing (Pillow's bicubic resize, byte for byte,
+//!   center crop, normalization), over [`resample`]: Pillow's resize and reduce on the host.
 //!
 //! ```
 //! use burn::tensor::{Device, Int, Tensor};

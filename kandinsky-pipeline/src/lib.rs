@@ -2,7 +2,7 @@
 //!
 //! The entry point is [`Kandinsky`]: one pipeline for both versions (read from the decoder
 //! folder), built once from a prior and a decoder repository (folders, or Hub ids with the
-//! `hub` feature: [`Kandinsky::from_pretrained`]), keeping its models loaded between calls
+//! `hub` feature: `Kandinsky::from_pretrained`), keeping its models loaded between calls
 //! ([`Residency`]), and running a [`Request`] of any mode: text-to-image, image-to-image,
 //! inpainting, outpainting, image fusion, variations, ControlNet-depth, emb2emb.
 //! What a caller injects at run time — a [`NoiseSource`] (the seeded [`Rng`] by default),

@@ -4,9 +4,11 @@
 //! disk (`config.json` + `diffusion_pytorch_model[.fp16].safetensors`).
 //!
 //! - [`config`]: the checkpoint's `config.json`, validated;
-//! - [`attention`]: masked self-attention through burn's fused attention op;
-//! - [`block`]: the pre-LN transformer block and its GELU feed-forward;
-//! - [`prior`]: the model, loading, the forward pass and `post_process_latents`.
+//! - `attention`: masked self-attention through burn's fused attention op;
+//! - `block`: the pre-LN transformer block and its GELU feed-forward;
+//! - `prior`: the model, loading, the forward pass and `post_process_latents`.
+//!
+//! The public surface is [`PriorTransformer`] and its [`PriorConfig`]; the blocks stay private.
 //!
 //! The crate enables no burn backend: the caller picks one by creating the
 //! `burn::tensor::Device`.

@@ -7,17 +7,20 @@
 //! `unet.down_blocks[1].attentions[0].add_k_proj.weight`.
 //!
 //! - [`config`]: the checkpoint's `config.json`, validated;
-//! - [`embeddings`]: the context builders
+//! - `embeddings`: the context builders
 //!   (`encoder_hid_proj`) and the conditioning embeddings (`add_embedding`, with the ControlNet
 //!   hint encoder);
-//! - [`conv`]: the resnets' 3×3 convolution, with a matrix-product path for small maps;
-//! - [`resnet`]: the scale-shift resnet with resnet-based down/up sampling;
-//! - [`attention`]: added-KV cross-attention through burn's fused attention op;
-//! - [`blocks`]: down, mid and up blocks;
-//! - [`unet`]: the model, loading and the forward pass.
+//! - `conv`: the resnets' 3×3 convolution, with a matrix-product path for small maps;
+//! - `resnet`: the scale-shift resnet with resnet-based down/up sampling;
+//! - `attention`: added-KV cross-attention through burn's fused attention op;
+//! - `blocks`: down, mid and up blocks;
+//! - `unet`: the model, loading and the forward pass.
 //!
-//! The crate enables no burn backend: the caller picks one by creating the [`Device`]
-//! (`burn::tensor::Device`).
+//! The public surface is [`UNet`], its [`UNetConfig`] and [`Conditioning`]; the blocks stay
+//! private (the `blocks` feature makes them public for profiling, not as a stable API).
+//!
+//! The crate enables no burn backend: the caller picks one by creating the
+//! [`Device`](burn::tensor::Device).
 //!
 //! ```
 //! use burn::tensor::{Device, Distribution, Tensor};

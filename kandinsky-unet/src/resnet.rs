@@ -34,7 +34,7 @@ pub struct ResnetSizes {
     pub time: usize,
 }
 
-/// norm1 → SiLU → [resample] → conv1 → norm2·(1 + scale) + shift → SiLU → conv2, plus the
+/// norm1 → SiLU → resample → conv1 → norm2·(1 + scale) + shift → SiLU → conv2, plus the
 /// (resampled, 1×1-projected when the width changes) input. `(scale, shift)` come from
 /// `time_emb_proj(SiLU(emb))`.
 #[derive(Module, Debug)]
