@@ -177,18 +177,16 @@ fn resample_box(
     let horizontal_first = !(dh > 0 && dh > dw * 2);
     let horizontal = || taps(filter, image.width, (bbox[0], bbox[2]), width);
     let vertical = taps(filter, image.height, (bbox[1], bbox[3]), height);
-    if !need_horizontal && !need_vertical {
-        return image.clone();
-    }
     if !horizontal_first {
-        let mut current = image.clone();
-        if need_vertical {
-            current = vertical_pass(&current, &vertical, 0);
-        }
-        if need_horizontal {
-            current = horizontal_pass(&current, &horizontal(), 0, current.height);
-        }
-        return current;
+        return match (need_vertical, need_horizontal) {
+            (true, true) => {
+                let tall = vertical_pass(image, &vertical, 0);
+                horizontal_pass(&tall, &horizontal(), 0, tall.height)
+            }
+            (true, false) => vertical_pass(image, &vertical, 0),
+            (false, true) => horizontal_pass(image, &horizontal(), 0, image.height),
+            (false, false) => image.clone(),
+        };
     }
     // Horizontal first, over only the rows the vertical pass reads.
     let first_row = vertical.first().map_or(0, |t| t.first);
@@ -196,16 +194,15 @@ fn resample_box(
         .last()
         .map_or(0, |t| t.first + t.weights.len())
         .max(first_row);
-    let mut current = image.clone();
-    let mut shift = 0;
-    if need_horizontal {
-        current = horizontal_pass(image, &horizontal(), first_row, last_row - first_row);
-        shift = first_row;
+    match (need_horizontal, need_vertical) {
+        (true, true) => {
+            let wide = horizontal_pass(image, &horizontal(), first_row, last_row - first_row);
+            vertical_pass(&wide, &vertical, first_row)
+        }
+        (true, false) => horizontal_pass(image, &horizontal(), first_row, last_row - first_row),
+        (false, true) => vertical_pass(image, &vertical, 0),
+        (false, false) => image.clone(),
     }
-    if need_vertical {
-        current = vertical_pass(&current, &vertical, shift);
-    }
-    current
 }
 
 /// The horizontal pass over `rows` rows of `image` from `first_row`.
@@ -235,13 +232,10 @@ fn vertical_pass(image: &Pixels, taps: &[Taps], shift: usize) -> Pixels {
     let height = taps.len();
     let mut out = vec![0u8; height * w * c];
     for (y, t) in taps.iter().enumerate() {
-        let t = Taps {
-            first: t.first - shift,
-            weights: t.weights.clone(),
-        };
         for x in 0..w {
             for ch in 0..c {
-                out[(y * w + x) * c + ch] = convolve(&t, |i| image.data[(i * w + x) * c + ch]);
+                out[(y * w + x) * c + ch] =
+                    convolve(t, |i| image.data[((i - shift) * w + x) * c + ch]);
             }
         }
     }
