@@ -9,7 +9,7 @@ use anyhow::anyhow;
 use kandinsky_pipeline::hub::HubOptions;
 use kandinsky_pipeline::{
     Event, FusionInput, Hooks, Image, Kandinsky, PipelineError, Request, Residency, Sampling,
-    Stage, Version, layout,
+    Version, layout,
 };
 
 use crate::args::{self, Common, Dtype, Model};
@@ -285,10 +285,7 @@ pub fn run(job: Job) -> Result<(), Failure> {
         ("seed", request.seed.to_string()),
         ("steps", c.steps.to_string()),
         ("prior_steps", c.prior_steps.to_string()),
-        (
-            "guidance",
-            request.guidance(Stage::Decoder, version).to_string(),
-        ),
+        ("guidance", request.decoder_guidance(version).to_string()),
         ("prior_guidance", c.prior_guidance.to_string()),
         ("size", format!("{}x{}", request.width, request.height)),
         ("dtype", dtype),

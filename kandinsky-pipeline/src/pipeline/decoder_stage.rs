@@ -19,7 +19,7 @@ use crate::decoder::{
     DecoderInputs, DecoderModels, DecoderOptions, DecoderStart, image_start_index, latent_size,
     run_decoder,
 };
-use crate::error::{PipelineError, Stage};
+use crate::error::PipelineError;
 use crate::layout::{
     DecoderKind, DecoderLayout, MOVQ, SCHEDULER_CONFIG, TEXT_ENCODER, TOKENIZER, UNET, Version,
     unet_embedding_width,
@@ -196,7 +196,7 @@ impl DecoderStage {
             height: request.height,
             width: request.width,
             steps: request.decoder.steps,
-            guidance_scale: request.guidance(Stage::Decoder, self.layout.version),
+            guidance_scale: request.decoder_guidance(self.layout.version),
         };
         let mut owned: Box<dyn Scheduler>;
         let scheduler: &mut dyn Scheduler = match run.scheduler.take() {

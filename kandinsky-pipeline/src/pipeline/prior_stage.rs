@@ -12,7 +12,7 @@ use super::hooks::{Event, Events};
 use super::repository::Repository;
 use super::request::{Embedding, FusionInput, Request};
 use super::{Residency, Run};
-use crate::error::{PipelineError, Stage};
+use crate::error::PipelineError;
 use crate::fusion::{FusionItem, PriorModels, interpolate};
 use crate::layout::{
     IMAGE_ENCODER, IMAGE_PROCESSOR, PRIOR, PRIOR_CORE, SCHEDULER_CONFIG, TEXT_ENCODER, TOKENIZER,
@@ -193,7 +193,7 @@ impl PriorStage {
         let e = self.embedding_width;
         let options = PriorOptions {
             steps: request.prior.steps,
-            guidance_scale: request.guidance(Stage::Prior, crate::Version::V22),
+            guidance_scale: request.prior_guidance(),
         };
         let prompts = vec![request.prompt.as_str(); n];
         let negatives = request.negative_prompt.as_deref().map(|s| vec![s; n]);

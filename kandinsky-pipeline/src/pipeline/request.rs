@@ -2,7 +2,7 @@
 //! callbacks) that a program, the CLI or a server fills in. What is injected at run time
 //! (noise, latents, schedulers, a step callback) goes in [`Hooks`](crate::Hooks).
 
-use crate::error::{PipelineError, Stage};
+use crate::error::PipelineError;
 use crate::image::Image;
 use crate::layout::{DecoderKind, Version};
 
@@ -256,19 +256,6 @@ impl Request {
         self
     }
 
-    /// A short name of the mode (`text2img`, `img2img`, `inpaint`, `fuse`, `controlnet`,
-    /// `emb2emb`…), for logs and metadata.
-    pub fn mode_name(&self) -> &'static str {
-        match (&self.embedding, &self.init, &self.hint) {
-            (_, _, Some(_)) => "controlnet",
-            (Embedding::Fusion(_), _, _) => "fuse",
-            (Embedding::Emb2Emb { .. }, _, _) => "emb2emb",
-            (_, Init::Image { .. }, _) => "img2img",
-            (_, Init::Inpaint { .. }, _) => "inpaint",
-            _ => "text2img",
-        }
-    }
-
     /// The decoder kind the request needs: inpainting for [`Init::Inpaint`], ControlNet-depth
     /// with a hint, else the plain decoder.
     pub fn decoder_kind(&self) -> DecoderKind {
@@ -292,18 +279,19 @@ impl Request {
         }
     }
 
-    /// The guidance scale a stage uses for `version`: as given, else the reference's default.
-    pub fn guidance(&self, stage: Stage, version: Version) -> f64 {
-        match stage {
-            Stage::Prior => self.prior.guidance_scale.unwrap_or(4.0),
-            Stage::Decoder => self
-                .decoder
-                .guidance_scale
-                .unwrap_or(match (version, &self.init) {
-                    (Version::V21, Init::Image { .. }) => 7.0,
-                    _ => 4.0,
-                }),
-        }
+    /// The prior's guidance scale: as given, else the reference's 4.
+    pub fn prior_guidance(&self) -> f64 {
+        self.prior.guidance_scale.unwrap_or(4.0)
+    }
+
+    /// The decoder's guidance scale for a `version` decoder: as given, else the reference's
+    /// default (7 for 2.1 image-to-image, 4 otherwise).
+    pub fn decoder_guidance(&self, version: Version) -> f64 {
+        let default = match (version, &self.init) {
+            (Version::V21, Init::Image { .. }) => 7.0,
+            _ => 4.0,
+        };
+        self.decoder.guidance_scale.unwrap_or(default)
     }
 
     /// Checks every option against its range, before anything is loaded or allocated.
