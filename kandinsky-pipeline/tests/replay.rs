@@ -17,7 +17,7 @@ use std::ops::ControlFlow;
 use std::path::Path;
 
 use burn::tensor::{Tensor, TensorData};
-use common::{Recorded, fixtures};
+use common::{Recorded, assert_steps, fixtures};
 use kandinsky_common::tensors::{ToHost, read_safetensors};
 use kandinsky_pipeline::scheduler::{DdpmScheduler, SchedulerConfig, UnclipScheduler};
 use kandinsky_pipeline::{DecoderStage, Event, Hooks, Kandinsky, PriorStage, Request};
@@ -79,14 +79,7 @@ fn a_diffusers_decoder_run_replays_through_the_pipeline() {
     let out = pipeline.generate_with(&request, hooks).unwrap();
     assert!(noise.0.is_empty(), "every recorded noise draw is used");
     assert_eq!(steps.len(), 3);
-    for (i, latents) in steps.into_iter().enumerate() {
-        assert_close(
-            &format!("latents after step {i}"),
-            latents,
-            &r[&format!("latents.{i}")],
-            TOLERANCE,
-        );
-    }
+    assert_steps(steps, &r, TOLERANCE);
     assert_close(
         "image",
         out.pixels().clone().to_host(),
@@ -128,14 +121,7 @@ fn a_diffusers_prior_run_replays_through_the_prior_stage() {
     let (embeds, negative) = prior.embed(&request, hooks).unwrap();
     assert!(noise.0.is_empty(), "every recorded noise draw is used");
     assert_eq!(steps.len(), 3);
-    for (i, latents) in steps.into_iter().enumerate() {
-        assert_close(
-            &format!("latents after step {i}"),
-            latents,
-            &r[&format!("latents.{i}")],
-            TOLERANCE,
-        );
-    }
+    assert_steps(steps, &r, TOLERANCE);
     assert_close(
         "image_embeds",
         embeds.to_host(),

@@ -58,6 +58,8 @@ mod pipeline_pipeline22;
 mod pipeline_prior_modes;
 #[path = "../../kandinsky-pipeline/tests/prior_pipelines.rs"]
 mod pipeline_prior_pipelines;
+#[path = "../../kandinsky-pipeline/tests/replay.rs"]
+mod pipeline_replay;
 #[path = "../../kandinsky-pipeline/tests/schedulers.rs"]
 mod pipeline_schedulers;
 #[path = "../../kandinsky-prior/tests/bad_input.rs"]

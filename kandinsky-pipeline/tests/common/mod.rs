@@ -45,3 +45,20 @@ impl NoiseSource for Recorded {
         )
     }
 }
+
+/// Compares the latents after each step with the reference's `latents.{i}`, within
+/// `tolerance` (see [`kandinsky_testing::assert_close`]).
+pub fn assert_steps(
+    steps: Vec<TensorData>,
+    reference: &std::collections::BTreeMap<String, TensorData>,
+    tolerance: f32,
+) {
+    for (i, latents) in steps.into_iter().enumerate() {
+        kandinsky_testing::assert_close(
+            &format!("latents after step {i}"),
+            latents,
+            &reference[&format!("latents.{i}")],
+            tolerance,
+        );
+    }
+}
