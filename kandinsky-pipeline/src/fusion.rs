@@ -78,6 +78,20 @@ pub fn interpolate(
     options: &PriorOptions,
     noise: &mut dyn NoiseSource,
 ) -> Result<(Tensor<2>, Tensor<2>), PipelineError> {
+    let args = (items, negative_prompt, negative_prior_prompt);
+    interpolate_with(models, scheduler, args, None, options, noise)
+}
+
+/// [`interpolate`], with the zero-image embedding (1, E) when the caller has it already (it is
+/// the negative without a negative prompt), so that the image encoder does not run for it again.
+pub(crate) fn interpolate_with(
+    models: PriorModels<'_>,
+    scheduler: &mut dyn Scheduler,
+    (items, negative_prompt, negative_prior_prompt): (&[(FusionItem<'_>, f64)], &str, Option<&str>),
+    zero: Option<Tensor<2>>,
+    options: &PriorOptions,
+    noise: &mut dyn NoiseSource,
+) -> Result<(Tensor<2>, Tensor<2>), PipelineError> {
     check_weights(items.iter().map(|(_, w)| *w))?;
     let device = models.prior.device();
     let mut prior = |prompt: &str, negative: Option<&str>| {
@@ -112,7 +126,10 @@ pub fn interpolate(
         });
     }
     let negative = match (negative_prompt, negative_prior_prompt) {
-        ("", None) => zero_image_embeds(models.image_encoder, 1, &device)?,
+        ("", None) => match zero {
+            Some(zero) => zero,
+            None => zero_image_embeds(models.image_encoder, 1, &device)?,
+        },
         ("", Some(prior_negative)) => prior("", Some(prior_negative))?
             .negative_image_embeds
             .expect("a run with a negative prompt returns its embedding"),

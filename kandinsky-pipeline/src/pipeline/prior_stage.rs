@@ -13,7 +13,7 @@ use super::repository::Repository;
 use super::request::{Embedding, FusionInput, Request};
 use super::{Residency, Run};
 use crate::error::PipelineError;
-use crate::fusion::{FusionItem, PriorModels, interpolate};
+use crate::fusion::{FusionItem, PriorModels, interpolate_with};
 use crate::layout::{
     IMAGE_ENCODER, IMAGE_PROCESSOR, PRIOR, PRIOR_CORE, SCHEDULER_CONFIG, TEXT_ENCODER, TOKENIZER,
 };
@@ -269,8 +269,14 @@ impl PriorStage {
         options: &PriorOptions,
         run: &mut Run<'_, '_>,
     ) -> Result<(Tensor<2>, Tensor<2>), PipelineError> {
-        self.load_text(&mut run.events)?;
+        let negative = request.negative_prompt.as_deref().unwrap_or("");
         self.load_images(&mut run.events)?;
+        // Without a negative prompt the negative is the zero-image embedding: the kept one.
+        let zero = match negative {
+            "" => Some(self.zero_embed(&mut run.events)?),
+            _ => None,
+        };
+        self.load_text(&mut run.events)?;
         let (Some(text), Some(images)) = (&self.text, &self.images) else {
             unreachable!("both were just loaded");
         };
@@ -288,13 +294,11 @@ impl PriorStage {
                 FusionInput::Image(i) => (FusionItem::Image(i), *w),
             })
             .collect();
-        let negative = request.negative_prompt.as_deref().unwrap_or("");
-        interpolate(
+        interpolate_with(
             models,
             scheduler,
-            &items,
-            negative,
-            None,
+            (&items, negative, None),
+            zero,
             options,
             &mut *run.noise,
         )
