@@ -531,15 +531,12 @@ fn decode_with(
             )
         }
         DecoderStart::Image { image, strength } => {
-            let first = image_start_index(options.steps, strength)?;
+            let first = image_start_index(options.steps, strength)? * scheduler.order();
             check_image("source images", image.dims(), expected_image)?;
             let source = movq.encode(image)?;
             let eps = draw(noise, shape, &device)?;
             let noised = match noising {
-                Noising::Scheduler => {
-                    let t = scheduler.timesteps()[first];
-                    scheduler.add_noise_nd(source, eps, t)?
-                }
+                Noising::Scheduler => scheduler.add_noise_nd(source, eps, first)?,
                 Noising::Kandinsky21 => {
                     let t = (1000.0 * strength) as i64 - 2;
                     if t < 0 {
@@ -551,8 +548,14 @@ fn decode_with(
                     }
                     let schedule = NoiseSchedule::new(BetaSchedule::Linear, 1000, 0.0001, 0.02);
                     let a = schedule.alpha_cumprod(t, 1.0) as f32;
-                    let source = source * scheduler.init_noise_sigma();
-                    source * a.sqrt() + eps * (1.0 - a).sqrt()
+                    if scheduler.preserves_variance() {
+                        let source = source * scheduler.init_noise_sigma();
+                        source * a.sqrt() + eps * (1.0 - a).sqrt()
+                    } else {
+                        // The same noise level for a sigma-parameterised sampler:
+                        // x = x₀ + σ·ε with σ = √((1 − ᾱ)/ᾱ).
+                        source + eps * ((1.0 - a) / a).sqrt()
+                    }
                 }
             };
             (first, noised)
@@ -566,7 +569,7 @@ fn decode_with(
             extra
         }
     });
-    let mut model = |input: Tensor<4>, t: i64| -> Result<Tensor<4>, PipelineError> {
+    let mut model = |input: Tensor<4>, t: f64| -> Result<Tensor<4>, PipelineError> {
         let timestep = f32_tensor::<1>(TensorData::from([t as f32]), &device);
         let input = match &extra {
             Some(extra) => Tensor::cat(vec![input, extra.clone()], 1),
@@ -584,15 +587,17 @@ fn decode_with(
         }
         _ => None,
     };
-    let scheduler: &dyn Scheduler = scheduler;
-    let timesteps = scheduler.timesteps().to_vec();
-    let mut after_step = |i: usize, latents: Tensor<4>| -> Result<Tensor<4>, PipelineError> {
+    let len = scheduler.timesteps().len();
+    let mut after_step = |i: usize,
+                          latents: Tensor<4>,
+                          scheduler: &dyn Scheduler|
+     -> Result<Tensor<4>, PipelineError> {
         let Some((source, keep, initial)) = &paste else {
             return Ok(latents);
         };
-        let proper = match timesteps.get(i + 1) {
-            Some(&t) => scheduler.add_noise_nd(source.clone(), initial.clone(), t)?,
-            None => source.clone(),
+        let proper = match i + 1 < len {
+            true => scheduler.add_noise_nd(source.clone(), initial.clone(), i + 1)?,
+            false => source.clone(),
         };
         Ok(keep.clone() * proper + (keep.clone().neg() + 1.0) * latents)
     };

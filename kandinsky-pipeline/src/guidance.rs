@@ -16,7 +16,7 @@ pub struct LoopStep<'a, const D: usize> {
     /// Index into the scheduler's timesteps.
     pub index: usize,
     /// The timestep the model saw.
-    pub timestep: i64,
+    pub timestep: f64,
     /// The latents after the step (and after `after_step`).
     pub latents: &'a Tensor<D>,
     /// The scheduler's estimate of the clean sample x̂₀.
@@ -31,35 +31,39 @@ fn flat<const D: usize>(t: Tensor<D>) -> Tensor<2> {
 
 /// Runs `scheduler`'s timesteps from index `first` on.
 ///
-/// `model(input, t)` returns the model output for `input` (the latents, or when guiding
+/// `model(input, t)` returns the model output for `input` (the latents scaled by the
+/// scheduler's `scale_model_input`, or when guiding
 /// (`guidance_scale` > 1) the latents twice: [negative half, positive half] along dim 0). Its
 /// channels (dim 1) are the prediction, possibly followed by learned-variance channels, which
 /// are taken from the positive half and passed on only if the scheduler uses them. The
 /// device queue is handed over between the guidance and the step ([`crate::queue`]). Stochastic
-/// steps draw their noise from `noise`. `after_step(index, latents)` may change the latents
+/// steps draw their noise from `noise`. `after_step(index, latents, scheduler)` may change the latents
 /// after each step (2.2 inpainting pastes the kept region there); `on_step` then sees them and
 /// may stop the loop: a [`PipelineError::Cancelled`] of `stage`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn guided_loop<const D: usize>(
     stage: Stage,
-    model: &mut dyn FnMut(Tensor<D>, i64) -> Result<Tensor<D>, PipelineError>,
-    scheduler: &dyn Scheduler,
+    model: &mut dyn FnMut(Tensor<D>, f64) -> Result<Tensor<D>, PipelineError>,
+    scheduler: &mut dyn Scheduler,
     first: usize,
     mut latents: Tensor<D>,
     guidance_scale: f64,
     noise: &mut dyn NoiseSource,
-    after_step: &mut dyn FnMut(usize, Tensor<D>) -> Result<Tensor<D>, PipelineError>,
+    after_step: &mut dyn FnMut(usize, Tensor<D>, &dyn Scheduler) -> Result<Tensor<D>, PipelineError>,
     on_step: &mut dyn FnMut(LoopStep<'_, D>) -> ControlFlow<()>,
 ) -> Result<Tensor<D>, PipelineError> {
     let guided = guidance_scale > 1.0;
     let dims = latents.dims();
     let (b, c) = (dims[0], dims[1]);
     let device = latents.device();
-    for (index, &timestep) in scheduler.timesteps().iter().enumerate().skip(first) {
+    let timesteps = scheduler.timesteps().to_vec();
+    for (index, &timestep) in timesteps.iter().enumerate().skip(first) {
+        let scaled = flat(latents.clone());
+        let scaled = scheduler.scale_model_input(index, scaled)?.reshape(dims);
         let input = if guided {
-            Tensor::cat(vec![latents.clone(), latents.clone()], 0)
+            Tensor::cat(vec![scaled.clone(), scaled], 0)
         } else {
-            latents.clone()
+            scaled
         };
         let out = model(input, timestep)?;
         let out_channels = out.dims()[1];
@@ -88,7 +92,7 @@ pub(crate) fn guided_loop<const D: usize>(
             false => None,
         };
         let out = scheduler.step(index, flat(prediction), flat(latents), step_noise)?;
-        latents = after_step(index, out.prev_sample.reshape(dims))?;
+        latents = after_step(index, out.prev_sample.reshape(dims), &*scheduler)?;
         let predicted_original = out.pred_original_sample.reshape(dims);
         let step = LoopStep {
             index,

@@ -58,13 +58,15 @@
 //! // kandinsky-2-2-decoder/scheduler/scheduler_config.json
 //! let mut scheduler = load_scheduler(&path).unwrap();
 //! scheduler.set_timesteps(4).unwrap();
-//! assert_eq!(scheduler.timesteps(), &[751, 501, 251, 1]);
+//! assert_eq!(scheduler.timesteps(), &[751.0, 501.0, 251.0, 1.0]);
 //!
 //! let device = Device::flex();
 //! let normal = Distribution::Normal(0.0, 1.0);
 //! let mut latents = Tensor::<4>::random([1, 4, 8, 8], normal, &device);
 //! for i in 0..scheduler.timesteps().len() {
-//!     let eps = Tensor::<4>::random([1, 4, 8, 8], normal, &device); // the UNet's prediction
+//!     // The UNet's prediction for scheduler.scale_model_input_nd(i, latents) at
+//!     // scheduler.timesteps()[i]:
+//!     let eps = Tensor::<4>::random([1, 4, 8, 8], normal, &device);
 //!     // Stochastic steps take their noise from the caller.
 //!     let noise = scheduler
 //!         .needs_noise(i)

@@ -241,7 +241,7 @@ pub(crate) fn prior_loop(
             image_embeds,
             strength,
         } => {
-            let first = image_start_index(options.steps, strength)?;
+            let first = image_start_index(options.steps, strength)? * scheduler.order();
             let expected = [prompts.len(), e];
             if image_embeds.dims() != expected {
                 return Err(PipelineError::shape(
@@ -252,11 +252,10 @@ pub(crate) fn prior_loop(
             }
             let init = image_embeds.repeat_dim(0, b / prompts.len());
             let eps = draw(noise, [b, e], &device)?;
-            let t = scheduler.timesteps()[first];
-            (first, scheduler.add_noise_nd(init, eps, t)?)
+            (first, scheduler.add_noise_nd(init, eps, first)?)
         }
     };
-    let mut model = |input: Tensor<2>, t: i64| -> Result<Tensor<2>, PipelineError> {
+    let mut model = |input: Tensor<2>, t: f64| -> Result<Tensor<2>, PipelineError> {
         let timestep = f32_tensor::<1>(TensorData::from([t as f32]), &device);
         Ok(prior.forward(
             input,
@@ -274,7 +273,7 @@ pub(crate) fn prior_loop(
         latents,
         options.guidance_scale,
         noise,
-        &mut |_, latents| Ok(latents),
+        &mut |_, latents, _| Ok(latents),
         on_step,
     )?;
     let embeddings = prior.post_process_latents(latents);

@@ -157,7 +157,7 @@ fn the_callback_can_cancel() {
         ),
         "{err:?}"
     );
-    assert_eq!(seen, [(1, 3, 667)]);
+    assert_eq!(seen, [(1, 3, 667.0)]);
 }
 
 /// Invalid options and modes the decoder cannot run are refused before anything loads.
@@ -241,23 +241,23 @@ fn a_prior_and_decoder_that_do_not_match_are_an_error() {
 /// drives the decoder.
 #[test]
 fn a_scheduler_from_outside_the_crate_drives_a_generation() {
-    struct Jump(Vec<i64>);
+    struct Jump(Vec<f64>);
     impl Scheduler for Jump {
         fn set_timesteps(&mut self, steps: usize) -> Result<(), SchedulerError> {
             self.0 = (0..steps as i64)
                 .rev()
-                .map(|i| 1 + i * (999 / steps as i64))
+                .map(|i| (1 + i * (999 / steps as i64)) as f64)
                 .collect();
             Ok(())
         }
-        fn timesteps(&self) -> &[i64] {
+        fn timesteps(&self) -> &[f64] {
             &self.0
         }
         fn needs_noise(&self, _: usize) -> bool {
             false
         }
         fn step(
-            &self,
+            &mut self,
             _: usize,
             model_output: Tensor<2>,
             sample: Tensor<2>,
@@ -273,9 +273,12 @@ fn a_scheduler_from_outside_the_crate_drives_a_generation() {
             &self,
             original: Tensor<2>,
             _: Tensor<2>,
-            _: i64,
+            _: usize,
         ) -> Result<Tensor<2>, SchedulerError> {
             Ok(original)
+        }
+        fn describe(&self) -> String {
+            "Jump".into()
         }
     }
     let device = test_device();

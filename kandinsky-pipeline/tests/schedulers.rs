@@ -106,10 +106,11 @@ fn timesteps_match_for_1_to_100_steps() {
         let first = if name == "unclip" { 2 } else { 1 };
         for n in first..=100 {
             scheduler.set_timesteps(n).unwrap();
-            let row: Vec<i64> = table[(n - 1) * 128..n * 128]
+            let row: Vec<f64> = table[(n - 1) * 128..n * 128]
                 .iter()
                 .copied()
                 .filter(|&t| t > -1000)
+                .map(|t| t as f64)
                 .collect();
             assert_eq!(scheduler.timesteps(), row.as_slice(), "{name}: {n} steps");
         }
@@ -173,7 +174,13 @@ fn steps_match_given_the_same_noise() {
         if name != "unclip" {
             let x0 = Tensor::<2>::from_data(t(&format!("{name}.add_noise.original")), &device);
             let noise = Tensor::<2>::from_data(t(&format!("{name}.add_noise.noise")), &device);
-            let noised = scheduler.add_noise(x0, noise, 500).unwrap();
+            let path = fixtures().join(name).join("scheduler_config.json");
+            let config = SchedulerConfig::from_file(&path).unwrap();
+            let noised = match config.class_name.as_str() {
+                "DDIMScheduler" => DdimScheduler::new(config, &path).unwrap().add_noise_at(x0, noise, 500),
+                _ => DdpmScheduler::new(config, &path).unwrap().add_noise_at(x0, noise, 500),
+            }
+            .unwrap();
             let expected = t(&format!("{name}.add_noise.t500"));
             assert_close(
                 &format!("{name} add_noise"),
@@ -191,20 +198,20 @@ fn steps_match_given_the_same_noise() {
 fn schedulers_can_be_implemented_outside_the_crate() {
     use kandinsky_pipeline::scheduler::{SchedulerError, StepOutput};
 
-    struct OneShot(Vec<i64>);
+    struct OneShot(Vec<f64>);
     impl Scheduler for OneShot {
         fn set_timesteps(&mut self, steps: usize) -> Result<(), SchedulerError> {
-            self.0 = (0..steps as i64).rev().map(|i| i * 10).collect();
+            self.0 = (0..steps).rev().map(|i| (i * 10) as f64).collect();
             Ok(())
         }
-        fn timesteps(&self) -> &[i64] {
+        fn timesteps(&self) -> &[f64] {
             &self.0
         }
         fn needs_noise(&self, _: usize) -> bool {
             false
         }
         fn step(
-            &self,
+            &mut self,
             _: usize,
             model_output: Tensor<2>,
             _: Tensor<2>,
@@ -219,15 +226,18 @@ fn schedulers_can_be_implemented_outside_the_crate() {
             &self,
             original: Tensor<2>,
             noise: Tensor<2>,
-            _: i64,
+            _: usize,
         ) -> Result<Tensor<2>, SchedulerError> {
             Ok(original + noise)
+        }
+        fn describe(&self) -> String {
+            "OneShot".into()
         }
     }
     let device = test_device();
     let mut scheduler: Box<dyn Scheduler> = Box::new(OneShot(Vec::new()));
     scheduler.set_timesteps(3).unwrap();
-    assert_eq!(scheduler.timesteps(), &[20, 10, 0]);
+    assert_eq!(scheduler.timesteps(), &[20.0, 10.0, 0.0]);
     let x = Tensor::<4>::ones([1, 4, 2, 2], &device);
     let out = scheduler.step_nd(0, x.clone() * 2.0, x, None).unwrap();
     assert_eq!(

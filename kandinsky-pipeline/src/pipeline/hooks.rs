@@ -17,8 +17,8 @@ pub struct Step<'a, const D: usize> {
     pub step: usize,
     /// Steps this stage runs.
     pub of: usize,
-    /// The timestep the model saw.
-    pub timestep: i64,
+    /// The timestep the model saw (fractional for samplers that interpolate the schedule).
+    pub timestep: f64,
     /// The latents after the step: (B, E) embeddings for the prior, (B, 4, h, w) for the
     /// decoder.
     pub latents: &'a Tensor<D>,

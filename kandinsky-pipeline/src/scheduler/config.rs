@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use kandinsky_common::ConfigError;
-use kandinsky_common::config::read_json;
+use kandinsky_common::config::parse_json;
 use serde::Deserialize;
 
 use super::schedule::{BetaSchedule, TimestepSpacing};
@@ -36,10 +36,68 @@ pub enum VarianceType {
     LearnedRange,
 }
 
-/// The fields of a diffusers scheduler config. `None` means absent (the class default applies).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// The DPM-Solver variant (`algorithm_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum AlgorithmType {
+    /// DPM-Solver++ (data prediction), the default.
+    #[serde(rename = "dpmsolver++")]
+    DpmSolverPlusPlus,
+    /// DPM-Solver (noise prediction).
+    #[serde(rename = "dpmsolver")]
+    DpmSolver,
+    /// The stochastic DPM-Solver++ (each step adds noise).
+    #[serde(rename = "sde-dpmsolver++")]
+    SdeDpmSolverPlusPlus,
+    /// The stochastic DPM-Solver.
+    #[serde(rename = "sde-dpmsolver")]
+    SdeDpmSolver,
+    /// DEIS's own algorithm (`DEISMultistepScheduler`).
+    #[serde(rename = "deis")]
+    Deis,
+}
+
+/// The second-order update rule (`solver_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SolverType {
+    /// DPM-Solver's midpoint rule.
+    Midpoint,
+    /// DPM-Solver's Heun rule.
+    Heun,
+    /// UniPC's B(h) = h.
+    Bh1,
+    /// UniPC's B(h) = eʰ − 1.
+    Bh2,
+    /// DEIS's log-rho rule.
+    Logrho,
+}
+
+/// The last sigma of a DPM-Solver / UniPC / Euler schedule (`final_sigmas_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinalSigmas {
+    /// 0: the last step lands on the clean sample.
+    Zero,
+    /// The smallest training sigma.
+    SigmaMin,
+}
+
+/// How Euler interpolates its sigmas (`interpolation_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InterpolationType {
+    /// Linear in the timestep, from the training sigmas.
+    Linear,
+    /// Evenly spaced in log σ between the extremes.
+    LogLinear,
+}
+
+/// The fields of a diffusers scheduler config. `None` means absent (the class default
+/// applies). Like diffusers' `from_config`, a config of one class can build another: each
+/// scheduler reads the fields it knows.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 pub struct SchedulerConfig {
-    /// `UnCLIPScheduler`, `DDIMScheduler` or `DDPMScheduler`.
+    /// The diffusers class, e.g. `DDPMScheduler` or `DPMSolverMultistepScheduler`.
     #[serde(rename = "_class_name")]
     pub class_name: String,
     /// Training timesteps (1000).
@@ -78,12 +136,99 @@ pub struct SchedulerConfig {
     /// Timestep spacing.
     #[serde(default)]
     pub timestep_spacing: Option<TimestepSpacing>,
+    /// Explicit betas; only absent (`null`) is supported.
+    #[serde(default)]
+    pub trained_betas: Option<Vec<f64>>,
+    /// Zero terminal SNR rescaling; only `false` is supported.
+    #[serde(default)]
+    pub rescale_betas_zero_snr: Option<bool>,
+    /// Multistep solvers: the order (1–3).
+    #[serde(default)]
+    pub solver_order: Option<usize>,
+    /// DPM-Solver: the variant.
+    #[serde(default)]
+    pub algorithm_type: Option<AlgorithmType>,
+    /// The second-order rule.
+    #[serde(default)]
+    pub solver_type: Option<SolverType>,
+    /// Lower-order steps at the end of short runs (< 15 steps).
+    #[serde(default)]
+    pub lower_order_final: Option<bool>,
+    /// DPM-Solver: a first-order last step whatever the step count.
+    #[serde(default)]
+    pub euler_at_final: Option<bool>,
+    /// Karras et al.'s sigma spacing (ρ = 7).
+    #[serde(default)]
+    pub use_karras_sigmas: Option<bool>,
+    /// Sigmas evenly spaced in log σ.
+    #[serde(default)]
+    pub use_exponential_sigmas: Option<bool>,
+    /// Sigmas spaced by the Beta(0.6, 0.6) quantiles.
+    #[serde(default)]
+    pub use_beta_sigmas: Option<bool>,
+    /// DPM-Solver: λ spaced uniformly; only `false` is supported.
+    #[serde(default)]
+    pub use_lu_lambdas: Option<bool>,
+    /// Flow-matching sigmas; only `false` is supported (not a Kandinsky schedule).
+    #[serde(default)]
+    pub use_flow_sigmas: Option<bool>,
+    /// The last sigma.
+    #[serde(default)]
+    pub final_sigmas_type: Option<FinalSigmas>,
+    /// DPM-Solver: λ below which timesteps are cut (absent, `null` or `-Infinity`: none).
+    #[serde(default)]
+    pub lambda_min_clipped: Option<f64>,
+    /// UniPC: predict x₀ (UniPC's `predict_x0`).
+    #[serde(default)]
+    pub predict_x0: Option<bool>,
+    /// UniPC: step indices without the corrector.
+    #[serde(default)]
+    pub disable_corrector: Option<Vec<usize>>,
+    /// Euler: the sigma interpolation.
+    #[serde(default)]
+    pub interpolation_type: Option<InterpolationType>,
+    /// Euler, Karras sigmas: the smallest sigma (else the schedule's).
+    #[serde(default)]
+    pub sigma_min: Option<f64>,
+    /// Euler, Karras sigmas: the largest sigma (else the schedule's).
+    #[serde(default)]
+    pub sigma_max: Option<f64>,
+    /// PNDM: skip the Runge-Kutta warm-up steps.
+    #[serde(default)]
+    pub skip_prk_steps: Option<bool>,
 }
 
 impl SchedulerConfig {
     /// Reads a `scheduler_config.json`.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let config: Self = read_json(path)?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        // Python's json writes −∞ (DPM-Solver's default `lambda_min_clipped`) as a bare
+        // `-Infinity`, which is not JSON; it means "no clipping", as an absent field does.
+        let text = text.replace("-Infinity", "null");
+        let config: Self = parse_json(&text, path)?;
+        for (field, set) in [
+            ("rescale_betas_zero_snr", config.rescale_betas_zero_snr),
+            ("use_lu_lambdas", config.use_lu_lambdas),
+            ("use_flow_sigmas", config.use_flow_sigmas),
+        ] {
+            if set == Some(true) {
+                return Err(ConfigError::invalid(
+                    path,
+                    field,
+                    "expected false (not implemented: no Kandinsky checkpoint uses it), found true",
+                ));
+            }
+        }
+        if config.trained_betas.is_some() {
+            return Err(ConfigError::invalid(
+                path,
+                "trained_betas",
+                "expected null (explicit betas are not implemented), found a list",
+            ));
+        }
         if config.thresholding == Some(true) {
             return Err(ConfigError::invalid(
                 path,

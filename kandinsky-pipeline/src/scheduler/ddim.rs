@@ -26,6 +26,7 @@ pub struct DdimScheduler {
     offset: i64,
     eta: f64,
     timesteps: Vec<i64>,
+    timesteps_f: Vec<f64>,
 }
 
 impl DdimScheduler {
@@ -58,6 +59,7 @@ impl DdimScheduler {
             offset: c.steps_offset.unwrap_or(0),
             eta: 0.0,
             timesteps: Vec::new(),
+            timesteps_f: Vec::new(),
         })
     }
 
@@ -72,16 +74,29 @@ impl DdimScheduler {
     pub fn schedule(&self) -> &NoiseSchedule {
         &self.schedule
     }
+
+    /// Noises a clean sample to training timestep `timestep`: √ᾱ·x₀ + √(1 − ᾱ)·ε.
+    pub fn add_noise_at(
+        &self,
+        original: Tensor<2>,
+        noise: Tensor<2>,
+        timestep: i64,
+    ) -> Result<Tensor<2>, SchedulerError> {
+        add_noise(&self.schedule, original, noise, timestep)
+    }
 }
+
+const DESCRIBE: &str = "DDIMScheduler";
 
 impl Scheduler for DdimScheduler {
     fn set_timesteps(&mut self, steps: usize) -> Result<(), SchedulerError> {
         self.timesteps = checked_timesteps(self.spacing, self.train_steps, steps, self.offset)?;
+        self.timesteps_f = self.timesteps.iter().map(|&t| t as f64).collect();
         Ok(())
     }
 
-    fn timesteps(&self) -> &[i64] {
-        &self.timesteps
+    fn timesteps(&self) -> &[f64] {
+        &self.timesteps_f
     }
 
     fn needs_noise(&self, index: usize) -> bool {
@@ -89,7 +104,7 @@ impl Scheduler for DdimScheduler {
     }
 
     fn step(
-        &self,
+        &mut self,
         index: usize,
         model_output: Tensor<2>,
         sample: Tensor<2>,
@@ -134,7 +149,10 @@ impl Scheduler for DdimScheduler {
         let direction = eps * (1.0 - alpha_prod_t_prev - std_dev * std_dev).sqrt();
         let mut prev = x0.clone() * alpha_prod_t_prev.sqrt() + direction;
         if self.eta > 0.0 {
-            let noise = noise.ok_or(SchedulerError::MissingNoise { index, timestep: t })?;
+            let noise = noise.ok_or(SchedulerError::MissingNoise {
+                index,
+                timestep: t as f64,
+            })?;
             prev = prev + noise * std_dev;
         }
         Ok(StepOutput {
@@ -147,8 +165,17 @@ impl Scheduler for DdimScheduler {
         &self,
         original: Tensor<2>,
         noise: Tensor<2>,
-        timestep: i64,
+        index: usize,
     ) -> Result<Tensor<2>, SchedulerError> {
-        add_noise(&self.schedule, original, noise, timestep)
+        let len = self.timesteps.len();
+        let &t = self
+            .timesteps
+            .get(index)
+            .ok_or(SchedulerError::Index { index, len })?;
+        add_noise(&self.schedule, original, noise, t)
+    }
+
+    fn describe(&self) -> String {
+        DESCRIBE.into()
     }
 }

@@ -27,6 +27,7 @@ pub struct DdpmScheduler {
     spacing: TimestepSpacing,
     offset: i64,
     timesteps: Vec<i64>,
+    timesteps_f: Vec<f64>,
 }
 
 impl DdpmScheduler {
@@ -53,12 +54,23 @@ impl DdpmScheduler {
             spacing: c.timestep_spacing.unwrap_or(TimestepSpacing::Leading),
             offset: c.steps_offset.unwrap_or(0),
             timesteps: Vec::new(),
+            timesteps_f: Vec::new(),
         })
     }
 
     /// The noise schedule.
     pub fn schedule(&self) -> &NoiseSchedule {
         &self.schedule
+    }
+
+    /// Noises a clean sample to training timestep `timestep`: √ᾱ·x₀ + √(1 − ᾱ)·ε.
+    pub fn add_noise_at(
+        &self,
+        original: Tensor<2>,
+        noise: Tensor<2>,
+        timestep: i64,
+    ) -> Result<Tensor<2>, SchedulerError> {
+        add_noise(&self.schedule, original, noise, timestep)
     }
 }
 
@@ -86,14 +98,17 @@ pub(crate) fn predict_original(
     }
 }
 
+const DESCRIBE: &str = "DDPMScheduler";
+
 impl Scheduler for DdpmScheduler {
     fn set_timesteps(&mut self, steps: usize) -> Result<(), SchedulerError> {
         self.timesteps = checked_timesteps(self.spacing, self.train_steps, steps, self.offset)?;
+        self.timesteps_f = self.timesteps.iter().map(|&t| t as f64).collect();
         Ok(())
     }
 
-    fn timesteps(&self) -> &[i64] {
-        &self.timesteps
+    fn timesteps(&self) -> &[f64] {
+        &self.timesteps_f
     }
 
     fn needs_noise(&self, index: usize) -> bool {
@@ -108,7 +123,7 @@ impl Scheduler for DdpmScheduler {
     }
 
     fn step(
-        &self,
+        &mut self,
         index: usize,
         model_output: Tensor<2>,
         sample: Tensor<2>,
@@ -144,7 +159,10 @@ impl Scheduler for DdpmScheduler {
         let sample_coeff = current_alpha_t.sqrt() * beta_prod_t_prev / beta_prod_t;
         let mut prev = x0.clone() * x0_coeff + sample * sample_coeff;
         if t > 0 {
-            let noise = noise.ok_or(SchedulerError::MissingNoise { index, timestep: t })?;
+            let noise = noise.ok_or(SchedulerError::MissingNoise {
+                index,
+                timestep: t as f64,
+            })?;
             let variance = (beta_prod_t_prev / beta_prod_t * current_beta_t).max(1e-20);
             let scaled = match (self.variance, predicted_variance) {
                 (VarianceType::FixedSmall, _) => noise * variance.sqrt(),
@@ -174,9 +192,18 @@ impl Scheduler for DdpmScheduler {
         &self,
         original: Tensor<2>,
         noise: Tensor<2>,
-        timestep: i64,
+        index: usize,
     ) -> Result<Tensor<2>, SchedulerError> {
-        add_noise(&self.schedule, original, noise, timestep)
+        let len = self.timesteps.len();
+        let &t = self
+            .timesteps
+            .get(index)
+            .ok_or(SchedulerError::Index { index, len })?;
+        add_noise(&self.schedule, original, noise, t)
+    }
+
+    fn describe(&self) -> String {
+        DESCRIBE.into()
     }
 }
 

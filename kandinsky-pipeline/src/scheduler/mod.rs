@@ -11,16 +11,23 @@
 mod config;
 mod ddim;
 mod ddpm;
+mod dpm_multistep;
+mod registry;
 pub mod schedule;
+mod sigmas;
 mod unclip;
-
-use std::path::Path;
+mod vp;
 
 use burn::tensor::Tensor;
 
-pub use config::{PredictionType, SchedulerConfig, VarianceType};
+pub use config::{
+    AlgorithmType, FinalSigmas, InterpolationType, PredictionType, SchedulerConfig, SolverType,
+    VarianceType,
+};
 pub use ddim::DdimScheduler;
 pub use ddpm::DdpmScheduler;
+pub use dpm_multistep::DpmSolverMultistepScheduler;
+pub use registry::{SAMPLERS, Sampler, build_scheduler, load_scheduler};
 pub use unclip::UnclipScheduler;
 
 /// What a scheduler step returns.
@@ -62,29 +69,77 @@ pub enum SchedulerError {
         /// The step index.
         index: usize,
         /// Its timestep.
-        timestep: i64,
+        timestep: f64,
+    },
+    /// A stateful sampler's steps out of order: each run's indices must follow one another.
+    #[error("step index {found} out of order: this sampler keeps history and expected index {expected} (call set_timesteps to start a new run)")]
+    Order {
+        /// The index expected.
+        expected: usize,
+        /// The index passed.
+        found: usize,
     },
     /// Tensors of incompatible shapes.
     #[error("shape mismatch: {0}")]
     Shape(String),
 }
 
-/// A diffusion sampler. Implement it to bring your own; the pipelines drive any implementation
-/// through `&dyn Scheduler`.
+/// A diffusion sampler. Implement it to bring your own (any diffusers scheduler fits: see
+/// `examples/custom_scheduler.rs`); the pipelines drive any implementation through
+/// `&mut dyn Scheduler`, in this order:
 ///
-/// Tensors are (B, N): a batch of flattened samples. `model_output` has the sample's shape, or
-/// (B, 2N) when [`uses_model_variance`](Self::uses_model_variance) is true (prediction, then
-/// variance: an NCHW model output's first and second halves of channels).
-pub trait Scheduler {
-    /// Prepares `steps` inference steps.
+/// 1. [`set_timesteps`](Self::set_timesteps) (which also forgets any history of an earlier run);
+/// 2. the starting sample: noise times [`init_noise_sigma`](Self::init_noise_sigma), or for
+///    image-to-image a clean sample noised with [`add_noise`](Self::add_noise) to the level of the
+///    first index run (`order() · ⌊steps · (1 − strength)⌋`, as diffusers' `get_timesteps`);
+/// 3. for each index `i` of [`timesteps`](Self::timesteps) from there on, in order: the model
+///    on [`scale_model_input(i, sample)`](Self::scale_model_input) at timestep
+///    `timesteps()[i]`, then [`step(i, …)`](Self::step), which may keep history (multistep
+///    solvers) and, for a sampler that evaluates the model twice per step (Heun, DPM2), is
+///    called for each evaluation: `timesteps()` then lists every evaluation, as in diffusers.
+///
+/// Tensors are (B, N): a batch of flattened samples ([`SchedulerExt`] reshapes for you).
+/// `model_output` has the sample's shape, or (B, 2N) when
+/// [`uses_model_variance`](Self::uses_model_variance) is true (prediction, then variance: an
+/// NCHW model output's first and second halves of channels).
+pub trait Scheduler: Send {
+    /// Prepares `steps` inference steps and resets any state of an earlier run.
     fn set_timesteps(&mut self, steps: usize) -> Result<(), SchedulerError>;
 
-    /// The inference timesteps, in the order they are visited (the model is called with them).
-    fn timesteps(&self) -> &[i64];
+    /// The timesteps the model is evaluated at, in order (fractional for samplers that
+    /// interpolate between the training timesteps). A sampler of order 2 lists most timesteps
+    /// twice.
+    fn timesteps(&self) -> &[f64];
 
-    /// Standard deviation of the initial noise (1 for all of Kandinsky's schedulers).
+    /// Model evaluations per step (2 for Heun and DPM2; 1 otherwise): image-to-image skips
+    /// `order()` indices per step it does not run.
+    fn order(&self) -> usize {
+        1
+    }
+
+    /// Standard deviation of the initial noise: 1 for variance-preserving samplers, about
+    /// σ_max for the sigma-parameterised ones (Euler, Heun, DPM2, LMS).
     fn init_noise_sigma(&self) -> f64 {
         1.0
+    }
+
+    /// Whether samples are variance-preserving, x_t = √ᾱ·x₀ + √(1 − ᾱ)·ε, the model's own input
+    /// (DDPM, DDIM, the DPM-Solvers, UniPC, DEIS, PNDM), rather than x = x₀ + σ·ε, which
+    /// [`scale_model_input`](Self::scale_model_input) divides by √(σ² + 1) (Euler, Heun, DPM2,
+    /// LMS).
+    fn preserves_variance(&self) -> bool {
+        true
+    }
+
+    /// The model's input at index `index`: the sample itself for variance-preserving samplers,
+    /// `sample / √(σ² + 1)` for the sigma-parameterised ones.
+    fn scale_model_input(
+        &self,
+        index: usize,
+        sample: Tensor<2>,
+    ) -> Result<Tensor<2>, SchedulerError> {
+        let _ = index;
+        Ok(sample)
     }
 
     /// Whether step `index` adds noise, so the caller must supply it.
@@ -96,23 +151,29 @@ pub trait Scheduler {
         false
     }
 
-    /// Steps `sample` from `timesteps()[index]` to the next timestep.
+    /// Steps `sample` from `timesteps()[index]` to the next level. Stateful samplers expect the
+    /// indices of one run in order (the first may be any).
     fn step(
-        &self,
+        &mut self,
         index: usize,
         model_output: Tensor<2>,
         sample: Tensor<2>,
         noise: Option<Tensor<2>>,
     ) -> Result<StepOutput, SchedulerError>;
 
-    /// Noises a clean sample to training timestep `timestep`: √ᾱ·x₀ + √(1 − ᾱ)·ε
-    /// (img2img and inpainting).
+    /// Noises a clean sample to the noise level the model sees at `timesteps()[index]`:
+    /// √ᾱ·x₀ + √(1 − ᾱ)·ε for variance-preserving samplers, x₀ + σ·ε for the others
+    /// (image-to-image, and the kept region of 2.2 inpainting).
     fn add_noise(
         &self,
         original: Tensor<2>,
         noise: Tensor<2>,
-        timestep: i64,
+        index: usize,
     ) -> Result<Tensor<2>, SchedulerError>;
+
+    /// What runs, for metadata and logs, e.g. `DPMSolverMultistepScheduler(dpmsolver++, order 2,
+    /// karras)`.
+    fn describe(&self) -> String;
 }
 
 fn flatten<const D: usize>(t: Tensor<D>) -> Tensor<2> {
@@ -125,7 +186,7 @@ fn flatten<const D: usize>(t: Tensor<D>) -> Tensor<2> {
 pub trait SchedulerExt: Scheduler {
     /// [`Scheduler::step`] for (B, …) tensors; the output has the sample's shape.
     fn step_nd<const D: usize>(
-        &self,
+        &mut self,
         index: usize,
         model_output: Tensor<D>,
         sample: Tensor<D>,
@@ -144,41 +205,66 @@ pub trait SchedulerExt: Scheduler {
         })
     }
 
+    /// [`Scheduler::scale_model_input`] for (B, …) tensors.
+    fn scale_model_input_nd<const D: usize>(
+        &self,
+        index: usize,
+        sample: Tensor<D>,
+    ) -> Result<Tensor<D>, SchedulerError> {
+        let dims = sample.dims();
+        Ok(self.scale_model_input(index, flatten(sample))?.reshape(dims))
+    }
+
     /// [`Scheduler::add_noise`] for (B, …) tensors.
     fn add_noise_nd<const D: usize>(
         &self,
         original: Tensor<D>,
         noise: Tensor<D>,
-        timestep: i64,
+        index: usize,
     ) -> Result<Tensor<D>, SchedulerError> {
         let dims = original.dims();
         Ok(self
-            .add_noise(flatten(original), flatten(noise), timestep)?
+            .add_noise(flatten(original), flatten(noise), index)?
             .reshape(dims))
     }
 }
 
 impl<S: Scheduler + ?Sized> SchedulerExt for S {}
 
-/// Builds the scheduler a diffusers `scheduler_config.json` names (`_class_name`
-/// `UnCLIPScheduler`, `DDIMScheduler` or `DDPMScheduler`).
-pub fn load_scheduler(path: &Path) -> Result<Box<dyn Scheduler>, SchedulerError> {
-    let config = SchedulerConfig::from_file(path)?;
-    Ok(match config.class_name.as_str() {
-        "UnCLIPScheduler" => Box::new(UnclipScheduler::new(config, path)?),
-        "DDIMScheduler" => Box::new(DdimScheduler::new(config, path)?),
-        "DDPMScheduler" => Box::new(DdpmScheduler::new(config, path)?),
-        other => {
-            return Err(kandinsky_common::ConfigError::invalid(
-                path,
-                "_class_name",
-                format!(
-                    "expected UnCLIPScheduler, DDIMScheduler or DDPMScheduler, found {other:?}"
-                ),
-            )
-            .into());
+/// Where a stateful sampler is in its run: the index it expects next.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Cursor(Option<usize>);
+
+impl Cursor {
+    /// Forgets the run (set_timesteps).
+    pub(crate) fn reset(&mut self) {
+        self.0 = None;
+    }
+
+    /// Checks that `index` is in range and follows the previous one (any index starts a run);
+    /// returns how many steps of this run came before it.
+    pub(crate) fn advance(
+        &mut self,
+        index: usize,
+        len: usize,
+        start: &mut usize,
+    ) -> Result<usize, SchedulerError> {
+        if index >= len {
+            return Err(SchedulerError::Index { index, len });
         }
-    })
+        match self.0 {
+            Some(expected) if expected != index => {
+                return Err(SchedulerError::Order {
+                    expected,
+                    found: index,
+                });
+            }
+            Some(_) => {}
+            None => *start = index,
+        }
+        self.0 = Some(index + 1);
+        Ok(index - *start)
+    }
 }
 
 /// `steps` timesteps with `spacing`, refusing counts outside 1..=train (DDPM, DDIM).
@@ -232,6 +318,22 @@ pub(crate) fn learned_range_noise(
     let frac = (v + 1.0) / 2.0;
     let log_var = frac.clone() * beta.ln() + (-frac + 1.0) * variance.ln();
     (log_var * 0.5).exp() * noise
+}
+
+/// Checks that `tensor` (named `what`) has the sample's shape.
+pub(crate) fn check_same(
+    what: &str,
+    tensor: &Tensor<2>,
+    sample: &Tensor<2>,
+) -> Result<(), SchedulerError> {
+    if tensor.dims() != sample.dims() {
+        return Err(SchedulerError::Shape(format!(
+            "{what} {:?} for a sample {:?}",
+            tensor.dims(),
+            sample.dims()
+        )));
+    }
+    Ok(())
 }
 
 /// Checks the shapes of a step's tensors; `width` is the sample width N.

@@ -22,6 +22,7 @@ pub struct UnclipScheduler {
     variance: VarianceType,
     clip: Option<f64>,
     timesteps: Vec<i64>,
+    timesteps_f: Vec<f64>,
 }
 
 impl UnclipScheduler {
@@ -69,6 +70,7 @@ impl UnclipScheduler {
                 .unwrap_or(true)
                 .then_some(c.clip_sample_range.unwrap_or(1.0)),
             timesteps: Vec::new(),
+            timesteps_f: Vec::new(),
         })
     }
 
@@ -76,7 +78,19 @@ impl UnclipScheduler {
     pub fn schedule(&self) -> &NoiseSchedule {
         &self.schedule
     }
+
+    /// Noises a clean sample to training timestep `timestep`: √ᾱ·x₀ + √(1 − ᾱ)·ε.
+    pub fn add_noise_at(
+        &self,
+        original: Tensor<2>,
+        noise: Tensor<2>,
+        timestep: i64,
+    ) -> Result<Tensor<2>, SchedulerError> {
+        add_noise(&self.schedule, original, noise, timestep)
+    }
 }
+
+const DESCRIBE: &str = "UnCLIPScheduler";
 
 impl Scheduler for UnclipScheduler {
     fn set_timesteps(&mut self, steps: usize) -> Result<(), SchedulerError> {
@@ -94,11 +108,12 @@ impl Scheduler for UnclipScheduler {
             .rev()
             .map(|i| (i as f64 * ratio).round_ties_even() as i64)
             .collect();
+        self.timesteps_f = self.timesteps.iter().map(|&t| t as f64).collect();
         Ok(())
     }
 
-    fn timesteps(&self) -> &[i64] {
-        &self.timesteps
+    fn timesteps(&self) -> &[f64] {
+        &self.timesteps_f
     }
 
     fn needs_noise(&self, index: usize) -> bool {
@@ -110,7 +125,7 @@ impl Scheduler for UnclipScheduler {
     }
 
     fn step(
-        &self,
+        &mut self,
         index: usize,
         model_output: Tensor<2>,
         sample: Tensor<2>,
@@ -150,7 +165,10 @@ impl Scheduler for UnclipScheduler {
         let sample_coeff = alpha.sqrt() * beta_prod_t_prev / beta_prod_t;
         let mut prev = x0.clone() * x0_coeff + sample * sample_coeff;
         if t > 0 {
-            let noise = noise.ok_or(SchedulerError::MissingNoise { index, timestep: t })?;
+            let noise = noise.ok_or(SchedulerError::MissingNoise {
+                index,
+                timestep: t as f64,
+            })?;
             let variance = beta_prod_t_prev / beta_prod_t * beta;
             let scaled = match predicted_variance {
                 Some(v) if self.variance == VarianceType::LearnedRange => {
@@ -170,8 +188,17 @@ impl Scheduler for UnclipScheduler {
         &self,
         original: Tensor<2>,
         noise: Tensor<2>,
-        timestep: i64,
+        index: usize,
     ) -> Result<Tensor<2>, SchedulerError> {
-        add_noise(&self.schedule, original, noise, timestep)
+        let len = self.timesteps.len();
+        let &t = self
+            .timesteps
+            .get(index)
+            .ok_or(SchedulerError::Index { index, len })?;
+        add_noise(&self.schedule, original, noise, t)
+    }
+
+    fn describe(&self) -> String {
+        DESCRIBE.into()
     }
 }

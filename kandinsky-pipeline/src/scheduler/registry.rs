@@ -1,0 +1,180 @@
+//! Schedulers by name: the diffusers class a `scheduler_config.json` names
+//! ([`build_scheduler`], [`load_scheduler`]), and the samplers users pick by a short name
+//! ([`Sampler`], [`SAMPLERS`]) built from a stage's own config as diffusers'
+//! `Scheduler.from_config(pipe.scheduler.config)` does.
+
+use std::path::Path;
+
+use kandinsky_common::ConfigError;
+
+use super::config::AlgorithmType;
+use super::{
+    DdimScheduler, DdpmScheduler, DpmSolverMultistepScheduler, Scheduler, SchedulerConfig,
+    SchedulerError, UnclipScheduler,
+};
+
+/// Builds the scheduler `config.class_name` names; `path` names the config in errors.
+pub fn build_scheduler(
+    config: SchedulerConfig,
+    path: &Path,
+) -> Result<Box<dyn Scheduler>, SchedulerError> {
+    Ok(match config.class_name.as_str() {
+        "UnCLIPScheduler" => Box::new(UnclipScheduler::new(config, path)?),
+        "DDIMScheduler" => Box::new(DdimScheduler::new(config, path)?),
+        "DDPMScheduler" => Box::new(DdpmScheduler::new(config, path)?),
+        "DPMSolverMultistepScheduler" => Box::new(DpmSolverMultistepScheduler::new(config, path)?),
+        other => {
+            let mut classes: Vec<&str> = SAMPLERS.iter().map(|s| s.class).collect();
+            classes.dedup();
+            return Err(ConfigError::invalid(
+                path,
+                "_class_name",
+                format!("expected one of {}, found {other:?}", classes.join(", ")),
+            )
+            .into());
+        }
+    })
+}
+
+/// Builds the scheduler a diffusers `scheduler_config.json` describes.
+pub fn load_scheduler(path: &Path) -> Result<Box<dyn Scheduler>, SchedulerError> {
+    build_scheduler(SchedulerConfig::from_file(path)?, path)
+}
+
+/// A sampler offered by name (the CLI's `--scheduler`, the server's `sampler`).
+#[derive(Debug)]
+pub struct Sampler {
+    /// The short name, e.g. `dpm++2m`.
+    pub name: &'static str,
+    /// Other accepted names (the diffusers class name is always accepted too).
+    pub aliases: &'static [&'static str],
+    /// The diffusers class.
+    pub class: &'static str,
+    /// One line for `--help`.
+    pub summary: &'static str,
+    /// Whether it takes `--karras` (Karras sigmas).
+    pub karras: bool,
+    configure: fn(&mut SchedulerConfig),
+}
+
+fn nothing(_: &mut SchedulerConfig) {}
+
+fn dpm(order: usize, algorithm: AlgorithmType) -> impl Fn(&mut SchedulerConfig) {
+    move |c| {
+        c.solver_order = Some(order);
+        c.algorithm_type = Some(algorithm);
+    }
+}
+
+/// Every sampler, in `--help` order.
+pub static SAMPLERS: &[Sampler] = &[
+    Sampler {
+        name: "ddpm",
+        aliases: &[],
+        class: "DDPMScheduler",
+        summary: "ancestral DDPM (the 2.2 decoder's default; 100 steps)",
+        karras: false,
+        configure: nothing,
+    },
+    Sampler {
+        name: "ddim",
+        aliases: &[],
+        class: "DDIMScheduler",
+        summary: "deterministic DDIM, eta 0 (the 2.1 decoder's default)",
+        karras: false,
+        configure: nothing,
+    },
+    Sampler {
+        name: "unclip",
+        aliases: &[],
+        class: "UnCLIPScheduler",
+        summary: "the prior's sampler",
+        karras: false,
+        configure: nothing,
+    },
+    Sampler {
+        name: "dpm++2m",
+        aliases: &["dpmpp2m", "dpm++", "dpmsolver++"],
+        class: "DPMSolverMultistepScheduler",
+        summary: "DPM-Solver++ 2M, deterministic (recommended: 20-30 steps)",
+        karras: true,
+        configure: |c| dpm(2, AlgorithmType::DpmSolverPlusPlus)(c),
+    },
+    Sampler {
+        name: "dpm++2m-sde",
+        aliases: &["dpmpp2m-sde", "dpm++sde"],
+        class: "DPMSolverMultistepScheduler",
+        summary: "DPM-Solver++ 2M SDE, stochastic",
+        karras: true,
+        configure: |c| dpm(2, AlgorithmType::SdeDpmSolverPlusPlus)(c),
+    },
+    Sampler {
+        name: "dpm++3m",
+        aliases: &["dpmpp3m"],
+        class: "DPMSolverMultistepScheduler",
+        summary: "DPM-Solver++ 3M, deterministic",
+        karras: true,
+        configure: |c| dpm(3, AlgorithmType::DpmSolverPlusPlus)(c),
+    },
+    Sampler {
+        name: "dpm++3m-sde",
+        aliases: &["dpmpp3m-sde"],
+        class: "DPMSolverMultistepScheduler",
+        summary: "DPM-Solver++ 3M SDE, stochastic",
+        karras: true,
+        configure: |c| dpm(3, AlgorithmType::SdeDpmSolverPlusPlus)(c),
+    },
+];
+
+impl Sampler {
+    /// The sampler called `name` (its short name, an alias or its diffusers class name; case
+    /// does not matter).
+    pub fn find(name: &str) -> Option<&'static Sampler> {
+        let name = name.trim();
+        SAMPLERS.iter().find(|s| {
+            s.name.eq_ignore_ascii_case(name)
+                || s.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
+        })
+        .or_else(|| SAMPLERS.iter().find(|s| s.class.eq_ignore_ascii_case(name)))
+    }
+
+    /// The short names, comma-separated (for errors and help).
+    pub fn names() -> String {
+        SAMPLERS.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")
+    }
+
+    /// This sampler's config built on `base` (a stage's own `scheduler_config.json`) as
+    /// diffusers' `from_config` does: the base's training schedule (betas, timesteps,
+    /// prediction type, spacing) carries over, then this sampler's settings, then Karras sigmas
+    /// when asked for.
+    pub fn config_from(&self, base: &SchedulerConfig, karras: bool) -> SchedulerConfig {
+        let mut c = base.clone();
+        c.class_name = self.class.to_string();
+        (self.configure)(&mut c);
+        if karras {
+            c.use_karras_sigmas = Some(true);
+            c.use_exponential_sigmas = None;
+            c.use_beta_sigmas = None;
+        }
+        c
+    }
+
+    /// This sampler built on `base` (see [`config_from`](Self::config_from)); `path` names the
+    /// base config in errors. Karras sigmas on a sampler without them is an error.
+    pub fn build(
+        &self,
+        base: &SchedulerConfig,
+        karras: bool,
+        path: &Path,
+    ) -> Result<Box<dyn Scheduler>, SchedulerError> {
+        if karras && !self.karras {
+            return Err(ConfigError::invalid(
+                path,
+                "use_karras_sigmas",
+                format!("{} has no Karras sigmas", self.name),
+            )
+            .into());
+        }
+        build_scheduler(self.config_from(base, karras), path)
+    }
+}
