@@ -945,6 +945,133 @@ def schedulers() -> None:
     save_reference(ref, out_dir / "reference.safetensors")
 
 
+# The fast samplers, each built as `Class.from_config(decoder_scheduler.config, **overrides)` on
+# the 2.2 decoder's scheduler config (SCHEDULER_CONFIGS["ddpm"]), as users swap samplers in
+# diffusers; a few on other bases for the options they exercise. name: (class, overrides, base).
+SAMPLER_CONFIGS = {
+    "dpmpp2m": ("DPMSolverMultistepScheduler", {}, "ddpm"),
+    "dpmpp2m_karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}, "ddpm"),
+    "dpmpp2m_exponential": ("DPMSolverMultistepScheduler", {"use_exponential_sigmas": True}, "ddpm"),
+    "dpmpp2m_beta": ("DPMSolverMultistepScheduler", {"use_beta_sigmas": True}, "ddpm"),
+    "dpmpp2m_heun_leading": ("DPMSolverMultistepScheduler",
+                             {"solver_type": "heun", "timestep_spacing": "leading"}, "ddpm"),
+    "dpmpp3m": ("DPMSolverMultistepScheduler", {"solver_order": 3}, "ddpm"),
+    "dpmpp3m_karras_nolof": ("DPMSolverMultistepScheduler",
+                             {"solver_order": 3, "use_karras_sigmas": True,
+                              "lower_order_final": False}, "ddpm"),
+    "dpmpp2m_sde": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}, "ddpm"),
+    "dpmpp2m_sde_karras": ("DPMSolverMultistepScheduler",
+                           {"algorithm_type": "sde-dpmsolver++", "use_karras_sigmas": True}, "ddpm"),
+    "dpmpp3m_sde": ("DPMSolverMultistepScheduler",
+                    {"algorithm_type": "sde-dpmsolver++", "solver_order": 3}, "ddpm"),
+    "dpm2m_sigma_min": ("DPMSolverMultistepScheduler",
+                        {"algorithm_type": "dpmsolver", "final_sigmas_type": "sigma_min"}, "ddpm"),
+    "dpmpp2m_vpred_trailing": ("DPMSolverMultistepScheduler", {}, "ddpm_learned_trailing"),
+    "dpmpp2m_sample_clip": ("DPMSolverMultistepScheduler", {"lambda_min_clipped": -5.1},
+                            "ddim_linspace_sample"),
+    "unipc": ("UniPCMultistepScheduler", {}, "ddpm"),
+    "unipc_bh1_karras": ("UniPCMultistepScheduler",
+                         {"solver_type": "bh1", "use_karras_sigmas": True}, "ddpm"),
+    "unipc3_leading": ("UniPCMultistepScheduler",
+                       {"solver_order": 3, "timestep_spacing": "leading"}, "ddpm"),
+    "unipc_noise_pred": ("UniPCMultistepScheduler", {"predict_x0": False}, "ddpm"),
+    "deis": ("DEISMultistepScheduler", {}, "ddpm"),
+    "deis3_karras": ("DEISMultistepScheduler", {"solver_order": 3, "use_karras_sigmas": True},
+                     "ddpm"),
+    "dpmpp2s": ("DPMSolverSinglestepScheduler", {}, "ddpm"),
+    "dpmpp3s_karras": ("DPMSolverSinglestepScheduler",
+                       {"solver_order": 3, "use_karras_sigmas": True}, "ddpm"),
+    "pndm": ("PNDMScheduler", {"skip_prk_steps": True}, "ddpm"),
+    "pndm_prk": ("PNDMScheduler", {}, "ddpm"),
+    "euler": ("EulerDiscreteScheduler", {}, "ddpm"),
+    "euler_karras": ("EulerDiscreteScheduler", {"use_karras_sigmas": True}, "ddpm"),
+    "euler_leading_loglinear": ("EulerDiscreteScheduler",
+                                {"timestep_spacing": "leading", "interpolation_type": "log_linear"},
+                                "ddpm"),
+    "euler_a": ("EulerAncestralDiscreteScheduler", {}, "ddpm"),
+    "euler_a_leading": ("EulerAncestralDiscreteScheduler", {"timestep_spacing": "leading"}, "ddpm"),
+    "heun": ("HeunDiscreteScheduler", {}, "ddpm"),
+    "heun_karras": ("HeunDiscreteScheduler", {"use_karras_sigmas": True}, "ddpm"),
+    "kdpm2": ("KDPM2DiscreteScheduler", {}, "ddpm"),
+    "kdpm2_karras": ("KDPM2DiscreteScheduler", {"use_karras_sigmas": True}, "ddpm"),
+    "kdpm2_a": ("KDPM2AncestralDiscreteScheduler", {}, "ddpm"),
+    "kdpm2_a_karras": ("KDPM2AncestralDiscreteScheduler", {"use_karras_sigmas": True}, "ddpm"),
+    "lms": ("LMSDiscreteScheduler", {}, "ddpm"),
+    "lms_karras": ("LMSDiscreteScheduler", {"use_karras_sigmas": True}, "ddpm"),
+}
+
+SAMPLER_STEPS = (6, 20)
+
+
+def samplers() -> None:
+    """Every sampler of SAMPLER_CONFIGS at SAMPLER_STEPS: its config as written by diffusers'
+    from_config (fixtures/samplers/NAME/scheduler_config.json), its timesteps, sigmas and
+    init_noise_sigma, then a whole run on a (2, 4, 3, 5) sample driven as a pipeline that calls
+    scale_model_input (diffusers' Kandinsky pipelines do not): for each timestep the scaled
+    input, a model output (a fixed mix of the scaled input and a random draw, recorded), every
+    noise draw of the step (randn_tensor patched, recorded) and the step's prev_sample. Then
+    add_noise at the third timestep, with set_begin_index as the img2img pipelines call it."""
+    import importlib
+
+    import diffusers
+
+    print("samplers")
+    out_dir = FIXTURES / "samplers"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ref: dict[str, torch.Tensor] = {}
+    gen = torch.Generator().manual_seed(70)
+    draws: list[torch.Tensor] = []
+
+    def draw(shape, generator=None, device=None, dtype=None, **_):
+        z = torch.randn(shape, generator=gen)
+        draws.append(z)
+        return z
+
+    for name, (cls_name, overrides, base_name) in SAMPLER_CONFIGS.items():
+        base_cls, base_cfg = SCHEDULER_CONFIGS[base_name]
+        base = getattr(diffusers, base_cls).from_config(base_cfg)
+        sched = getattr(diffusers, cls_name).from_config(base.config, **overrides)
+        module = importlib.import_module(type(sched).__module__)
+        module.randn_tensor = draw
+        folder = out_dir / name
+        folder.mkdir(parents=True, exist_ok=True)
+        sched.save_config(folder)
+        for steps in SAMPLER_STEPS:
+            key = f"{name}.{steps}"
+            sched.set_timesteps(steps)
+            timesteps = sched.timesteps.clone()
+            ref[f"{key}.timesteps"] = timesteps.to(torch.float64)
+            if hasattr(sched, "sigmas"):
+                ref[f"{key}.sigmas"] = torch.as_tensor(sched.sigmas).to(torch.float64)
+            ref[f"{key}.init_noise_sigma"] = torch.tensor([float(sched.init_noise_sigma)],
+                                                          dtype=torch.float64)
+            sample = torch.randn((2, 4, 3, 5), generator=gen) * float(sched.init_noise_sigma)
+            ref[f"{key}.sample"] = sample.clone()
+            for i, t in enumerate(timesteps):
+                scaled = sched.scale_model_input(sample, t)
+                model_output = 0.3 * scaled + 0.8 * torch.randn(sample.shape, generator=gen)
+                draws.clear()
+                out = sched.step(model_output, t, sample)
+                ref[f"{key}.{i}.scaled"] = scaled.clone()
+                ref[f"{key}.{i}.model_output"] = model_output
+                assert len(draws) <= 1, f"{name}: {len(draws)} draws in one step"
+                ref[f"{key}.{i}.noise"] = draws[0] if draws else torch.zeros(0)
+                ref[f"{key}.{i}.prev_sample"] = out.prev_sample
+                sample = out.prev_sample
+            sched.set_timesteps(steps)
+            x0 = torch.randn((2, 4, 3, 5), generator=gen)
+            noise = torch.randn((2, 4, 3, 5), generator=gen)
+            begin = 2 * sched.order
+            if hasattr(sched, "set_begin_index"):
+                sched.set_begin_index(begin)
+            ref[f"{key}.add_noise.original"] = x0
+            ref[f"{key}.add_noise.noise"] = noise
+            ref[f"{key}.add_noise.index"] = torch.tensor([begin])
+            ref[f"{key}.add_noise.noised"] = sched.add_noise(
+                x0, noise, sched.timesteps[begin:begin + 1])
+    save_reference(ref, out_dir / "reference.safetensors")
+
+
 # --------------------------------------------------------------------------------------------
 # End-to-end pipelines
 
@@ -1556,7 +1683,7 @@ COMPONENTS = {"movq": movq, "unet": unet, "prior": prior, "clip": clip, "tokeniz
               "preprocessing": preprocessing, "schedulers": schedulers, "pipeline22": pipeline22,
               "prior_pipeline22": prior_pipeline22, "prior_pipeline21": prior_pipeline21,
               "pipeline21": pipeline21, "modes": modes, "resize": resize_corpus,
-              "reduced_modes": reduced_modes,
+              "reduced_modes": reduced_modes, "samplers": samplers,
               "inpainting": inpainting, "prior_modes": prior_modes}
 
 
