@@ -35,6 +35,19 @@ const SAMPLERS: &[&str] = &[
     "dpm2m_sigma_min",
     "dpmpp2m_vpred_trailing",
     "dpmpp2m_sample_clip",
+    "euler",
+    "euler_karras",
+    "euler_leading_vpred",
+    "euler_a",
+    "euler_a_leading",
+    "heun",
+    "heun_karras",
+    "kdpm2",
+    "kdpm2_karras",
+    "kdpm2_a",
+    "kdpm2_a_karras",
+    "lms",
+    "lms_karras",
 ];
 
 const STEPS: [usize; 2] = [6, 20];
@@ -63,7 +76,7 @@ fn relative_error(ours: &[f32], theirs: &[f32]) -> f32 {
         .iter()
         .zip(theirs)
         .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-    if ours.iter().any(|v| !v.is_finite()) {
+    if ours.iter().chain(theirs).any(|v| !v.is_finite()) {
         return f32::INFINITY;
     }
     diff / scale

@@ -12,6 +12,13 @@ mod config;
 mod ddim;
 mod ddpm;
 mod dpm_multistep;
+mod euler;
+mod euler_ancestral;
+mod heun;
+mod karras;
+mod kdpm2;
+mod kdpm2_ancestral;
+mod lms;
 mod registry;
 pub mod schedule;
 mod sigmas;
@@ -27,6 +34,12 @@ pub use config::{
 pub use ddim::DdimScheduler;
 pub use ddpm::DdpmScheduler;
 pub use dpm_multistep::DpmSolverMultistepScheduler;
+pub use euler::EulerDiscreteScheduler;
+pub use euler_ancestral::EulerAncestralDiscreteScheduler;
+pub use heun::HeunDiscreteScheduler;
+pub use kdpm2::KDpm2DiscreteScheduler;
+pub use kdpm2_ancestral::KDpm2AncestralDiscreteScheduler;
+pub use lms::LmsDiscreteScheduler;
 pub use registry::{SAMPLERS, Sampler, build_scheduler, load_scheduler};
 pub use unclip::UnclipScheduler;
 

@@ -9,8 +9,10 @@ use kandinsky_common::ConfigError;
 
 use super::config::AlgorithmType;
 use super::{
-    DdimScheduler, DdpmScheduler, DpmSolverMultistepScheduler, Scheduler, SchedulerConfig,
-    SchedulerError, UnclipScheduler,
+    DdimScheduler, DdpmScheduler, DpmSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler, HeunDiscreteScheduler, KDpm2AncestralDiscreteScheduler,
+    KDpm2DiscreteScheduler, LmsDiscreteScheduler, Scheduler, SchedulerConfig, SchedulerError,
+    UnclipScheduler,
 };
 
 /// Builds the scheduler `config.class_name` names; `path` names the config in errors.
@@ -23,6 +25,16 @@ pub fn build_scheduler(
         "DDIMScheduler" => Box::new(DdimScheduler::new(config, path)?),
         "DDPMScheduler" => Box::new(DdpmScheduler::new(config, path)?),
         "DPMSolverMultistepScheduler" => Box::new(DpmSolverMultistepScheduler::new(config, path)?),
+        "EulerDiscreteScheduler" => Box::new(EulerDiscreteScheduler::new(config, path)?),
+        "EulerAncestralDiscreteScheduler" => {
+            Box::new(EulerAncestralDiscreteScheduler::new(config, path)?)
+        }
+        "HeunDiscreteScheduler" => Box::new(HeunDiscreteScheduler::new(config, path)?),
+        "KDPM2DiscreteScheduler" => Box::new(KDpm2DiscreteScheduler::new(config, path)?),
+        "KDPM2AncestralDiscreteScheduler" => {
+            Box::new(KDpm2AncestralDiscreteScheduler::new(config, path)?)
+        }
+        "LMSDiscreteScheduler" => Box::new(LmsDiscreteScheduler::new(config, path)?),
         other => {
             let mut classes: Vec<&str> = SAMPLERS.iter().map(|s| s.class).collect();
             classes.dedup();
@@ -123,6 +135,54 @@ pub static SAMPLERS: &[Sampler] = &[
         summary: "DPM-Solver++ 3M SDE, stochastic",
         karras: true,
         configure: |c| dpm(3, AlgorithmType::SdeDpmSolverPlusPlus)(c),
+    },
+    Sampler {
+        name: "euler",
+        aliases: &["k_euler"],
+        class: "EulerDiscreteScheduler",
+        summary: "Euler, deterministic",
+        karras: true,
+        configure: nothing,
+    },
+    Sampler {
+        name: "euler-a",
+        aliases: &["euler_a", "euler-ancestral", "k_euler_a"],
+        class: "EulerAncestralDiscreteScheduler",
+        summary: "Euler ancestral, stochastic",
+        karras: false,
+        configure: nothing,
+    },
+    Sampler {
+        name: "heun",
+        aliases: &["k_heun"],
+        class: "HeunDiscreteScheduler",
+        summary: "Heun, 2 model evaluations per step",
+        karras: true,
+        configure: nothing,
+    },
+    Sampler {
+        name: "dpm2",
+        aliases: &["kdpm2", "k_dpm_2"],
+        class: "KDPM2DiscreteScheduler",
+        summary: "DPM2, 2 model evaluations per step",
+        karras: true,
+        configure: nothing,
+    },
+    Sampler {
+        name: "dpm2-a",
+        aliases: &["kdpm2-a", "dpm2_a", "k_dpm_2_a"],
+        class: "KDPM2AncestralDiscreteScheduler",
+        summary: "DPM2 ancestral, stochastic, 2 model evaluations per step",
+        karras: true,
+        configure: nothing,
+    },
+    Sampler {
+        name: "lms",
+        aliases: &["k_lms"],
+        class: "LMSDiscreteScheduler",
+        summary: "linear multistep (order 4), deterministic",
+        karras: true,
+        configure: nothing,
     },
 ];
 
