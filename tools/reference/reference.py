@@ -970,11 +970,16 @@ SAMPLER_CONFIGS = {
     "dpmpp2m_sample_clip": ("DPMSolverMultistepScheduler", {"lambda_min_clipped": -5.1},
                             "ddim_linspace_sample"),
     "unipc": ("UniPCMultistepScheduler", {}, "ddpm"),
+    # bh1 with the default final sigma 0 gives NaN at the last step in diffusers (B(h) = −∞
+    # times a zero correction); ours gives the limit. Compared with a final sigma_min instead.
     "unipc_bh1_karras": ("UniPCMultistepScheduler",
-                         {"solver_type": "bh1", "use_karras_sigmas": True}, "ddpm"),
+                         {"solver_type": "bh1", "use_karras_sigmas": True,
+                          "final_sigmas_type": "sigma_min"}, "ddpm"),
     "unipc3_leading": ("UniPCMultistepScheduler",
                        {"solver_order": 3, "timestep_spacing": "leading"}, "ddpm"),
-    "unipc_noise_pred": ("UniPCMultistepScheduler", {"predict_x0": False}, "ddpm"),
+    # Noise prediction needs a final sigma above 0 (σ_t·(eʰ − 1) is 0·∞ there).
+    "unipc_noise_pred": ("UniPCMultistepScheduler",
+                         {"predict_x0": False, "final_sigmas_type": "sigma_min"}, "ddpm"),
     "deis": ("DEISMultistepScheduler", {}, "ddpm"),
     "deis3_karras": ("DEISMultistepScheduler", {"solver_order": 3, "use_karras_sigmas": True},
                      "ddpm"),

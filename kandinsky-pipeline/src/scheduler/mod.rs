@@ -23,6 +23,7 @@ mod registry;
 pub mod schedule;
 mod sigmas;
 mod unclip;
+mod unipc;
 mod vp;
 
 use burn::tensor::Tensor;
@@ -42,6 +43,7 @@ pub use kdpm2_ancestral::KDpm2AncestralDiscreteScheduler;
 pub use lms::LmsDiscreteScheduler;
 pub use registry::{SAMPLERS, Sampler, build_scheduler, load_scheduler};
 pub use unclip::UnclipScheduler;
+pub use unipc::UniPcMultistepScheduler;
 
 /// What a scheduler step returns.
 #[derive(Debug, Clone)]

@@ -7,12 +7,12 @@ use std::path::Path;
 
 use kandinsky_common::ConfigError;
 
-use super::config::AlgorithmType;
+use super::config::{AlgorithmType, SolverType};
 use super::{
     DdimScheduler, DdpmScheduler, DpmSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler, HeunDiscreteScheduler, KDpm2AncestralDiscreteScheduler,
     KDpm2DiscreteScheduler, LmsDiscreteScheduler, Scheduler, SchedulerConfig, SchedulerError,
-    UnclipScheduler,
+    UnclipScheduler, UniPcMultistepScheduler,
 };
 
 /// Builds the scheduler `config.class_name` names; `path` names the config in errors.
@@ -35,6 +35,7 @@ pub fn build_scheduler(
             Box::new(KDpm2AncestralDiscreteScheduler::new(config, path)?)
         }
         "LMSDiscreteScheduler" => Box::new(LmsDiscreteScheduler::new(config, path)?),
+        "UniPCMultistepScheduler" => Box::new(UniPcMultistepScheduler::new(config, path)?),
         other => {
             let mut classes: Vec<&str> = SAMPLERS.iter().map(|s| s.class).collect();
             classes.dedup();
@@ -135,6 +136,22 @@ pub static SAMPLERS: &[Sampler] = &[
         summary: "DPM-Solver++ 3M SDE, stochastic",
         karras: true,
         configure: |c| dpm(3, AlgorithmType::SdeDpmSolverPlusPlus)(c),
+    },
+    Sampler {
+        name: "unipc",
+        aliases: &["unipc-bh2", "uni_pc"],
+        class: "UniPCMultistepScheduler",
+        summary: "UniPC (bh2), order 2, deterministic",
+        karras: true,
+        configure: nothing,
+    },
+    Sampler {
+        name: "unipc-bh1",
+        aliases: &[],
+        class: "UniPCMultistepScheduler",
+        summary: "UniPC (bh1), order 2, deterministic",
+        karras: true,
+        configure: |c| c.solver_type = Some(SolverType::Bh1),
     },
     Sampler {
         name: "euler",
