@@ -39,6 +39,8 @@ const SAMPLERS: &[&str] = &[
     "unipc_bh1_karras",
     "unipc3_leading",
     "unipc_noise_pred",
+    "deis",
+    "deis3_karras",
     "euler",
     "euler_karras",
     "euler_leading_vpred",

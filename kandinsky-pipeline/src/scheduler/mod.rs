@@ -11,6 +11,7 @@
 mod config;
 mod ddim;
 mod ddpm;
+mod deis;
 mod dpm_multistep;
 mod euler;
 mod euler_ancestral;
@@ -34,6 +35,7 @@ pub use config::{
 };
 pub use ddim::DdimScheduler;
 pub use ddpm::DdpmScheduler;
+pub use deis::DeisMultistepScheduler;
 pub use dpm_multistep::DpmSolverMultistepScheduler;
 pub use euler::EulerDiscreteScheduler;
 pub use euler_ancestral::EulerAncestralDiscreteScheduler;

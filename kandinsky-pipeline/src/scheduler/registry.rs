@@ -9,7 +9,7 @@ use kandinsky_common::ConfigError;
 
 use super::config::{AlgorithmType, SolverType};
 use super::{
-    DdimScheduler, DdpmScheduler, DpmSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
+    DdimScheduler, DdpmScheduler, DeisMultistepScheduler, DpmSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler, HeunDiscreteScheduler, KDpm2AncestralDiscreteScheduler,
     KDpm2DiscreteScheduler, LmsDiscreteScheduler, Scheduler, SchedulerConfig, SchedulerError,
     UnclipScheduler, UniPcMultistepScheduler,
@@ -35,6 +35,7 @@ pub fn build_scheduler(
             Box::new(KDpm2AncestralDiscreteScheduler::new(config, path)?)
         }
         "LMSDiscreteScheduler" => Box::new(LmsDiscreteScheduler::new(config, path)?),
+        "DEISMultistepScheduler" => Box::new(DeisMultistepScheduler::new(config, path)?),
         "UniPCMultistepScheduler" => Box::new(UniPcMultistepScheduler::new(config, path)?),
         other => {
             let mut classes: Vec<&str> = SAMPLERS.iter().map(|s| s.class).collect();
@@ -152,6 +153,14 @@ pub static SAMPLERS: &[Sampler] = &[
         summary: "UniPC (bh1), order 2, deterministic",
         karras: true,
         configure: |c| c.solver_type = Some(SolverType::Bh1),
+    },
+    Sampler {
+        name: "deis",
+        aliases: &[],
+        class: "DEISMultistepScheduler",
+        summary: "DEIS, order 2, deterministic",
+        karras: true,
+        configure: nothing,
     },
     Sampler {
         name: "euler",
