@@ -41,6 +41,8 @@ const SAMPLERS: &[&str] = &[
     "unipc_noise_pred",
     "deis",
     "deis3_karras",
+    "pndm",
+    "pndm_prk",
     "euler",
     "euler_karras",
     "euler_leading_vpred",

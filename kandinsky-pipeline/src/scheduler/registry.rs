@@ -11,7 +11,7 @@ use super::config::{AlgorithmType, SolverType};
 use super::{
     DdimScheduler, DdpmScheduler, DeisMultistepScheduler, DpmSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler, HeunDiscreteScheduler, KDpm2AncestralDiscreteScheduler,
-    KDpm2DiscreteScheduler, LmsDiscreteScheduler, Scheduler, SchedulerConfig, SchedulerError,
+    KDpm2DiscreteScheduler, LmsDiscreteScheduler, PndmScheduler, Scheduler, SchedulerConfig, SchedulerError,
     UnclipScheduler, UniPcMultistepScheduler,
 };
 
@@ -35,6 +35,7 @@ pub fn build_scheduler(
             Box::new(KDpm2AncestralDiscreteScheduler::new(config, path)?)
         }
         "LMSDiscreteScheduler" => Box::new(LmsDiscreteScheduler::new(config, path)?),
+        "PNDMScheduler" => Box::new(PndmScheduler::new(config, path)?),
         "DEISMultistepScheduler" => Box::new(DeisMultistepScheduler::new(config, path)?),
         "UniPCMultistepScheduler" => Box::new(UniPcMultistepScheduler::new(config, path)?),
         other => {
@@ -161,6 +162,14 @@ pub static SAMPLERS: &[Sampler] = &[
         summary: "DEIS, order 2, deterministic",
         karras: true,
         configure: nothing,
+    },
+    Sampler {
+        name: "pndm",
+        aliases: &["plms"],
+        class: "PNDMScheduler",
+        summary: "PLMS (pseudo linear multistep, Heun first step), deterministic",
+        karras: false,
+        configure: |c| c.skip_prk_steps = Some(true),
     },
     Sampler {
         name: "euler",
