@@ -41,6 +41,8 @@ const SAMPLERS: &[&str] = &[
     "unipc_noise_pred",
     "deis",
     "deis3_karras",
+    "dpmpp2s",
+    "dpmpp3s_karras",
     "pndm",
     "pndm_prk",
     "euler",

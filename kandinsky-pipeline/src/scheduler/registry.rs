@@ -9,7 +9,8 @@ use kandinsky_common::ConfigError;
 
 use super::config::{AlgorithmType, SolverType};
 use super::{
-    DdimScheduler, DdpmScheduler, DeisMultistepScheduler, DpmSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
+    DdimScheduler, DdpmScheduler, DeisMultistepScheduler, DpmSolverMultistepScheduler,
+    DpmSolverSinglestepScheduler, EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler, HeunDiscreteScheduler, KDpm2AncestralDiscreteScheduler,
     KDpm2DiscreteScheduler, LmsDiscreteScheduler, PndmScheduler, Scheduler, SchedulerConfig, SchedulerError,
     UnclipScheduler, UniPcMultistepScheduler,
@@ -35,6 +36,9 @@ pub fn build_scheduler(
             Box::new(KDpm2AncestralDiscreteScheduler::new(config, path)?)
         }
         "LMSDiscreteScheduler" => Box::new(LmsDiscreteScheduler::new(config, path)?),
+        "DPMSolverSinglestepScheduler" => {
+            Box::new(DpmSolverSinglestepScheduler::new(config, path)?)
+        }
         "PNDMScheduler" => Box::new(PndmScheduler::new(config, path)?),
         "DEISMultistepScheduler" => Box::new(DeisMultistepScheduler::new(config, path)?),
         "UniPCMultistepScheduler" => Box::new(UniPcMultistepScheduler::new(config, path)?),
@@ -138,6 +142,14 @@ pub static SAMPLERS: &[Sampler] = &[
         summary: "DPM-Solver++ 3M SDE, stochastic",
         karras: true,
         configure: |c| dpm(3, AlgorithmType::SdeDpmSolverPlusPlus)(c),
+    },
+    Sampler {
+        name: "dpm++2s",
+        aliases: &["dpmpp2s", "dpm++2s-single"],
+        class: "DPMSolverSinglestepScheduler",
+        summary: "DPM-Solver++ 2S singlestep, deterministic",
+        karras: true,
+        configure: |c| dpm(2, AlgorithmType::DpmSolverPlusPlus)(c),
     },
     Sampler {
         name: "unipc",
