@@ -1076,6 +1076,139 @@ def samplers() -> None:
     save_reference(ref, out_dir / "reference.safetensors")
 
 
+# End to end: the samplers as the CLI's --scheduler builds them (class and overrides of the
+# registry in kandinsky-pipeline/src/scheduler/registry.rs, on the decoder's own config).
+E2E_SAMPLERS = {
+    "dpm++2m": ("DPMSolverMultistepScheduler", {"solver_order": 2, "algorithm_type": "dpmsolver++"}),
+    "dpm++2m-sde": ("DPMSolverMultistepScheduler",
+                    {"solver_order": 2, "algorithm_type": "sde-dpmsolver++"}),
+    "dpm++3m": ("DPMSolverMultistepScheduler", {"solver_order": 3, "algorithm_type": "dpmsolver++"}),
+    "dpm++2s": ("DPMSolverSinglestepScheduler",
+                {"solver_order": 2, "algorithm_type": "dpmsolver++"}),
+    "unipc": ("UniPCMultistepScheduler", {}),
+    "deis": ("DEISMultistepScheduler", {}),
+    "pndm": ("PNDMScheduler", {"skip_prk_steps": True}),
+    "euler": ("EulerDiscreteScheduler", {}),
+    "euler-a": ("EulerAncestralDiscreteScheduler", {}),
+    "heun": ("HeunDiscreteScheduler", {}),
+    "dpm2": ("KDPM2DiscreteScheduler", {}),
+    "dpm2-a": ("KDPM2AncestralDiscreteScheduler", {}),
+    "lms": ("LMSDiscreteScheduler", {}),
+}
+# (decoder, sampler, karras) runs; each at E2E_STEPS.
+E2E_RUNS = [("22", name, False) for name in E2E_SAMPLERS] + [
+    ("22", name, True) for name in ("dpm++2m", "dpm++2m-sde", "unipc", "euler", "heun", "dpm2-a",
+                                    "lms")
+] + [("21", name, karras) for name, karras in (("dpm++2m", True), ("unipc", False),
+                                                ("euler-a", False), ("heun", True))]
+E2E_STEPS = (4, 10)
+
+
+def sampler_pipelines() -> None:
+    """Every run of E2E_RUNS end to end through diffusers' KandinskyV22Pipeline ("22") or
+    KandinskyPipeline ("21") on the small fixtures (64x64 images, guidance 4, initial latents
+    given, every noise draw recorded), with the sampler built as `from_config` on the decoder's
+    scheduler config. diffusers' Kandinsky pipelines never call `scale_model_input`, so the
+    UNet's forward is wrapped to call it (identity for the variance-preserving samplers, whose
+    runs are thus exactly the pipelines'; the division by sqrt(sigma^2 + 1) the Euler family
+    needs), and step() is wrapped to drop the generator= argument KandinskyV22Pipeline passes
+    and most of these samplers do not take. Writes fixtures/sampler_pipelines/reference.safetensors: per run
+    `RUN.latents.I` after each step, `RUN.image`, and `RUN.image_f32_gap` (the larger of max |f32
+    decode − f64 decode| of the final latents and max |decode change| for a 1e-6 relative change
+    of them: the image's own float32 uncertainty), with RUN = decoder.sampler[.karras].steps."""
+    import importlib
+    import inspect
+
+    import diffusers
+    from diffusers import KandinskyPipeline, KandinskyV22Pipeline, UNet2DConditionModel, VQModel
+    from diffusers.pipelines.kandinsky.text_encoder import MultilingualCLIP
+    from transformers import XLMRobertaTokenizer
+
+    print("sampler_pipelines")
+    out_dir = FIXTURES / "sampler_pipelines"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    movq = VQModel.from_pretrained(FIXTURES / "movq" / "movq").eval()
+    movq64 = VQModel.from_pretrained(FIXTURES / "movq" / "movq").eval().double()
+    tokenizer = XLMRobertaTokenizer.from_pretrained(FIXTURES / "tokenizers" / "xlmr")
+    text_encoder = MultilingualCLIP.from_pretrained(FIXTURES / "pipeline21" / "text_encoder").eval()
+    gen = torch.Generator().manual_seed(90)
+    inputs = {
+        "22": (torch.randn((1, 28), generator=gen), torch.randn((1, 28), generator=gen)),
+        "21": (torch.randn((1, 20), generator=gen), torch.randn((1, 20), generator=gen)),
+    }
+    latents0 = torch.randn((1, 4, 8, 8), generator=gen)
+    ref = {"latents": latents0, "image_embeds.22": inputs["22"][0],
+           "negative_image_embeds.22": inputs["22"][1], "image_embeds.21": inputs["21"][0],
+           "negative_image_embeds.21": inputs["21"][1]}
+    draws: list[torch.Tensor] = []
+
+    def draw(shape, generator=None, device=None, dtype=None, **_):
+        z = torch.randn(shape, generator=gen)
+        draws.append(z)
+        return z
+
+    for decoder, name, karras in E2E_RUNS:
+        cls_name, overrides = E2E_SAMPLERS[name]
+        base_cls, base_cfg = SCHEDULER_CONFIGS["ddpm" if decoder == "22" else "ddim"]
+        base = getattr(diffusers, base_cls).from_config(base_cfg)
+        extra = {"use_karras_sigmas": True} if karras else {}
+        for steps in E2E_STEPS:
+            sched = getattr(diffusers, cls_name).from_config(base.config, **overrides, **extra)
+            importlib.import_module(type(sched).__module__).randn_tensor = draw
+            if "generator" not in inspect.signature(sched.step).parameters:
+                # KandinskyV22Pipeline passes generator= to step(), which UniPC, DEIS, PNDM,
+                # Heun, DPM2 and LMS do not take: diffusers cannot run them as they are.
+                sched.step = lambda *a, generator=None, _step=sched.step, **k: _step(*a, **k)
+            unet = UNet2DConditionModel.from_pretrained(
+                FIXTURES / ("unet_22" if decoder == "22" else "unet_21") / "unet").eval()
+            forward = unet.forward
+
+            def scaled_forward(sample, timestep, *args, _f=forward, _s=sched, **kwargs):
+                return _f(_s.scale_model_input(sample, timestep), timestep, *args, **kwargs)
+
+            unet.forward = scaled_forward
+            run = f"{decoder}.{name}{'.karras' if karras else ''}.{steps}"
+            seen: list[torch.Tensor] = []
+            draws.clear()
+            embeds, negative = inputs[decoder]
+            common = dict(image_embeds=embeds, negative_image_embeds=negative, height=64,
+                          width=64, num_inference_steps=steps, guidance_scale=4.0,
+                          latents=latents0.clone(), output_type="pt")
+            with torch.no_grad():
+                if decoder == "22":
+                    pipe = KandinskyV22Pipeline(unet=unet, scheduler=sched, movq=movq)
+                    pipe.set_progress_bar_config(disable=True)
+
+                    def on_step(_pipe, i, t, kwargs):
+                        seen.append(kwargs["latents"].clone())
+                        return kwargs
+
+                    image = pipe(**common, callback_on_step_end=on_step).images
+                else:
+                    pipe = KandinskyPipeline(text_encoder=text_encoder, tokenizer=tokenizer,
+                                             unet=unet, scheduler=sched, movq=movq)
+                    pipe.set_progress_bar_config(disable=True)
+                    image = pipe("a red cat", **common, callback_steps=1,
+                                 callback=lambda i, t, l: seen.append(l.clone())).images
+            ref[f"{run}.image"] = image
+            # How well float32 itself can decode these latents: the random UNet drives them to
+            # ~100, where the MoVQ amplifies rounding (PyTorch's own f32 decode then differs
+            # from an f64 decode by up to ~1e-3 of the image's range).
+            # Also how far the decode moves when the latents move by 1e-6 relative (float32's
+            # reach after a few UNet passes; ours agree with these to ~1e-6).
+            with torch.no_grad():
+                final = seen[-1].double()
+                exact = movq64.decode(final, force_not_quantize=True).sample
+                z = torch.randn(final.shape, generator=torch.Generator().manual_seed(91))
+                moved = movq64.decode(final * (1 + 1e-6 * z.double()),
+                                      force_not_quantize=True).sample
+            gap = max((image.double() - exact).abs().max(), (moved - exact).abs().max())
+            ref[f"{run}.image_f32_gap"] = gap.reshape(1)
+            ref.update({f"{run}.latents.{i}": z for i, z in enumerate(seen)})
+            ref.update({f"{run}.noise.{i}": z for i, z in enumerate(draws)})
+    save_reference(ref, out_dir / "reference.safetensors")
+
+
 # --------------------------------------------------------------------------------------------
 # End-to-end pipelines
 
@@ -1688,6 +1821,7 @@ COMPONENTS = {"movq": movq, "unet": unet, "prior": prior, "clip": clip, "tokeniz
               "prior_pipeline22": prior_pipeline22, "prior_pipeline21": prior_pipeline21,
               "pipeline21": pipeline21, "modes": modes, "resize": resize_corpus,
               "reduced_modes": reduced_modes, "samplers": samplers,
+              "sampler_pipelines": sampler_pipelines,
               "inpainting": inpainting, "prior_modes": prior_modes}
 
 
