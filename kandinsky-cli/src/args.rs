@@ -57,6 +57,21 @@ impl From<Dtype> for burn::tensor::FloatDType {
     }
 }
 
+/// The samplers, with their aliases and diffusers class names, for clap (which lists them in
+/// `--help` and in the error for an unknown name).
+fn samplers() -> clap::builder::PossibleValuesParser {
+    use clap::builder::PossibleValue;
+    kandinsky_pipeline::scheduler::SAMPLERS
+        .iter()
+        .map(|s| {
+            PossibleValue::new(s.name)
+                .help(s.summary)
+                .aliases(s.aliases.iter().copied().chain([s.class]))
+        })
+        .collect::<Vec<_>>()
+        .into()
+}
+
 /// Options of every subcommand.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Common {
@@ -93,6 +108,17 @@ pub struct Common {
     /// Prior guidance scale.
     #[arg(long, default_value_t = 4.0)]
     pub prior_guidance: f64,
+    /// Decoder sampler (a name below, or a diffusers class name) [default: the decoder's own
+    /// scheduler: DDPM for 2.2, DDIM for 2.1]. Fast setting: --scheduler dpm++2m --karras
+    /// --steps 25.
+    #[arg(long, value_name = "NAME", ignore_case = true, value_parser = samplers())]
+    pub scheduler: Option<String>,
+    /// Karras sigmas for --scheduler.
+    #[arg(long, requires = "scheduler")]
+    pub karras: bool,
+    /// Prior sampler [default: the prior's own, UnCLIP].
+    #[arg(long, value_name = "NAME", ignore_case = true, value_parser = samplers())]
+    pub prior_scheduler: Option<String>,
     /// Seed of the portable generator; random (and printed) when absent.
     #[arg(long)]
     pub seed: Option<u64>,

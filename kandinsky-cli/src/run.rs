@@ -7,8 +7,10 @@ use std::path::Path;
 
 use anyhow::anyhow;
 use kandinsky_pipeline::hub::HubOptions;
+use kandinsky_pipeline::scheduler::Sampler;
 use kandinsky_pipeline::{
-    Event, FusionInput, Hooks, Image, Kandinsky, PipelineError, Request, Residency, Sampling,
+    Event, FusionInput, Hooks, Image, Kandinsky, PipelineError, Request, Residency, SamplerChoice,
+    Sampling,
     Version, layout,
 };
 
@@ -65,10 +67,18 @@ impl Job {
             prior: Sampling {
                 steps: common.prior_steps,
                 guidance_scale: Some(common.prior_guidance),
+                sampler: common.prior_scheduler.as_deref().map(|name| SamplerChoice {
+                    sampler: Sampler::find(name).expect("clap checked the name"),
+                    karras: false,
+                }),
             },
             decoder: Sampling {
                 steps: common.steps,
                 guidance_scale: common.guidance,
+                sampler: common.scheduler.as_deref().map(|name| SamplerChoice {
+                    sampler: Sampler::find(name).expect("clap checked the name"),
+                    karras: common.karras,
+                }),
             },
             ..request
         };
@@ -193,6 +203,11 @@ impl Job {
     }
 }
 
+/// A sampler choice for the PNG metadata: `dpm++2m+karras`, or `default` (the folder's own).
+fn sampler_label(choice: Option<SamplerChoice>, default: &str) -> String {
+    choice.map_or_else(|| default.to_string(), |c| c.label())
+}
+
 /// Runs a job.
 pub fn run(job: Job) -> Result<(), Failure> {
     let Job {
@@ -287,6 +302,8 @@ pub fn run(job: Job) -> Result<(), Failure> {
         ("prior_steps", c.prior_steps.to_string()),
         ("guidance", request.decoder_guidance(version).to_string()),
         ("prior_guidance", c.prior_guidance.to_string()),
+        ("scheduler", sampler_label(request.decoder.sampler, "default")),
+        ("prior_scheduler", sampler_label(request.prior.sampler, "default")),
         ("size", format!("{}x{}", request.width, request.height)),
         ("dtype", dtype),
     ];

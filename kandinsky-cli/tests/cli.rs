@@ -97,6 +97,44 @@ fn generates_a_png_with_its_parameters() {
 }
 
 #[test]
+fn any_sampler_drives_the_decoder_and_is_recorded() {
+    let decoder = decoder_repo();
+    let out = tempfile::tempdir().unwrap();
+    for (args, label) in [
+        (&["--scheduler", "dpm++2m", "--karras"][..], "dpm++2m+karras"),
+        (&["--scheduler", "HeunDiscreteScheduler"][..], "heun"),
+        (&["--scheduler", "euler-a", "--prior-scheduler", "dpm++2m"][..], "euler-a"),
+    ] {
+        let path = out.path().join(format!("{label}.png"));
+        let result = run(decoder.path(), &path, args);
+        assert!(
+            result.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+        let chunks = text_chunks(&path);
+        assert!(
+            chunks.contains(&("scheduler".to_string(), label.to_string())),
+            "{args:?}: {chunks:?}"
+        );
+    }
+    // A wrong name or Karras sigmas where there are none: usage errors (exit 2) naming the
+    // valid samplers.
+    for args in [
+        &["--scheduler", "dpm-fast"][..],
+        &["--scheduler", "euler-a", "--karras"][..],
+    ] {
+        let result = run(decoder.path(), &out.path().join("x.png"), args);
+        assert_eq!(result.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&result.stderr).contains("dpm++2m"),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+    }
+}
+
+#[test]
 fn several_images_get_numbered_names() {
     let decoder = decoder_repo();
     let out = tempfile::tempdir().unwrap();

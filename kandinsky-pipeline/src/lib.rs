@@ -105,7 +105,7 @@ pub use image::{Image, to_images, to_rgb8, to_unit_f32};
 pub use layout::{DecoderKind, DecoderLayout, Version};
 pub use pipeline::{
     Callback, DecoderStage, Embedding, Event, FusionInput, Hooks, Init, Kandinsky, MAX_IMAGES,
-    MAX_SIDE, MAX_STEPS, Output, PriorStage, Request, Residency, Sampling, Step,
+    MAX_SIDE, MAX_STEPS, Output, PriorStage, Request, Residency, SamplerChoice, Sampling, Step,
 };
 pub use prior::{
     PriorOptions, PriorOutput, PriorStart, image_embeds, run_prior, zero_image_embeds,

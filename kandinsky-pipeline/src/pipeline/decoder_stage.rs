@@ -13,7 +13,7 @@ use kandinsky_unet::config::UNetConfig;
 use super::hooks::{Event, Events};
 use super::output::Output;
 use super::repository::Repository;
-use super::request::{Init, Request};
+use super::request::{Init, Request, SamplerChoice};
 use super::{Residency, Run};
 use crate::decoder::{
     DecoderInputs, DecoderModels, DecoderOptions, DecoderStart, image_start_index, latent_size,
@@ -24,7 +24,7 @@ use crate::layout::{
     DecoderKind, DecoderLayout, MOVQ, SCHEDULER_CONFIG, TEXT_ENCODER, TOKENIZER, UNET, Version,
     unet_embedding_width,
 };
-use crate::scheduler::{Scheduler, load_scheduler};
+use crate::scheduler::Scheduler;
 
 /// The decoder's models.
 struct Parts {
@@ -202,7 +202,8 @@ impl DecoderStage {
         let scheduler: &mut dyn Scheduler = match run.scheduler.take() {
             Some(s) => s,
             None => {
-                owned = load_scheduler(&self.repo.dir().join(SCHEDULER_CONFIG))?;
+                let path = self.repo.dir().join(SCHEDULER_CONFIG);
+                owned = SamplerChoice::scheduler(request.decoder.sampler, &path)?;
                 owned.as_mut()
             }
         };

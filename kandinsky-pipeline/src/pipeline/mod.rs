@@ -23,7 +23,7 @@ pub use prior_stage::PriorStage;
 #[cfg(feature = "hub")]
 pub(crate) use repository::Repository;
 pub use request::{
-    Embedding, FusionInput, Init, MAX_IMAGES, MAX_SIDE, MAX_STEPS, Request, Sampling,
+    Embedding, FusionInput, Init, MAX_IMAGES, MAX_SIDE, MAX_STEPS, Request, SamplerChoice, Sampling,
 };
 
 use crate::error::{PipelineError, Stage};

@@ -10,7 +10,7 @@ use kandinsky_prior::config::PriorConfig;
 
 use super::hooks::{Event, Events};
 use super::repository::Repository;
-use super::request::{Embedding, FusionInput, Request};
+use super::request::{Embedding, FusionInput, Request, SamplerChoice};
 use super::{Residency, Run};
 use crate::error::PipelineError;
 use crate::fusion::{FusionItem, PriorModels, interpolate_with};
@@ -20,7 +20,7 @@ use crate::layout::{
 use crate::prior::{
     PriorOptions, PriorStart, PriorText, image_embeds, prior_loop, zero_image_embeds,
 };
-use crate::scheduler::{Scheduler, load_scheduler};
+use crate::scheduler::Scheduler;
 
 /// The prior with its text encoder and tokenizer.
 struct TextParts {
@@ -202,7 +202,8 @@ impl PriorStage {
         let scheduler: &mut dyn Scheduler = match run.prior_scheduler.take() {
             Some(s) => s,
             None => {
-                owned = load_scheduler(&self.repo.dir().join(SCHEDULER_CONFIG))?;
+                let path = self.repo.dir().join(SCHEDULER_CONFIG);
+                owned = SamplerChoice::scheduler(request.prior.sampler, &path)?;
                 owned.as_mut()
             }
         };

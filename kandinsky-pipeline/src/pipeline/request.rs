@@ -2,8 +2,11 @@
 //! callbacks) that a program, the CLI or a server fills in. What is injected at run time
 //! (noise, latents, schedulers, a step callback) goes in [`Hooks`](crate::Hooks).
 
+use std::path::Path;
+
 use crate::error::PipelineError;
 use crate::image::Image;
+use crate::scheduler::{SAMPLERS, Sampler, Scheduler, SchedulerConfig, load_scheduler};
 use crate::layout::{DecoderKind, Version};
 
 /// The largest image side a request may ask for, in pixels (a 2048² image needs a 256² latent).
@@ -13,7 +16,7 @@ pub const MAX_IMAGES: usize = 64;
 /// The most sampling steps a stage may run (the schedulers' training timesteps).
 pub const MAX_STEPS: usize = 1000;
 
-/// Steps and guidance of one stage.
+/// Steps, guidance and sampler of one stage.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sampling {
     /// Sampling steps.
@@ -21,6 +24,73 @@ pub struct Sampling {
     /// Classifier-free guidance scale (≤ 1 turns guidance off); `None`: the reference
     /// pipeline's default for the mode (4, and 7 for 2.1 image-to-image's decoder).
     pub guidance_scale: Option<f64>,
+    /// The sampler, built on the stage's own `scheduler_config.json`; `None`: that config's
+    /// scheduler itself (the reference's: DDPM for the 2.2 decoder, DDIM for 2.1, UnCLIP for
+    /// the priors). A [`Hooks::scheduler`](crate::Hooks::scheduler) given to a run wins.
+    pub sampler: Option<SamplerChoice>,
+}
+
+/// A sampler by name ([`Sampler`]) and whether it uses Karras sigmas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SamplerChoice {
+    /// The sampler.
+    pub sampler: &'static Sampler,
+    /// Karras et al.'s sigma spacing.
+    pub karras: bool,
+}
+
+impl SamplerChoice {
+    /// The sampler called `name` (a short name such as `dpm++2m`, an alias, or a diffusers
+    /// class name), with Karras sigmas if `karras`; an unknown name or Karras sigmas on a
+    /// sampler without them is an [`InvalidOption`](PipelineError::InvalidOption) listing the
+    /// valid ones.
+    pub fn parse(name: &str, karras: bool) -> Result<Self, PipelineError> {
+        let sampler = Sampler::find(name).ok_or_else(|| {
+            PipelineError::invalid(
+                "sampler",
+                name,
+                format!("one of {}", Sampler::names()),
+            )
+        })?;
+        if karras && !sampler.karras {
+            return Err(PipelineError::invalid(
+                "Karras sigmas for sampler",
+                name,
+                format!(
+                    "a sampler with Karras sigmas ({})",
+                    SAMPLERS
+                        .iter()
+                        .filter(|s| s.karras)
+                        .map(|s| s.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        Ok(Self { sampler, karras })
+    }
+
+    /// `name`, or `name+karras`.
+    pub fn label(&self) -> String {
+        match self.karras {
+            true => format!("{}+karras", self.sampler.name),
+            false => self.sampler.name.to_string(),
+        }
+    }
+
+    /// The scheduler of a stage whose `scheduler_config.json` is at `path`: `choice` built on
+    /// it, or the config's own class.
+    pub(crate) fn scheduler(
+        choice: Option<Self>,
+        path: &Path,
+    ) -> Result<Box<dyn Scheduler>, PipelineError> {
+        Ok(match choice {
+            Some(c) => c
+                .sampler
+                .build(&SchedulerConfig::from_file(path)?, c.karras, path)?,
+            None => load_scheduler(path)?,
+        })
+    }
 }
 
 /// An ingredient of an image fusion.
@@ -134,10 +204,12 @@ impl Default for Request {
             prior: Sampling {
                 steps: 25,
                 guidance_scale: None,
+                sampler: None,
             },
             decoder: Sampling {
                 steps: 100,
                 guidance_scale: None,
+                sampler: None,
             },
             seed: 0,
         }
@@ -322,6 +394,9 @@ impl Request {
                     sampling.steps,
                     format!("{min} to {MAX_STEPS}"),
                 ));
+            }
+            if let Some(choice) = sampling.sampler {
+                SamplerChoice::parse(choice.sampler.name, choice.karras)?;
             }
         }
         for (option, scale) in [

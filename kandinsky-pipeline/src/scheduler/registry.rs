@@ -233,6 +233,14 @@ pub static SAMPLERS: &[Sampler] = &[
     },
 ];
 
+impl PartialEq for Sampler {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for Sampler {}
+
 impl Sampler {
     /// The sampler called `name` (its short name, an alias or its diffusers class name; case
     /// does not matter).
