@@ -10,8 +10,7 @@ use kandinsky_pipeline::hub::HubOptions;
 use kandinsky_pipeline::scheduler::Sampler;
 use kandinsky_pipeline::{
     Event, FusionInput, Hooks, Image, Kandinsky, PipelineError, Request, Residency, SamplerChoice,
-    Sampling,
-    Version, layout,
+    Sampling, Version, layout,
 };
 
 use crate::args::{self, Common, Dtype, Model};
@@ -302,8 +301,14 @@ pub fn run(job: Job) -> Result<(), Failure> {
         ("prior_steps", c.prior_steps.to_string()),
         ("guidance", request.decoder_guidance(version).to_string()),
         ("prior_guidance", c.prior_guidance.to_string()),
-        ("scheduler", sampler_label(request.decoder.sampler, "default")),
-        ("prior_scheduler", sampler_label(request.prior.sampler, "default")),
+        (
+            "scheduler",
+            sampler_label(request.decoder.sampler, "default"),
+        ),
+        (
+            "prior_scheduler",
+            sampler_label(request.prior.sampler, "default"),
+        ),
         ("size", format!("{}x{}", request.width, request.height)),
         ("dtype", dtype),
     ];

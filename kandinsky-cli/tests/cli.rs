@@ -101,9 +101,15 @@ fn any_sampler_drives_the_decoder_and_is_recorded() {
     let decoder = decoder_repo();
     let out = tempfile::tempdir().unwrap();
     for (args, label) in [
-        (&["--scheduler", "dpm++2m", "--karras"][..], "dpm++2m+karras"),
+        (
+            &["--scheduler", "dpm++2m", "--karras"][..],
+            "dpm++2m+karras",
+        ),
         (&["--scheduler", "HeunDiscreteScheduler"][..], "heun"),
-        (&["--scheduler", "euler-a", "--prior-scheduler", "dpm++2m"][..], "euler-a"),
+        (
+            &["--scheduler", "euler-a", "--prior-scheduler", "dpm++2m"][..],
+            "euler-a",
+        ),
     ] {
         let path = out.path().join(format!("{label}.png"));
         let result = run(decoder.path(), &path, args);

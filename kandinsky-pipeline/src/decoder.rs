@@ -531,7 +531,7 @@ fn decode_with(
             )
         }
         DecoderStart::Image { image, strength } => {
-            let first = image_start_index(options.steps, strength)? * scheduler.order();
+            let first = scheduler.first_index(image_start_index(options.steps, strength)?);
             check_image("source images", image.dims(), expected_image)?;
             let source = movq.encode(image)?;
             let eps = draw(noise, shape, &device)?;

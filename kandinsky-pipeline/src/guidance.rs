@@ -49,7 +49,11 @@ pub(crate) fn guided_loop<const D: usize>(
     mut latents: Tensor<D>,
     guidance_scale: f64,
     noise: &mut dyn NoiseSource,
-    after_step: &mut dyn FnMut(usize, Tensor<D>, &dyn Scheduler) -> Result<Tensor<D>, PipelineError>,
+    after_step: &mut dyn FnMut(
+        usize,
+        Tensor<D>,
+        &dyn Scheduler,
+    ) -> Result<Tensor<D>, PipelineError>,
     on_step: &mut dyn FnMut(LoopStep<'_, D>) -> ControlFlow<()>,
 ) -> Result<Tensor<D>, PipelineError> {
     let guided = guidance_scale > 1.0;

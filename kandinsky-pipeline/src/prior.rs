@@ -241,7 +241,7 @@ pub(crate) fn prior_loop(
             image_embeds,
             strength,
         } => {
-            let first = image_start_index(options.steps, strength)? * scheduler.order();
+            let first = scheduler.first_index(image_start_index(options.steps, strength)?);
             let expected = [prompts.len(), e];
             if image_embeds.dims() != expected {
                 return Err(PipelineError::shape(

@@ -12,8 +12,9 @@ use kandinsky_pipeline::scheduler::{Scheduler, SchedulerError, StepOutput};
 use std::ops::ControlFlow;
 
 use kandinsky_pipeline::{
-    DecoderKind, DecoderOptions, DecoderStage, DecoderStart, Event, Hooks, Image, Kandinsky,
-    PipelineError, PriorStage, Request, Residency, Rng, Stage, Version, decode_v22, to_rgb8,
+    DecoderKind, DecoderOptions, DecoderStage, DecoderStart, Event, FusionInput, Hooks, Image,
+    Kandinsky, PipelineError, PriorStage, Request, Residency, Rng, SamplerChoice, Stage, Version,
+    decode_v22, to_rgb8,
 };
 use kandinsky_unet::UNet;
 
@@ -401,5 +402,106 @@ fn published_decoders_are_recognized() {
         let layout = kandinsky_pipeline::DecoderLayout::of_unet(&config);
         assert_eq!((layout.version, layout.kind), (version, kind), "{unet}");
         assert_eq!(unet_embedding_width(&config), width(prior), "{unet}");
+    }
+}
+
+/// Every mode runs with any sampler: first-order, second-order (two evaluations per step),
+/// stochastic and multistep ones, on the plain decoder (text-to-image, image-to-image at
+/// strength 0.5, fusion) and the inpainting decoder (its kept region re-noised after every
+/// evaluation at the sampler's own noise level). Each run sees one decoder step event per
+/// model evaluation the sampler lists and ends with finite pixels.
+#[test]
+fn every_mode_takes_any_sampler() {
+    let device = test_device();
+    let prior = fixtures().join("prior_pipeline22");
+    let plain = decoder_repo_with("decoder_unet32");
+    let inpaint = decoder_repo_with("unet_22_inpaint");
+    let mut pipeline = Kandinsky::from_folders(&prior, plain.path(), &device).unwrap();
+    let mut inpainting = Kandinsky::new(
+        None,
+        Some(DecoderStage::open(inpaint.path(), &device).unwrap()),
+    )
+    .unwrap();
+    let source = Image::open(&fixtures().join("modes/source.png")).unwrap();
+    let mask = Image::open(&fixtures().join("modes/mask.png")).unwrap();
+    for (name, karras) in [
+        ("euler-a", false),
+        ("heun", true),
+        ("dpm++2m", true),
+        ("unipc", false),
+        ("dpm2-a", false),
+        ("pndm", false),
+        ("dpm++2m-sde", false),
+    ] {
+        let choice = SamplerChoice::parse(name, karras).unwrap();
+        let order = if matches!(name, "heun" | "dpm2-a") {
+            2
+        } else {
+            1
+        };
+        let requests = [
+            ("text-to-image", Request::text_to_image("a red cat"), 4),
+            (
+                "image-to-image",
+                Request::image_to_image("a red cat", source.clone(), 0.5),
+                2,
+            ),
+            (
+                "fusion",
+                Request::fusion(vec![
+                    (FusionInput::Text("a cat".into()), 0.5),
+                    (FusionInput::Text("a dog".into()), 0.5),
+                ]),
+                4,
+            ),
+        ];
+        for (mode, request, steps_run) in requests {
+            let request = request
+                .with_prior_steps(3)
+                .with_steps(4)
+                .with_size(64, 64)
+                .with_seed(3)
+                .with_sampler(choice)
+                .with_prior_sampler(SamplerChoice::parse("dpm++2m", false).unwrap());
+            let mut evaluations = 0;
+            let mut on_event = |event: Event<'_>| {
+                if let Event::DecoderStep(_) = event {
+                    evaluations += 1;
+                }
+                ControlFlow::Continue(())
+            };
+            let out = pipeline
+                .generate_with(&request, Hooks::default().on_event(&mut on_event))
+                .unwrap_or_else(|e| panic!("{name} {mode}: {e}"));
+            // A sampler of order 2 evaluates twice per step but once for the last; PLMS's
+            // first step takes two evaluations.
+            let expected = match (name, mode) {
+                ("pndm", "image-to-image") => steps_run,
+                ("pndm", _) => steps_run + 1,
+                _ => order * steps_run - (order - 1),
+            };
+            assert_eq!(evaluations, expected, "{name} {mode}: model evaluations");
+            let pixels = out.to_unit_f32().unwrap();
+            assert!(
+                pixels.iter().flatten().all(|v| v.is_finite()),
+                "{name} {mode}"
+            );
+        }
+        let mut rng = Rng::new(9);
+        let embeds = rng.normal_tensor([1, 32], &device);
+        let negative = rng.normal_tensor([1, 32], &device);
+        let request = Request::inpaint("a red cat", source.clone(), mask.clone())
+            .with_steps(4)
+            .with_size(64, 64)
+            .with_seed(3)
+            .with_sampler(choice);
+        let out = inpainting
+            .generate_with(&request, Hooks::default().image_embeds(embeds, negative))
+            .unwrap_or_else(|e| panic!("{name} inpainting: {e}"));
+        let pixels = out.to_unit_f32().unwrap();
+        assert!(
+            pixels.iter().flatten().all(|v| v.is_finite()),
+            "{name} inpainting"
+        );
     }
 }

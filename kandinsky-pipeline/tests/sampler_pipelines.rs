@@ -91,7 +91,10 @@ fn samplers_match_the_reference_pipelines() {
         });
         let base = SchedulerConfig::from_file(&base_path).unwrap();
         for steps in STEPS {
-            let run = format!("{decoder}.{name}{}.{steps}", if karras { ".karras" } else { "" });
+            let run = format!(
+                "{decoder}.{name}{}.{steps}",
+                if karras { ".karras" } else { "" }
+            );
             let mut scheduler = sampler.build(&base, karras, &base_path).unwrap();
             let mut noise = draws(&r, &run);
             let options = DecoderOptions {
@@ -136,7 +139,10 @@ fn samplers_match_the_reference_pipelines() {
                 ),
             }
             .unwrap_or_else(|e| panic!("{run}: {e}"));
-            assert!(noise.0.is_empty(), "{run}: every recorded noise draw is used");
+            assert!(
+                noise.0.is_empty(),
+                "{run}: every recorded noise draw is used"
+            );
             let expected = (0..)
                 .take_while(|i| r.contains_key(&format!("{run}.latents.{i}")))
                 .count();
@@ -179,4 +185,3 @@ fn samplers_match_the_reference_pipelines() {
         }
     }
 }
-

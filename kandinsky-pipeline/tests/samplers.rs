@@ -108,11 +108,18 @@ fn check_sampler(name: &str, r: &BTreeMap<String, TensorData>) -> f32 {
         let ours = scheduler.timesteps().to_vec();
         assert_eq!(ours.len(), expected.len(), "{name} {steps}: timestep count");
         for (i, (a, b)) in ours.iter().zip(&expected).enumerate() {
-            assert!((a - b).abs() <= 1e-3, "{name} {steps}: timestep {i}: {a} vs {b}");
+            assert!(
+                (a - b).abs() <= 1e-3,
+                "{name} {steps}: timestep {i}: {a} vs {b}"
+            );
         }
         let sigma = floats(&r[&key("init_noise_sigma")])[0];
         let e = relative_error(&[scheduler.init_noise_sigma() as f32], &[sigma]);
-        assert!(e <= BOUND, "{name} {steps}: init_noise_sigma {} vs {sigma}", scheduler.init_noise_sigma());
+        assert!(
+            e <= BOUND,
+            "{name} {steps}: init_noise_sigma {} vs {sigma}",
+            scheduler.init_noise_sigma()
+        );
 
         let mut sample = Tensor::<2>::from_data(flat(&r[&key("sample")]), &device);
         for i in 0..ours.len() {
@@ -123,7 +130,8 @@ fn check_sampler(name: &str, r: &BTreeMap<String, TensorData>) -> f32 {
             worst = worst.max(e);
             let output = Tensor::<2>::from_data(flat(&r[&at("model_output")]), &device);
             let noise = &r[&at("noise")];
-            let noise = (noise.num_elements() > 0).then(|| Tensor::<2>::from_data(flat(noise), &device));
+            let noise =
+                (noise.num_elements() > 0).then(|| Tensor::<2>::from_data(flat(noise), &device));
             assert_eq!(
                 scheduler.needs_noise(i),
                 noise.is_some(),

@@ -177,8 +177,12 @@ fn steps_match_given_the_same_noise() {
             let path = fixtures().join(name).join("scheduler_config.json");
             let config = SchedulerConfig::from_file(&path).unwrap();
             let noised = match config.class_name.as_str() {
-                "DDIMScheduler" => DdimScheduler::new(config, &path).unwrap().add_noise_at(x0, noise, 500),
-                _ => DdpmScheduler::new(config, &path).unwrap().add_noise_at(x0, noise, 500),
+                "DDIMScheduler" => DdimScheduler::new(config, &path)
+                    .unwrap()
+                    .add_noise_at(x0, noise, 500),
+                _ => DdpmScheduler::new(config, &path)
+                    .unwrap()
+                    .add_noise_at(x0, noise, 500),
             }
             .unwrap();
             let expected = t(&format!("{name}.add_noise.t500"));

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use crate::error::PipelineError;
 use crate::image::Image;
-use crate::scheduler::{SAMPLERS, Sampler, Scheduler, SchedulerConfig, load_scheduler};
 use crate::layout::{DecoderKind, Version};
+use crate::scheduler::{SAMPLERS, Sampler, Scheduler, SchedulerConfig, load_scheduler};
 
 /// The largest image side a request may ask for, in pixels (a 2048² image needs a 256² latent).
 pub const MAX_SIDE: usize = 2048;
@@ -46,11 +46,7 @@ impl SamplerChoice {
     /// valid ones.
     pub fn parse(name: &str, karras: bool) -> Result<Self, PipelineError> {
         let sampler = Sampler::find(name).ok_or_else(|| {
-            PipelineError::invalid(
-                "sampler",
-                name,
-                format!("one of {}", Sampler::names()),
-            )
+            PipelineError::invalid("sampler", name, format!("one of {}", Sampler::names()))
         })?;
         if karras && !sampler.karras {
             return Err(PipelineError::invalid(
@@ -301,6 +297,18 @@ impl Request {
     /// Sets the decoder's steps.
     pub fn with_steps(mut self, steps: usize) -> Self {
         self.decoder.steps = steps;
+        self
+    }
+
+    /// Sets the decoder's sampler (see [`SamplerChoice::parse`]).
+    pub fn with_sampler(mut self, sampler: SamplerChoice) -> Self {
+        self.decoder.sampler = Some(sampler);
+        self
+    }
+
+    /// Sets the prior's sampler.
+    pub fn with_prior_sampler(mut self, sampler: SamplerChoice) -> Self {
+        self.prior.sampler = Some(sampler);
         self
     }
 

@@ -92,8 +92,7 @@ impl DeisMultistepScheduler {
                 (sample / alpha_s0 as f32 + m0 * coef1 as f32 + m1 * coef2 as f32) * alpha_t as f32
             }
             _ => {
-                let (rt, r0, r1, r2) =
-                    (rho(index + 1), rho(index), rho(index - 1), rho(index - 2));
+                let (rt, r0, r1, r2) = (rho(index + 1), rho(index), rho(index - 1), rho(index - 2));
                 let ind = |t: f64, b: f64, c: f64, d: f64| {
                     let (lt, lb, lc, ld) = (t.ln(), b.ln(), c.ln(), d.ln());
                     let numerator =
@@ -147,7 +146,12 @@ impl Scheduler for DeisMultistepScheduler {
         let lower_order_final = index + 1 == len && short;
         let lower_order_second = index + 2 == len && short;
         let (alpha, sigma) = alpha_sigma(self.run.sigmas[index]);
-        let x0 = data_prediction(self.prediction, model_output, sample.clone(), (alpha, sigma));
+        let x0 = data_prediction(
+            self.prediction,
+            model_output,
+            sample.clone(),
+            (alpha, sigma),
+        );
         // DEIS steps with the noise prediction recomputed from x̂₀.
         let eps = (sample.clone() - x0.clone() * alpha as f32) / sigma as f32;
         self.history.push(eps);

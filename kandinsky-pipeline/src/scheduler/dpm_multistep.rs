@@ -10,8 +10,7 @@ use super::config::{AlgorithmType, FinalSigmas, SolverType};
 use super::schedule::{BetaSchedule, NoiseSchedule, TimestepSpacing};
 use super::sigmas::SigmaSpacing;
 use super::vp::{
-    Family, VpOptions, VpRun, add_noise_at, alpha_sigma, data_prediction, lambda,
-    noise_prediction,
+    Family, VpOptions, VpRun, add_noise_at, alpha_sigma, data_prediction, lambda, noise_prediction,
 };
 use super::{
     Cursor, PredictionType, Scheduler, SchedulerConfig, SchedulerError, StepOutput, check_same,
@@ -168,8 +167,8 @@ impl DpmSolverMultistepScheduler {
         let midpoint = self.solver == SolverType::Midpoint && order == 2;
         let mut x = match self.algorithm {
             AlgorithmType::DpmSolverPlusPlus => {
-                let mut x = sample * (sigma_t / sigma_s0) as f32
-                    - m0 * (alpha_t * (em - 1.0)) as f32;
+                let mut x =
+                    sample * (sigma_t / sigma_s0) as f32 - m0 * (alpha_t * (em - 1.0)) as f32;
                 if let Some(d1) = d1 {
                     let c = if midpoint {
                         -0.5 * (alpha_t * (em - 1.0))
@@ -184,8 +183,8 @@ impl DpmSolverMultistepScheduler {
                 x
             }
             AlgorithmType::DpmSolver => {
-                let mut x = sample * (alpha_t / alpha_s0) as f32
-                    - m0 * (sigma_t * (ep - 1.0)) as f32;
+                let mut x =
+                    sample * (alpha_t / alpha_s0) as f32 - m0 * (sigma_t * (ep - 1.0)) as f32;
                 if let Some(d1) = d1 {
                     let c = if midpoint {
                         -0.5 * (sigma_t * (ep - 1.0))
@@ -201,8 +200,8 @@ impl DpmSolverMultistepScheduler {
             }
             AlgorithmType::SdeDpmSolverPlusPlus => {
                 let e2 = (-2.0 * h).exp();
-                let mut x = sample * (sigma_t / sigma_s0 * em) as f32
-                    + m0 * (alpha_t * (1.0 - e2)) as f32;
+                let mut x =
+                    sample * (sigma_t / sigma_s0 * em) as f32 + m0 * (alpha_t * (1.0 - e2)) as f32;
                 if let Some(d1) = d1 {
                     let c = if midpoint {
                         0.5 * (alpha_t * (1.0 - e2))

@@ -11,8 +11,7 @@ use super::config::{AlgorithmType, FinalSigmas, SolverType};
 use super::schedule::{BetaSchedule, NoiseSchedule, TimestepSpacing};
 use super::sigmas::SigmaSpacing;
 use super::vp::{
-    Family, VpOptions, VpRun, add_noise_at, alpha_sigma, data_prediction, lambda,
-    noise_prediction,
+    Family, VpOptions, VpRun, add_noise_at, alpha_sigma, data_prediction, lambda, noise_prediction,
 };
 use super::{
     Cursor, PredictionType, Scheduler, SchedulerConfig, SchedulerError, StepOutput, check_same,
@@ -115,8 +114,16 @@ impl DpmSolverSinglestepScheduler {
                     .chain([1, 2, 1])
                     .collect(),
                 (3, 1) => [1, 2, 3].repeat(steps / 3).into_iter().chain([1]).collect(),
-                (3, _) => [1, 2, 3].repeat(steps / 3).into_iter().chain([1, 2]).collect(),
-                (2, 0) => [1, 2].repeat(steps / 2 - 1).into_iter().chain([1, 1]).collect(),
+                (3, _) => [1, 2, 3]
+                    .repeat(steps / 3)
+                    .into_iter()
+                    .chain([1, 2])
+                    .collect(),
+                (2, 0) => [1, 2]
+                    .repeat(steps / 2 - 1)
+                    .into_iter()
+                    .chain([1, 1])
+                    .collect(),
                 (2, _) => [1, 2].repeat(steps / 2).into_iter().chain([1]).collect(),
                 _ => vec![1; steps],
             }
@@ -206,7 +213,8 @@ impl DpmSolverSinglestepScheduler {
             }
             _ => {
                 let e2 = (-2.0 * h).exp();
-                let mut x = x * (sigma_t / sigma_b * em) as f32 + d0 * (alpha_t * (1.0 - e2)) as f32;
+                let mut x =
+                    x * (sigma_t / sigma_b * em) as f32 + d0 * (alpha_t * (1.0 - e2)) as f32;
                 if let Some(d1) = d1 {
                     let c = if half {
                         0.5 * (alpha_t * (1.0 - e2))
@@ -303,13 +311,10 @@ impl Scheduler for DpmSolverSinglestepScheduler {
         if order == 1 {
             self.group_start = Some(sample);
         }
-        let from = self
-            .group_start
-            .clone()
-            .ok_or(SchedulerError::Order {
-                expected: index.saturating_sub(1),
-                found: index,
-            })?;
+        let from = self.group_start.clone().ok_or(SchedulerError::Order {
+            expected: index.saturating_sub(1),
+            found: index,
+        })?;
         Ok(StepOutput {
             prev_sample: self.update(index, order, from, noise),
             pred_original_sample: x0,

@@ -9,9 +9,7 @@ use kandinsky_common::ConfigError;
 use super::config::{FinalSigmas, InterpolationType};
 use super::karras::{KOptions, KRun, add_noise, denoised, init_noise_sigma, scale_input};
 use super::schedule::{BetaSchedule, NoiseSchedule};
-use super::{
-    PredictionType, Scheduler, SchedulerConfig, SchedulerError, StepOutput, check_same,
-};
+use super::{PredictionType, Scheduler, SchedulerConfig, SchedulerError, StepOutput, check_same};
 
 /// Euler sampling: x ← x + (σ_next − σ)·(x − x̂₀)/σ. Deterministic, one evaluation per step.
 #[derive(Debug, Clone)]

@@ -10,9 +10,7 @@ use super::euler::schedule_of;
 use super::karras::{KOptions, KRun, add_noise, denoised, init_noise_sigma, scale_input};
 use super::schedule::NoiseSchedule;
 use super::sigmas::SigmaSpacing;
-use super::{
-    PredictionType, Scheduler, SchedulerConfig, SchedulerError, StepOutput, check_same,
-};
+use super::{PredictionType, Scheduler, SchedulerConfig, SchedulerError, StepOutput, check_same};
 
 /// Euler ancestral sampling: stochastic, one evaluation per step.
 #[derive(Debug, Clone)]

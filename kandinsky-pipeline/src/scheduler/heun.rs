@@ -139,7 +139,12 @@ impl Scheduler for HeunDiscreteScheduler {
                 expected: index - 1,
                 found: index,
             })?;
-            let x0 = clip(denoised(self.prediction, model_output, sample.clone(), next));
+            let x0 = clip(denoised(
+                self.prediction,
+                model_output,
+                sample.clone(),
+                next,
+            ));
             let derivative = (sample - x0.clone()) / next;
             let derivative = (first + derivative) / 2.0;
             let prev = start + derivative * (next - sigma);

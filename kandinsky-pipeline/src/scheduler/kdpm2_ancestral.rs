@@ -71,10 +71,12 @@ impl Scheduler for KDpm2AncestralDiscreteScheduler {
         let n = run.timesteps.len();
         let s = &run.sigmas;
         let next = |k: usize| if k < n { s[k + 1] } else { 0.0 };
-        self.up = (0..n).map(|k| {
-            let (a, b) = (s[k], next(k));
-            (b * b * (a * a - b * b) / (a * a)).sqrt()
-        }).collect();
+        self.up = (0..n)
+            .map(|k| {
+                let (a, b) = (s[k], next(k));
+                (b * b * (a * a - b * b) / (a * a)).sqrt()
+            })
+            .collect();
         self.down = (0..n)
             .map(|k| {
                 let b = next(k);
@@ -83,7 +85,13 @@ impl Scheduler for KDpm2AncestralDiscreteScheduler {
             })
             .collect();
         self.mid = (0..n)
-            .map(|k| if k + 1 >= n { 0.0 } else { log_midpoint(s[k], self.down[k]) })
+            .map(|k| {
+                if k + 1 >= n {
+                    0.0
+                } else {
+                    log_midpoint(s[k], self.down[k])
+                }
+            })
             .collect();
         self.sigmas = s[..n].to_vec();
         let t_mid: Vec<f64> = self

@@ -93,7 +93,9 @@ pub enum SchedulerError {
         timestep: f64,
     },
     /// A stateful sampler's steps out of order: each run's indices must follow one another.
-    #[error("step index {found} out of order: this sampler keeps history and expected index {expected} (call set_timesteps to start a new run)")]
+    #[error(
+        "step index {found} out of order: this sampler keeps history and expected index {expected} (call set_timesteps to start a new run)"
+    )]
     Order {
         /// The index expected.
         expected: usize,
@@ -112,7 +114,8 @@ pub enum SchedulerError {
 /// 1. [`set_timesteps`](Self::set_timesteps) (which also forgets any history of an earlier run);
 /// 2. the starting sample: noise times [`init_noise_sigma`](Self::init_noise_sigma), or for
 ///    image-to-image a clean sample noised with [`add_noise`](Self::add_noise) to the level of the
-///    first index run (`order() · ⌊steps · (1 − strength)⌋`, as diffusers' `get_timesteps`);
+///    first index run ([`first_index`](Self::first_index) of the steps skipped, `steps −
+///    ⌊steps · strength⌋` as diffusers' `get_timesteps`);
 /// 3. for each index `i` of [`timesteps`](Self::timesteps) from there on, in order: the model
 ///    on [`scale_model_input(i, sample)`](Self::scale_model_input) at timestep
 ///    `timesteps()[i]`, then [`step(i, …)`](Self::step), which may keep history (multistep
@@ -132,10 +135,15 @@ pub trait Scheduler: Send {
     /// twice.
     fn timesteps(&self) -> &[f64];
 
-    /// Model evaluations per step (2 for Heun and DPM2; 1 otherwise): image-to-image skips
-    /// `order()` indices per step it does not run.
+    /// Model evaluations per step (2 for Heun and DPM2; 1 otherwise).
     fn order(&self) -> usize {
         1
+    }
+
+    /// The index at which a run that skips the first `skipped` steps begins (image-to-image):
+    /// `skipped · order()` unless a sampler lays out its evaluations otherwise (PNDM).
+    fn first_index(&self, skipped: usize) -> usize {
+        skipped * self.order()
     }
 
     /// Standard deviation of the initial noise: 1 for variance-preserving samplers, about
@@ -233,7 +241,9 @@ pub trait SchedulerExt: Scheduler {
         sample: Tensor<D>,
     ) -> Result<Tensor<D>, SchedulerError> {
         let dims = sample.dims();
-        Ok(self.scale_model_input(index, flatten(sample))?.reshape(dims))
+        Ok(self
+            .scale_model_input(index, flatten(sample))?
+            .reshape(dims))
     }
 
     /// [`Scheduler::add_noise`] for (B, …) tensors.

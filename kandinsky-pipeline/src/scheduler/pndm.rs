@@ -98,12 +98,12 @@ impl PndmScheduler {
             });
         }
         let alpha_t = self.schedule.alphas_cumprod[t as usize] as f32;
-        let alpha_prev = self
-            .schedule
-            .alpha_cumprod(prev, self.final_alpha_cumprod) as f32;
+        let alpha_prev = self.schedule.alpha_cumprod(prev, self.final_alpha_cumprod) as f32;
         let (beta_t, beta_prev) = (1.0 - alpha_t, 1.0 - alpha_prev);
         let eps = match self.prediction {
-            PredictionType::VPrediction => model_output * alpha_t.sqrt() + sample.clone() * beta_t.sqrt(),
+            PredictionType::VPrediction => {
+                model_output * alpha_t.sqrt() + sample.clone() * beta_t.sqrt()
+            }
             _ => model_output,
         };
         let sample_coeff = (alpha_prev / alpha_t).sqrt();
@@ -114,16 +114,28 @@ impl PndmScheduler {
     }
 }
 
+/// The Adams–Bashforth combination of the last (up to 4) model outputs, oldest first.
+fn adams_bashforth(e: &[Tensor<2>]) -> Tensor<2> {
+    let n = e.len();
+    match n {
+        1 => e[0].clone(),
+        2 => (e[1].clone() * 3.0 - e[0].clone()) / 2.0,
+        3 => (e[2].clone() * 23.0 - e[1].clone() * 16.0 + e[0].clone() * 5.0) / 12.0,
+        _ => {
+            (e[n - 1].clone() * 55.0 - e[n - 2].clone() * 59.0 + e[n - 3].clone() * 37.0
+                - e[n - 4].clone() * 9.0)
+                * (1.0 / 24.0)
+        }
+    }
+}
+
 impl Scheduler for PndmScheduler {
     fn set_timesteps(&mut self, steps: usize) -> Result<(), SchedulerError> {
         let train = self.train_steps;
         if steps == 0 || steps > train || (!self.skip_prk && steps < 4) {
             return Err(SchedulerError::Steps {
                 steps,
-                reason: format!(
-                    "expected {} to {train}",
-                    if self.skip_prk { 1 } else { 4 }
-                ),
+                reason: format!("expected {} to {train}", if self.skip_prk { 1 } else { 4 }),
             });
         }
         // The inference timesteps, ascending (the reference's `_timesteps`).
@@ -198,6 +210,16 @@ impl Scheduler for PndmScheduler {
         &self.timesteps_f
     }
 
+    /// Runge–Kutta steps take 4 evaluations; without them the first step takes 2.
+    fn first_index(&self, skipped: usize) -> usize {
+        match (self.skip_prk, skipped) {
+            (_, 0) => 0,
+            (true, s) => s + 1,
+            (false, s) if s < 3 => 4 * s,
+            (false, s) => s + 9,
+        }
+    }
+
     fn needs_noise(&self, _: usize) -> bool {
         false
     }
@@ -219,12 +241,14 @@ impl Scheduler for PndmScheduler {
         }
         let timestep = self.timesteps[index];
         let ratio = (self.train_steps / self.steps) as i64;
-        if counter < self.prk_timesteps.len() {
-            // Pseudo Runge–Kutta: 4 evaluations per step, weights 1/6, 1/3, 1/3, 1/6.
-            let diff = if counter % 2 == 1 { 0 } else { ratio / 2 };
+        if index < self.prk_timesteps.len() {
+            // Pseudo Runge–Kutta: 4 evaluations per step, weights 1/6, 1/3, 1/3, 1/6. (By
+            // index, which is the reference's counter for a run from the start; a run that
+            // starts later starts at a step's first evaluation.)
+            let diff = if index % 2 == 1 { 0 } else { ratio / 2 };
             let prev_t = timestep - diff;
-            let t = self.prk_timesteps[counter / 4 * 4];
-            let output = match counter % 4 {
+            let t = self.prk_timesteps[index / 4 * 4];
+            let output = match index % 4 {
                 0 => {
                     self.accumulated = Some(model_output.clone() / 6.0);
                     self.ets.push(model_output.clone());
@@ -243,6 +267,20 @@ impl Scheduler for PndmScheduler {
             };
             let from = self.cur_sample.clone().unwrap_or(sample);
             let (prev, x0) = self.transfer(from, t, prev_t, output)?;
+            return Ok(StepOutput {
+                prev_sample: prev,
+                pred_original_sample: x0,
+            });
+        }
+        // A run that starts mid-schedule (image-to-image) has no warm-up: Adams–Bashforth of
+        // the order its history allows.
+        if self.start > 0 && self.start >= self.prk_timesteps.len() {
+            self.ets.push(model_output);
+            if self.ets.len() > 4 {
+                self.ets.remove(0);
+            }
+            let output = adams_bashforth(&self.ets);
+            let (prev, x0) = self.transfer(sample, timestep, timestep - ratio, output)?;
             return Ok(StepOutput {
                 prev_sample: prev,
                 pred_original_sample: x0,
@@ -268,14 +306,8 @@ impl Scheduler for PndmScheduler {
         } else if n == 1 && counter == 1 {
             from = self.cur_sample.take().expect("kept by the first step");
             (model_output + e[0].clone()) / 2.0
-        } else if n == 2 {
-            (e[1].clone() * 3.0 - e[0].clone()) / 2.0
-        } else if n == 3 {
-            (e[2].clone() * 23.0 - e[1].clone() * 16.0 + e[0].clone() * 5.0) / 12.0
         } else {
-            (e[n - 1].clone() * 55.0 - e[n - 2].clone() * 59.0 + e[n - 3].clone() * 37.0
-                - e[n - 4].clone() * 9.0)
-                * (1.0 / 24.0)
+            adams_bashforth(e)
         };
         let (prev, x0) = self.transfer(from, t, prev_t, output)?;
         Ok(StepOutput {

@@ -10,9 +10,9 @@ use kandinsky_common::ConfigError;
 use super::config::{AlgorithmType, SolverType};
 use super::{
     DdimScheduler, DdpmScheduler, DeisMultistepScheduler, DpmSolverMultistepScheduler,
-    DpmSolverSinglestepScheduler, EulerAncestralDiscreteScheduler,
-    EulerDiscreteScheduler, HeunDiscreteScheduler, KDpm2AncestralDiscreteScheduler,
-    KDpm2DiscreteScheduler, LmsDiscreteScheduler, PndmScheduler, Scheduler, SchedulerConfig, SchedulerError,
+    DpmSolverSinglestepScheduler, EulerAncestralDiscreteScheduler, EulerDiscreteScheduler,
+    HeunDiscreteScheduler, KDpm2AncestralDiscreteScheduler, KDpm2DiscreteScheduler,
+    LmsDiscreteScheduler, PndmScheduler, Scheduler, SchedulerConfig, SchedulerError,
     UnclipScheduler, UniPcMultistepScheduler,
 };
 
@@ -246,16 +246,22 @@ impl Sampler {
     /// does not matter).
     pub fn find(name: &str) -> Option<&'static Sampler> {
         let name = name.trim();
-        SAMPLERS.iter().find(|s| {
-            s.name.eq_ignore_ascii_case(name)
-                || s.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
-        })
-        .or_else(|| SAMPLERS.iter().find(|s| s.class.eq_ignore_ascii_case(name)))
+        SAMPLERS
+            .iter()
+            .find(|s| {
+                s.name.eq_ignore_ascii_case(name)
+                    || s.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
+            })
+            .or_else(|| SAMPLERS.iter().find(|s| s.class.eq_ignore_ascii_case(name)))
     }
 
     /// The short names, comma-separated (for errors and help).
     pub fn names() -> String {
-        SAMPLERS.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")
+        SAMPLERS
+            .iter()
+            .map(|s| s.name)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// This sampler's config built on `base` (a stage's own `scheduler_config.json`) as

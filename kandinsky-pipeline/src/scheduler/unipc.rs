@@ -10,8 +10,7 @@ use super::config::{FinalSigmas, SolverType};
 use super::schedule::{BetaSchedule, NoiseSchedule, TimestepSpacing};
 use super::sigmas::SigmaSpacing;
 use super::vp::{
-    Family, VpOptions, VpRun, add_noise_at, alpha_sigma, data_prediction, lambda,
-    noise_prediction,
+    Family, VpOptions, VpRun, add_noise_at, alpha_sigma, data_prediction, lambda, noise_prediction,
 };
 use super::{
     Cursor, PredictionType, Scheduler, SchedulerConfig, SchedulerError, StepOutput, check_same,
@@ -123,7 +122,12 @@ impl UniPcMultistepScheduler {
     }
 
     /// hh, eʰʰ − 1, B(h), R and b of the UniPC update of `order` with ratios `rks`.
-    fn coefficients(&self, h: f64, order: usize, rks: &[f64]) -> (f64, f64, Vec<Vec<f64>>, Vec<f64>) {
+    fn coefficients(
+        &self,
+        h: f64,
+        order: usize,
+        rks: &[f64],
+    ) -> (f64, f64, Vec<Vec<f64>>, Vec<f64>) {
         let hh = if self.predict_x0 { -h } else { h };
         let h_phi_1 = hh.exp_m1();
         let mut h_phi_k = h_phi_1 / hh - 1.0;
@@ -132,7 +136,11 @@ impl UniPcMultistepScheduler {
         let mut r = Vec::new();
         let mut b = Vec::new();
         for i in 1..=order {
-            r.push(rks.iter().map(|rk| rk.powi(i as i32 - 1)).collect::<Vec<_>>());
+            r.push(
+                rks.iter()
+                    .map(|rk| rk.powi(i as i32 - 1))
+                    .collect::<Vec<_>>(),
+            );
             b.push(h_phi_k * factorial / b_h);
             factorial *= (i + 1) as f64;
             h_phi_k = h_phi_k / hh - 1.0 / factorial;
@@ -226,7 +234,8 @@ impl UniPcMultistepScheduler {
         let (h_phi_1, b_h, r, b) = self.coefficients(h, order, &rks);
         let rhos = if order == 1 { vec![0.5] } else { solve(r, b) };
         let d1_t = this_output - m0.clone();
-        let mut terms: Vec<(f64, Tensor<2>)> = rhos[..rhos.len() - 1].iter().copied().zip(d1s).collect();
+        let mut terms: Vec<(f64, Tensor<2>)> =
+            rhos[..rhos.len() - 1].iter().copied().zip(d1s).collect();
         terms.push((rhos[rhos.len() - 1], d1_t));
         self.combine(last, m0, (s[index - 1], s[index]), h_phi_1, b_h, terms)
     }

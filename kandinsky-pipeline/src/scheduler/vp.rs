@@ -4,10 +4,10 @@
 
 use burn::tensor::Tensor;
 
-use super::{PredictionType, SchedulerError};
 use super::config::FinalSigmas;
 use super::schedule::{BetaSchedule, NoiseSchedule, TimestepSpacing};
 use super::sigmas::{SigmaSpacing, interp, linspace, log_sigmas, sigma_to_t, train_sigmas};
+use super::{PredictionType, SchedulerError};
 
 /// Which solver's variant of diffusers' `set_timesteps` (they differ in small ways).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
