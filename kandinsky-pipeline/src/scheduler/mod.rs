@@ -311,7 +311,16 @@ pub(crate) fn checked_timesteps(
             reason: format!("expected 1 to {train} (the training timesteps)"),
         });
     }
-    Ok(schedule::spaced_timesteps(spacing, train, steps, offset))
+    let timesteps = schedule::spaced_timesteps(spacing, train, steps, offset);
+    if let Some(&bad) = timesteps.iter().find(|&&t| t < 0 || t >= train as i64) {
+        return Err(SchedulerError::Steps {
+            steps,
+            reason: format!(
+                "timestep {bad} falls outside the {train} training timesteps (steps_offset {offset} with {spacing:?} spacing)"
+            ),
+        });
+    }
+    Ok(timesteps)
 }
 
 /// The common start of a step: the timestep at `index`, the shapes checked, and the model
