@@ -142,7 +142,10 @@ fn gaussian_run(
             .then(|| noise.normal_tensor(x.dims(), &x.device()));
         x = scheduler.step(i, eps, x, step_noise).unwrap().prev_sample;
     }
-    let d = (x - exact.clone()).powf_scalar(2.0).sum().into_scalar::<f32>() as f64;
+    let d = (x - exact.clone())
+        .powf_scalar(2.0)
+        .sum()
+        .into_scalar::<f32>() as f64;
     let n = exact.powf_scalar(2.0).sum().into_scalar::<f32>() as f64;
     ((d / n).sqrt(), timesteps.len())
 }
@@ -189,11 +192,18 @@ fn gaussian_table(base: &SchedulerConfig, base_path: &std::path::Path, samplers:
                 }
             })
             .collect();
-        let label = if karras { format!("{name} + karras") } else { name.to_string() };
+        let label = if karras {
+            format!("{name} + karras")
+        } else {
+            name.to_string()
+        };
         println!("| {label} | {} |", cells.join(" | "));
     }
     for (name, n) in [("ddim", 100), ("ddpm", 100)] {
-        let mut scheduler = Sampler::find(name).unwrap().build(base, false, base_path).unwrap();
+        let mut scheduler = Sampler::find(name)
+            .unwrap()
+            .build(base, false, base_path)
+            .unwrap();
         let (d, _) = gaussian_run(scheduler.as_mut(), n, (&mu, s), &z, &log_sigmas);
         println!("{name} at {n} steps: {d:.1e}");
     }

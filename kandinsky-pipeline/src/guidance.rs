@@ -23,6 +23,10 @@ pub struct LoopStep<'a, const D: usize> {
     pub predicted_original: &'a Tensor<D>,
 }
 
+/// What may change the latents after each step: `(index, latents, scheduler)` → latents.
+pub(crate) type AfterStep<'a, const D: usize> =
+    dyn FnMut(usize, Tensor<D>, &dyn Scheduler) -> Result<Tensor<D>, PipelineError> + 'a;
+
 /// Flattens (B, …) to (B, N) for the scheduler.
 fn flat<const D: usize>(t: Tensor<D>) -> Tensor<2> {
     let dims = t.dims();
@@ -49,11 +53,7 @@ pub(crate) fn guided_loop<const D: usize>(
     mut latents: Tensor<D>,
     guidance_scale: f64,
     noise: &mut dyn NoiseSource,
-    after_step: &mut dyn FnMut(
-        usize,
-        Tensor<D>,
-        &dyn Scheduler,
-    ) -> Result<Tensor<D>, PipelineError>,
+    after_step: &mut AfterStep<'_, D>,
     on_step: &mut dyn FnMut(LoopStep<'_, D>) -> ControlFlow<()>,
 ) -> Result<Tensor<D>, PipelineError> {
     let guided = guidance_scale > 1.0;

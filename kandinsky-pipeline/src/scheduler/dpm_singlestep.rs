@@ -242,7 +242,7 @@ impl Scheduler for DpmSolverSinglestepScheduler {
         self.run = VpRun::new(&self.schedule, &self.options, steps)?;
         // As diffusers (which keeps the change in its config): an uneven step count needs
         // lower-order final steps.
-        if steps % self.order != 0 {
+        if !steps.is_multiple_of(self.order) {
             self.lower_order_final = true;
         }
         self.orders = self.order_list(steps);

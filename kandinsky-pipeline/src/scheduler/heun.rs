@@ -115,7 +115,7 @@ impl Scheduler for HeunDiscreteScheduler {
             Some(r) => x0.clamp(-r, r),
             None => x0,
         };
-        if index % 2 == 0 {
+        if index.is_multiple_of(2) {
             // A first-order (Euler) evaluation at σ_i towards σ_{i+1}.
             let (sigma, next) = (self.sigmas[index], self.sigmas[index + 1]);
             let x0 = clip(denoised(

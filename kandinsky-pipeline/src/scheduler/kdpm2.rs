@@ -94,9 +94,9 @@ impl Scheduler for KDpm2DiscreteScheduler {
             .map(|&s| sigma_to_t(s as f64, &run.log_sigmas))
             .collect();
         let mut timesteps = vec![run.timesteps[0]];
-        for i in 1..n {
-            timesteps.push(t_mid[i]);
-            timesteps.push(run.timesteps[i]);
+        for (&mid, &t) in t_mid.iter().zip(&run.timesteps).take(n).skip(1) {
+            timesteps.push(mid);
+            timesteps.push(t);
         }
         self.timesteps = timesteps;
         self.pending = None;
@@ -153,7 +153,7 @@ impl Scheduler for KDpm2DiscreteScheduler {
         if taken == 0 {
             self.pending = None;
         }
-        if index % 2 == 0 {
+        if index.is_multiple_of(2) {
             let (sigma, mid) = (self.sigmas[index], self.sigmas_mid[index + 1]);
             let x0 = denoised(self.prediction, model_output, sample.clone(), sigma);
             let derivative = (sample.clone() - x0.clone()) / sigma;

@@ -61,7 +61,7 @@ impl KDpm2AncestralDiscreteScheduler {
 
     /// The step an evaluation index belongs to, and whether it is the midpoint evaluation.
     fn step_of(index: usize) -> (usize, bool) {
-        ((index + 1) / 2, index % 2 == 1)
+        (index.div_ceil(2), index % 2 == 1)
     }
 }
 
