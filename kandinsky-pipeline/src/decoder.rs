@@ -71,9 +71,12 @@ pub enum DecoderStart {
     /// Image-to-image: the source images (B, 3, 8h, 8w) in [−1, 1] (see
     /// [`Image::to_tensor`](crate::Image::to_tensor)), encoded by the MoVQ and noised to
     /// `strength` ∈ (0, 1]: only the last ⌊steps · strength⌋ steps run, as the reference's
-    /// `get_timesteps`. 2.2 noises with the decoder's scheduler at the first step run; 2.1, as
+    /// `get_timesteps` (from the scheduler's [`first_index`](crate::scheduler::Scheduler::first_index):
+    /// a sampler of order 2 skips both evaluations of each step, where diffusers' 2.2 pipeline
+    /// would start mid-step). 2.2 noises with the decoder's scheduler at the first step run; 2.1, as
     /// its reference pipeline, with the original repo's linear schedule (β 0.0001–0.02) at
-    /// t = ⌊1000 · strength⌋ − 2.
+    /// t = ⌊1000 · strength⌋ − 2 (for a sigma-parameterised sampler, the same noise level as
+    /// x₀ + σ·ε).
     Image {
         /// Source images in [−1, 1].
         image: Tensor<4>,

@@ -407,7 +407,7 @@ fn published_decoders_are_recognized() {
 
 /// Every mode runs with any sampler: first-order, second-order (two evaluations per step),
 /// stochastic and multistep ones, on the plain decoder (text-to-image, image-to-image at
-/// strength 0.5, fusion) and the inpainting decoder (its kept region re-noised after every
+/// strength 0.5, fusion), the ControlNet-depth decoder and the inpainting decoder (its kept region re-noised after every
 /// evaluation at the sampler's own noise level). Each run sees one decoder step event per
 /// model evaluation the sampler lists and ends with finite pixels.
 #[test]
@@ -416,7 +416,9 @@ fn every_mode_takes_any_sampler() {
     let prior = fixtures().join("prior_pipeline22");
     let plain = decoder_repo_with("decoder_unet32");
     let inpaint = decoder_repo_with("unet_22_inpaint");
+    let control = decoder_repo_with("unet_22_controlnet32");
     let mut pipeline = Kandinsky::from_folders(&prior, plain.path(), &device).unwrap();
+    let mut controlled = Kandinsky::from_folders(&prior, control.path(), &device).unwrap();
     let mut inpainting = Kandinsky::new(
         None,
         Some(DecoderStage::open(inpaint.path(), &device).unwrap()),
@@ -441,6 +443,7 @@ fn every_mode_takes_any_sampler() {
         };
         let requests = [
             ("text-to-image", Request::text_to_image("a red cat"), 4),
+            ("controlnet", Request::controlnet("a red cat", source.clone()), 4),
             (
                 "image-to-image",
                 Request::image_to_image("a red cat", source.clone(), 0.5),
@@ -470,7 +473,11 @@ fn every_mode_takes_any_sampler() {
                 }
                 ControlFlow::Continue(())
             };
-            let out = pipeline
+            let target = match mode {
+                "controlnet" => &mut controlled,
+                _ => &mut pipeline,
+            };
+            let out = target
                 .generate_with(&request, Hooks::default().on_event(&mut on_event))
                 .unwrap_or_else(|e| panic!("{name} {mode}: {e}"));
             // A sampler of order 2 evaluates twice per step but once for the last; PLMS's

@@ -60,6 +60,10 @@ mod pipeline_prior_modes;
 mod pipeline_prior_pipelines;
 #[path = "../../kandinsky-pipeline/tests/replay.rs"]
 mod pipeline_replay;
+#[path = "../../kandinsky-pipeline/tests/sampler_pipelines.rs"]
+mod pipeline_sampler_pipelines;
+#[path = "../../kandinsky-pipeline/tests/samplers.rs"]
+mod pipeline_samplers;
 #[path = "../../kandinsky-pipeline/tests/schedulers.rs"]
 mod pipeline_schedulers;
 #[path = "../../kandinsky-prior/tests/bad_input.rs"]

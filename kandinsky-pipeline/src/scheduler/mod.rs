@@ -1,8 +1,26 @@
-//! Schedulers: a public [`Scheduler`] trait and Kandinsky's three samplers — [`UnclipScheduler`]
-//! (the prior), [`DdimScheduler`] (the 2.1 decoder), [`DdpmScheduler`] (the 2.2 decoder) —
-//! built from a diffusers `scheduler_config.json` with [`load_scheduler`].
+//! Schedulers: a public [`Scheduler`] trait that any diffusers scheduler fits (stateful steps,
+//! model-input scaling, multi-evaluation steps, noise at any sampler's level), Kandinsky's own
+//! samplers — [`UnclipScheduler`] (the prior), [`DdimScheduler`] (the 2.1 decoder),
+//! [`DdpmScheduler`] (the 2.2 decoder) — and the fast ones users swap in:
+//! [`DpmSolverMultistepScheduler`] (DPM-Solver++ 2M/3M, SDE variants),
+//! [`DpmSolverSinglestepScheduler`], [`UniPcMultistepScheduler`], [`DeisMultistepScheduler`],
+//! [`PndmScheduler`], [`EulerDiscreteScheduler`], [`EulerAncestralDiscreteScheduler`],
+//! [`HeunDiscreteScheduler`], [`KDpm2DiscreteScheduler`], [`KDpm2AncestralDiscreteScheduler`]
+//! and [`LmsDiscreteScheduler`], with Karras, exponential and beta sigma schedules where
+//! diffusers has them. Each is diffusers 0.42.1's, step for step (tests/samplers.rs,
+//! tests/sampler_pipelines.rs).
 //!
-//! The schedule (betas, cumulative alphas, timesteps, step coefficients) is computed in f64 on
+//! Build one from a `scheduler_config.json` ([`load_scheduler`], any of the classes above by
+//! `_class_name`), or pick a sampler by name on a stage's own config as diffusers'
+//! `Scheduler.from_config(pipe.scheduler.config)` does ([`Sampler::find`] and
+//! [`Sampler::build`]; [`SAMPLERS`] lists them with their short names and aliases).
+//!
+//! Where diffusers' Kandinsky pipelines are wrong with a sampler, these are right: the
+//! pipelines never call `scale_model_input` (so Euler, Heun, DPM2 and LMS get unscaled
+//! inputs there), the 2.2 image-to-image pipeline starts a sampler of order 2 in the middle of a
+//! step, and it passes `generator=` to `step()`, which most of these samplers do not accept.
+//!
+//! The schedule (betas, cumulative alphas, sigmas, timesteps, step coefficients) is computed on
 //! the host; a step is a few elementwise tensor operations with those scalars. Samples are
 //! handled flattened to (B, N), so the same scheduler steps the prior's (B, E) embeddings and
 //! the decoder's (B, 4, H, W) latents ([`SchedulerExt`] reshapes for you). A step that adds
