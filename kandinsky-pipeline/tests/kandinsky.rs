@@ -443,7 +443,11 @@ fn every_mode_takes_any_sampler() {
         };
         let requests = [
             ("text-to-image", Request::text_to_image("a red cat"), 4),
-            ("controlnet", Request::controlnet("a red cat", source.clone()), 4),
+            (
+                "controlnet",
+                Request::controlnet("a red cat", source.clone()),
+                4,
+            ),
             (
                 "image-to-image",
                 Request::image_to_image("a red cat", source.clone(), 0.5),

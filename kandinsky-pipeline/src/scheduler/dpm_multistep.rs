@@ -10,7 +10,8 @@ use super::config::{AlgorithmType, FinalSigmas, SolverType};
 use super::schedule::{BetaSchedule, NoiseSchedule, TimestepSpacing};
 use super::sigmas::SigmaSpacing;
 use super::vp::{
-    Family, VpOptions, VpRun, add_noise_at, alpha_sigma, data_prediction, lambda, noise_prediction,
+    DpmTerms, Family, VpOptions, VpRun, add_noise_at, algorithm_name, alpha_sigma, data_prediction,
+    dpm_update, lambda, noise_prediction,
 };
 use super::{
     Cursor, PredictionType, Scheduler, SchedulerConfig, SchedulerError, StepOutput, check_same,
@@ -140,7 +141,7 @@ impl DpmSolverMultistepScheduler {
         let h = lambda_t - lambda_s0;
         let n = self.history.len();
         let m0 = self.history[n - 1].clone();
-        // D0, D1, D2 and their coefficients, per algorithm.
+        // D1 and D2 of the order.
         let (d1, d2) = match order {
             1 => (None, None),
             2 => {
@@ -162,82 +163,21 @@ impl DpmSolverMultistepScheduler {
                 (Some(d1), Some(d2))
             }
         };
-        let em = (-h).exp();
-        let ep = h.exp();
-        let midpoint = self.solver == SolverType::Midpoint && order == 2;
-        let mut x = match self.algorithm {
-            AlgorithmType::DpmSolverPlusPlus => {
-                let mut x =
-                    sample * (sigma_t / sigma_s0) as f32 - m0 * (alpha_t * (em - 1.0)) as f32;
-                if let Some(d1) = d1 {
-                    let c = if midpoint {
-                        -0.5 * (alpha_t * (em - 1.0))
-                    } else {
-                        alpha_t * ((em - 1.0) / h + 1.0)
-                    };
-                    x = x + d1 * c as f32;
-                }
-                if let Some(d2) = d2 {
-                    x = x - d2 * (alpha_t * ((em - 1.0 + h) / (h * h) - 0.5)) as f32;
-                }
-                x
-            }
-            AlgorithmType::DpmSolver => {
-                let mut x =
-                    sample * (alpha_t / alpha_s0) as f32 - m0 * (sigma_t * (ep - 1.0)) as f32;
-                if let Some(d1) = d1 {
-                    let c = if midpoint {
-                        -0.5 * (sigma_t * (ep - 1.0))
-                    } else {
-                        -(sigma_t * ((ep - 1.0) / h - 1.0))
-                    };
-                    x = x + d1 * c as f32;
-                }
-                if let Some(d2) = d2 {
-                    x = x - d2 * (sigma_t * ((ep - 1.0 - h) / (h * h) - 0.5)) as f32;
-                }
-                x
-            }
-            AlgorithmType::SdeDpmSolverPlusPlus => {
-                let e2 = (-2.0 * h).exp();
-                let mut x =
-                    sample * (sigma_t / sigma_s0 * em) as f32 + m0 * (alpha_t * (1.0 - e2)) as f32;
-                if let Some(d1) = d1 {
-                    let c = if midpoint {
-                        0.5 * (alpha_t * (1.0 - e2))
-                    } else {
-                        alpha_t * ((1.0 - e2) / (-2.0 * h) + 1.0)
-                    };
-                    x = x + d1 * c as f32;
-                }
-                if let Some(d2) = d2 {
-                    let c = alpha_t * ((1.0 - e2 - 2.0 * h) / (2.0 * h).powi(2) - 0.5);
-                    x = x + d2 * c as f32;
-                }
-                x
-            }
-            AlgorithmType::SdeDpmSolver | AlgorithmType::Deis => {
-                let mut x = sample * (alpha_t / alpha_s0) as f32
-                    - m0 * (2.0 * (sigma_t * (ep - 1.0))) as f32;
-                if let Some(d1) = d1 {
-                    let c = if midpoint {
-                        -(sigma_t * (ep - 1.0))
-                    } else {
-                        -2.0 * (sigma_t * ((ep - 1.0) / h - 1.0))
-                    };
-                    x = x + d1 * c as f32;
-                }
-                x
-            }
+        let terms = DpmTerms {
+            d0: m0,
+            d1,
+            d2,
+            midpoint: self.solver == SolverType::Midpoint && order == 2,
         };
-        if let Some(noise) = noise {
-            let scale = match self.algorithm {
-                AlgorithmType::SdeDpmSolverPlusPlus => sigma_t * (1.0 - (-2.0 * h).exp()).sqrt(),
-                _ => sigma_t * ((2.0 * h).exp() - 1.0).sqrt(),
-            };
-            x = x + noise * scale as f32;
-        }
-        x
+        dpm_update(
+            self.algorithm,
+            sample,
+            (alpha_s0, sigma_s0),
+            (alpha_t, sigma_t),
+            h,
+            terms,
+            noise,
+        )
     }
 }
 
@@ -326,13 +266,10 @@ impl Scheduler for DpmSolverMultistepScheduler {
     }
 
     fn describe(&self) -> String {
-        let algorithm = match self.algorithm {
-            AlgorithmType::DpmSolverPlusPlus => "dpmsolver++",
-            AlgorithmType::DpmSolver => "dpmsolver",
-            AlgorithmType::SdeDpmSolverPlusPlus => "sde-dpmsolver++",
-            AlgorithmType::SdeDpmSolver | AlgorithmType::Deis => "sde-dpmsolver",
-        };
-        let mut parts = vec![algorithm.to_string(), format!("order {}", self.order)];
+        let mut parts = vec![
+            algorithm_name(self.algorithm).to_string(),
+            format!("order {}", self.order),
+        ];
         if self.solver == SolverType::Heun {
             parts.push("heun".into());
         }

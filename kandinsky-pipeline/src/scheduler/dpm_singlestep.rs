@@ -11,7 +11,8 @@ use super::config::{AlgorithmType, FinalSigmas, SolverType};
 use super::schedule::{BetaSchedule, NoiseSchedule, TimestepSpacing};
 use super::sigmas::SigmaSpacing;
 use super::vp::{
-    Family, VpOptions, VpRun, add_noise_at, alpha_sigma, data_prediction, lambda, noise_prediction,
+    DpmTerms, Family, VpOptions, VpRun, add_noise_at, algorithm_name, alpha_sigma, data_prediction,
+    dpm_update, lambda, noise_prediction,
 };
 use super::{
     Cursor, PredictionType, Scheduler, SchedulerConfig, SchedulerError, StepOutput, check_same,
@@ -175,65 +176,21 @@ impl DpmSolverSinglestepScheduler {
                 }
             }
         };
-        let em = (-h).exp();
-        let ep = h.exp();
-        // Second order, midpoint: the ½ coefficient; otherwise (third order, or Heun) the
-        // exact one.
-        let half = order == 2 && !self.heun;
-        let mut x = match self.algorithm {
-            AlgorithmType::DpmSolverPlusPlus => {
-                let mut x = x * (sigma_t / sigma_b) as f32 - d0 * (alpha_t * (em - 1.0)) as f32;
-                if let Some(d1) = d1 {
-                    let c = if half {
-                        -0.5 * (alpha_t * (em - 1.0))
-                    } else {
-                        alpha_t * ((em - 1.0) / h + 1.0)
-                    };
-                    x = x + d1 * c as f32;
-                }
-                if let Some(d2) = d2 {
-                    x = x - d2 * (alpha_t * ((em - 1.0 + h) / (h * h) - 0.5)) as f32;
-                }
-                x
-            }
-            AlgorithmType::DpmSolver => {
-                let mut x = x * (alpha_t / alpha_b) as f32 - d0 * (sigma_t * (ep - 1.0)) as f32;
-                if let Some(d1) = d1 {
-                    let c = if half {
-                        -0.5 * (sigma_t * (ep - 1.0))
-                    } else {
-                        -(sigma_t * ((ep - 1.0) / h - 1.0))
-                    };
-                    x = x + d1 * c as f32;
-                }
-                if let Some(d2) = d2 {
-                    x = x - d2 * (sigma_t * ((ep - 1.0 - h) / (h * h) - 0.5)) as f32;
-                }
-                x
-            }
-            _ => {
-                let e2 = (-2.0 * h).exp();
-                let mut x =
-                    x * (sigma_t / sigma_b * em) as f32 + d0 * (alpha_t * (1.0 - e2)) as f32;
-                if let Some(d1) = d1 {
-                    let c = if half {
-                        0.5 * (alpha_t * (1.0 - e2))
-                    } else {
-                        alpha_t * ((1.0 - e2) / (-2.0 * h) + 1.0)
-                    };
-                    x = x + d1 * c as f32;
-                }
-                if let Some(d2) = d2 {
-                    let c = alpha_t * ((1.0 - e2 - 2.0 * h) / (2.0 * h).powi(2) - 0.5);
-                    x = x + d2 * c as f32;
-                }
-                x
-            }
+        let terms = DpmTerms {
+            d0,
+            d1,
+            d2,
+            midpoint: order == 2 && !self.heun,
         };
-        if let Some(noise) = noise {
-            x = x + noise * (sigma_t * (1.0 - (-2.0 * h).exp()).sqrt()) as f32;
-        }
-        x
+        dpm_update(
+            self.algorithm,
+            x,
+            (alpha_b, sigma_b),
+            (alpha_t, sigma_t),
+            h,
+            terms,
+            noise,
+        )
     }
 }
 
@@ -331,12 +288,10 @@ impl Scheduler for DpmSolverSinglestepScheduler {
     }
 
     fn describe(&self) -> String {
-        let algorithm = match self.algorithm {
-            AlgorithmType::DpmSolver => "dpmsolver",
-            AlgorithmType::SdeDpmSolverPlusPlus => "sde-dpmsolver++",
-            _ => "dpmsolver++",
-        };
-        let mut parts = vec![algorithm.to_string(), format!("order {}", self.order)];
+        let mut parts = vec![
+            algorithm_name(self.algorithm).to_string(),
+            format!("order {}", self.order),
+        ];
         parts.extend(self.options.sigma_spacing.label().map(String::from));
         format!("DPMSolverSinglestepScheduler({})", parts.join(", "))
     }

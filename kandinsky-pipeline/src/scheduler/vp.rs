@@ -4,6 +4,7 @@
 
 use burn::tensor::Tensor;
 
+use super::config::AlgorithmType;
 use super::config::FinalSigmas;
 use super::schedule::{BetaSchedule, NoiseSchedule, TimestepSpacing};
 use super::sigmas::{SigmaSpacing, interp, linspace, log_sigmas, sigma_to_t, train_sigmas};
@@ -226,4 +227,94 @@ pub(crate) fn add_noise_at(
     super::check_same("noise", &noise, &original)?;
     let (alpha, sigma) = alpha_sigma(run.sigmas[index]);
     Ok(original * alpha as f32 + noise * sigma as f32)
+}
+
+/// The terms of a DPM-Solver update: D0 (the converted model output the step is taken with),
+/// the first-order difference D1 and the second-order one D2 where the order has them.
+pub(crate) struct DpmTerms {
+    pub d0: Tensor<2>,
+    pub d1: Option<Tensor<2>>,
+    pub d2: Option<Tensor<2>>,
+    /// D1 with the midpoint rule's ½ coefficient (second order, `midpoint`), else the exact
+    /// one.
+    pub midpoint: bool,
+}
+
+/// A DPM-Solver update of `x` from σ_b (`from` = (α_b, σ_b)) to σ_t (`to` = (α_t, σ_t)) over
+/// h = λ_t − λ_b, for each algorithm as diffusers writes it (shared by the multistep and
+/// singlestep solvers; the SDE variants add `noise`).
+pub(crate) fn dpm_update(
+    algorithm: AlgorithmType,
+    x: Tensor<2>,
+    (alpha_b, sigma_b): (f64, f64),
+    (alpha_t, sigma_t): (f64, f64),
+    h: f64,
+    terms: DpmTerms,
+    noise: Option<Tensor<2>>,
+) -> Tensor<2> {
+    let DpmTerms {
+        d0,
+        d1,
+        d2,
+        midpoint,
+    } = terms;
+    let (em, ep, e2) = ((-h).exp(), h.exp(), (-2.0 * h).exp());
+    // The coefficients of x, D0, D1 (midpoint, exact) and D2 (added to x with these signs).
+    let (cx, c0, c1_mid, c1, c2) = match algorithm {
+        AlgorithmType::DpmSolverPlusPlus | AlgorithmType::Deis => (
+            sigma_t / sigma_b,
+            -(alpha_t * (em - 1.0)),
+            -0.5 * (alpha_t * (em - 1.0)),
+            alpha_t * ((em - 1.0) / h + 1.0),
+            -(alpha_t * ((em - 1.0 + h) / (h * h) - 0.5)),
+        ),
+        AlgorithmType::DpmSolver => (
+            alpha_t / alpha_b,
+            -(sigma_t * (ep - 1.0)),
+            -0.5 * (sigma_t * (ep - 1.0)),
+            -(sigma_t * ((ep - 1.0) / h - 1.0)),
+            -(sigma_t * ((ep - 1.0 - h) / (h * h) - 0.5)),
+        ),
+        AlgorithmType::SdeDpmSolverPlusPlus => (
+            sigma_t / sigma_b * em,
+            alpha_t * (1.0 - e2),
+            0.5 * (alpha_t * (1.0 - e2)),
+            alpha_t * ((1.0 - e2) / (-2.0 * h) + 1.0),
+            alpha_t * ((1.0 - e2 - 2.0 * h) / (2.0 * h).powi(2) - 0.5),
+        ),
+        AlgorithmType::SdeDpmSolver => (
+            alpha_t / alpha_b,
+            -2.0 * (sigma_t * (ep - 1.0)),
+            -(sigma_t * (ep - 1.0)),
+            -2.0 * (sigma_t * ((ep - 1.0) / h - 1.0)),
+            // diffusers has no third order for sde-dpmsolver (refused at construction).
+            0.0,
+        ),
+    };
+    let mut out = x * cx as f32 + d0 * c0 as f32;
+    if let Some(d1) = d1 {
+        out = out + d1 * (if midpoint { c1_mid } else { c1 }) as f32;
+    }
+    if let Some(d2) = d2 {
+        out = out + d2 * c2 as f32;
+    }
+    if let Some(noise) = noise {
+        let scale = match algorithm {
+            AlgorithmType::SdeDpmSolver => sigma_t * ((2.0 * h).exp() - 1.0).sqrt(),
+            _ => sigma_t * (1.0 - e2).sqrt(),
+        };
+        out = out + noise * scale as f32;
+    }
+    out
+}
+
+/// The algorithm's name in diffusers' config.
+pub(crate) fn algorithm_name(algorithm: AlgorithmType) -> &'static str {
+    match algorithm {
+        AlgorithmType::DpmSolverPlusPlus => "dpmsolver++",
+        AlgorithmType::DpmSolver => "dpmsolver",
+        AlgorithmType::SdeDpmSolverPlusPlus => "sde-dpmsolver++",
+        AlgorithmType::SdeDpmSolver => "sde-dpmsolver",
+        AlgorithmType::Deis => "deis",
+    }
 }
