@@ -7,7 +7,7 @@ use burn::tensor::Tensor;
 use kandinsky_common::ConfigError;
 
 use super::config::{FinalSigmas, InterpolationType};
-use super::karras::{KOptions, KRun, add_noise, denoised, init_noise_sigma, scale_input};
+use super::karras::{KOptions, KRun, denoised, init_noise_sigma};
 use super::schedule::{BetaSchedule, NoiseSchedule};
 use super::{PredictionType, Scheduler, SchedulerConfig, SchedulerError, StepOutput, check_same};
 
@@ -77,14 +77,7 @@ impl Scheduler for EulerDiscreteScheduler {
         index: usize,
         sample: Tensor<2>,
     ) -> Result<Tensor<2>, SchedulerError> {
-        let len = self.run.timesteps.len();
-        let &sigma = self
-            .run
-            .sigmas
-            .get(index)
-            .filter(|_| index < len)
-            .ok_or(SchedulerError::Index { index, len })?;
-        Ok(scale_input(sample, sigma))
+        self.run.scale(index, sample)
     }
 
     fn needs_noise(&self, _: usize) -> bool {
@@ -119,13 +112,7 @@ impl Scheduler for EulerDiscreteScheduler {
         noise: Tensor<2>,
         index: usize,
     ) -> Result<Tensor<2>, SchedulerError> {
-        add_noise(
-            &self.run.sigmas,
-            self.run.timesteps.len(),
-            original,
-            noise,
-            index,
-        )
+        self.run.add_noise(original, noise, index)
     }
 
     fn describe(&self) -> String {

@@ -132,6 +132,31 @@ impl KRun {
     }
 }
 
+impl KRun {
+    /// The model input at `index`: x / √(σ² + 1).
+    pub(crate) fn scale(
+        &self,
+        index: usize,
+        sample: Tensor<2>,
+    ) -> Result<Tensor<2>, SchedulerError> {
+        let len = self.timesteps.len();
+        if index >= len {
+            return Err(SchedulerError::Index { index, len });
+        }
+        Ok(scale_input(sample, self.sigmas[index]))
+    }
+
+    /// x₀ + σ·ε at `index`.
+    pub(crate) fn add_noise(
+        &self,
+        original: Tensor<2>,
+        noise: Tensor<2>,
+        index: usize,
+    ) -> Result<Tensor<2>, SchedulerError> {
+        add_noise(&self.sigmas, self.timesteps.len(), original, noise, index)
+    }
+}
+
 /// The initial noise's standard deviation: the largest sigma, or √(σ_max² + 1) with leading
 /// spacing (as diffusers).
 pub(crate) fn init_noise_sigma(sigmas: &[f32], spacing: TimestepSpacing) -> f64 {

@@ -11,7 +11,7 @@ use burn::tensor::Tensor;
 use kandinsky_common::ConfigError;
 
 use super::euler::schedule_of;
-use super::karras::{KOptions, KRun, add_noise, denoised, init_noise_sigma, scale_input};
+use super::karras::{KOptions, KRun, denoised, init_noise_sigma};
 use super::schedule::NoiseSchedule;
 use super::{
     Cursor, PredictionType, Scheduler, SchedulerConfig, SchedulerError, StepOutput, check_same,
@@ -91,11 +91,7 @@ impl Scheduler for LmsDiscreteScheduler {
         index: usize,
         sample: Tensor<2>,
     ) -> Result<Tensor<2>, SchedulerError> {
-        let len = self.run.timesteps.len();
-        if index >= len {
-            return Err(SchedulerError::Index { index, len });
-        }
-        Ok(scale_input(sample, self.run.sigmas[index]))
+        self.run.scale(index, sample)
     }
 
     fn needs_noise(&self, _: usize) -> bool {
@@ -141,13 +137,7 @@ impl Scheduler for LmsDiscreteScheduler {
         noise: Tensor<2>,
         index: usize,
     ) -> Result<Tensor<2>, SchedulerError> {
-        add_noise(
-            &self.run.sigmas,
-            self.run.timesteps.len(),
-            original,
-            noise,
-            index,
-        )
+        self.run.add_noise(original, noise, index)
     }
 
     fn describe(&self) -> String {
