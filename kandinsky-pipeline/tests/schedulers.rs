@@ -249,3 +249,19 @@ fn schedulers_can_be_implemented_outside_the_crate() {
         vec![2.0; 16]
     );
 }
+
+/// `steps_offset 1` with leading spacing puts the last of 1000 steps at timestep 1000, past the
+/// table (diffusers raises an IndexError there): an error naming the cause, not a panic.
+#[test]
+fn timesteps_past_the_schedule_are_refused() {
+    for name in ["ddim", "ddpm"] {
+        let path = fixtures().join(name).join("scheduler_config.json");
+        let mut scheduler = load_scheduler(&path).unwrap();
+        let err = scheduler.set_timesteps(1000).unwrap_err().to_string();
+        assert!(
+            err.contains("timestep 1000") && err.contains("steps_offset 1"),
+            "{err}"
+        );
+        scheduler.set_timesteps(999).unwrap();
+    }
+}

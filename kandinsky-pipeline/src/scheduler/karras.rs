@@ -90,10 +90,9 @@ impl KRun {
                     .collect()
             }
         };
-        if let Some(&bad) = timesteps
-            .iter()
-            .find(|&&t| t < 0.0 || t > (train - 1) as f64)
-        {
+        // Past the table is refused (a trailing −1 is the reference's own; its sigma is the
+        // first training one, as numpy's interp clamps).
+        if let Some(&bad) = timesteps.iter().find(|&&t| t > (train - 1) as f64) {
             return Err(SchedulerError::Steps {
                 steps,
                 reason: format!(

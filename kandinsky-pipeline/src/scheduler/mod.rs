@@ -330,7 +330,9 @@ pub(crate) fn checked_timesteps(
         });
     }
     let timesteps = schedule::spaced_timesteps(spacing, train, steps, offset);
-    if let Some(&bad) = timesteps.iter().find(|&&t| t < 0 || t >= train as i64) {
+    // Past the table is refused; a last timestep of −1 (trailing spacing, where numpy's arange
+    // gives one more) is the reference's, and steps to ᾱ = 1.
+    if let Some(&bad) = timesteps.iter().find(|&&t| t >= train as i64) {
         return Err(SchedulerError::Steps {
             steps,
             reason: format!(

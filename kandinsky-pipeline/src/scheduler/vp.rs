@@ -169,7 +169,8 @@ impl VpRun {
         };
         let _ = n;
         let timesteps: Vec<i64> = timesteps.into_iter().map(trunc).collect();
-        if let Some(&bad) = timesteps.iter().find(|&&t| t < 0 || t as usize >= train) {
+        // Past the table is refused (a trailing −1 is the reference's own).
+        if let Some(&bad) = timesteps.iter().find(|&&t| t >= train as i64) {
             return Err(SchedulerError::Steps {
                 steps,
                 reason: format!(
