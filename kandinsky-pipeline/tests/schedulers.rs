@@ -265,3 +265,29 @@ fn timesteps_past_the_schedule_are_refused() {
         scheduler.set_timesteps(999).unwrap();
     }
 }
+
+/// Values no real schedule has are config errors naming the field, before any table is built
+/// (issue 21: a negative clip range panicked in `clamp`, a huge `num_train_timesteps`
+/// allocated before failing).
+#[test]
+fn impossible_config_values_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scheduler_config.json");
+    for (class, field, value) in [
+        ("DDPMScheduler", "clip_sample_range", "-1.0"),
+        ("DDIMScheduler", "steps_offset", "1000"),
+        ("DDPMScheduler", "num_train_timesteps", "1000000000000"),
+        ("DDPMScheduler", "beta_end", "2.0"),
+        ("EulerDiscreteScheduler", "sigma_min", "0"),
+        ("DPMSolverMultistepScheduler", "solver_order", "4"),
+        ("UnCLIPScheduler", "clip_sample_range", "0"),
+    ] {
+        std::fs::write(
+            &path,
+            format!(r#"{{"_class_name": "{class}", "clip_sample": true, "{field}": {value}}}"#),
+        )
+        .unwrap();
+        let err = load_scheduler(&path).err().unwrap().to_string();
+        assert!(err.contains(field), "{class} {field} {value}: {err}");
+    }
+}

@@ -36,6 +36,10 @@ pub enum VarianceType {
     LearnedRange,
 }
 
+/// The most training timesteps a config may declare (Kandinsky's have 1000; the schedule is
+/// held in memory).
+pub const MAX_TRAIN_TIMESTEPS: usize = 10_000;
+
 /// The DPM-Solver variant (`algorithm_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum AlgorithmType {
@@ -209,40 +213,72 @@ impl SchedulerConfig {
         // `-Infinity`, which is not JSON; it means "no clipping", as an absent field does.
         let text = text.replace("-Infinity", "null");
         let config: Self = parse_json(&text, path)?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Checks the values before anything is built from them: unimplemented options, and
+    /// numbers a real schedule could have (`path` names the config in errors).
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |field: &str, message: String| Err(ConfigError::invalid(path, field, message));
         for (field, set) in [
-            ("rescale_betas_zero_snr", config.rescale_betas_zero_snr),
-            ("use_lu_lambdas", config.use_lu_lambdas),
-            ("use_flow_sigmas", config.use_flow_sigmas),
+            ("rescale_betas_zero_snr", self.rescale_betas_zero_snr),
+            ("use_lu_lambdas", self.use_lu_lambdas),
+            ("use_flow_sigmas", self.use_flow_sigmas),
         ] {
             if set == Some(true) {
-                return Err(ConfigError::invalid(
-                    path,
+                return invalid(
                     field,
-                    "expected false (not implemented: no Kandinsky checkpoint uses it), found true",
-                ));
+                    "expected false (not implemented: no Kandinsky checkpoint uses it), found true"
+                        .into(),
+                );
             }
         }
-        if config.trained_betas.is_some() {
-            return Err(ConfigError::invalid(
-                path,
+        if self.trained_betas.is_some() {
+            return invalid(
                 "trained_betas",
-                "expected null (explicit betas are not implemented), found a list",
-            ));
+                "expected null (explicit betas are not implemented), found a list".into(),
+            );
         }
-        if config.thresholding == Some(true) {
-            return Err(ConfigError::invalid(
-                path,
+        if self.thresholding == Some(true) {
+            return invalid(
                 "thresholding",
-                "expected false (dynamic thresholding is not implemented), found true",
-            ));
+                "expected false (dynamic thresholding is not implemented), found true".into(),
+            );
         }
-        if config.num_train_timesteps == Some(0) {
-            return Err(ConfigError::invalid(
-                path,
+        let train = self.num_train_timesteps.unwrap_or(1000);
+        if train == 0 || train > MAX_TRAIN_TIMESTEPS {
+            return invalid(
                 "num_train_timesteps",
-                "expected a positive value, found 0",
-            ));
+                format!("expected 1 to {MAX_TRAIN_TIMESTEPS}, found {train}"),
+            );
         }
-        Ok(config)
+        for (field, value) in [("beta_start", self.beta_start), ("beta_end", self.beta_end)] {
+            if let Some(v) = value.filter(|v| !(v.is_finite() && *v > 0.0 && *v < 1.0)) {
+                return invalid(field, format!("expected a value in (0, 1), found {v}"));
+            }
+        }
+        for (field, value) in [
+            ("clip_sample_range", self.clip_sample_range),
+            ("sigma_min", self.sigma_min),
+            ("sigma_max", self.sigma_max),
+        ] {
+            if let Some(v) = value.filter(|v| !(v.is_finite() && *v > 0.0)) {
+                return invalid(field, format!("expected a positive finite value, found {v}"));
+            }
+        }
+        if let Some(offset) = self.steps_offset.filter(|o| o.unsigned_abs() >= train as u64) {
+            return invalid(
+                "steps_offset",
+                format!("expected less than num_train_timesteps ({train}) in size, found {offset}"),
+            );
+        }
+        if let Some(order) = self.solver_order.filter(|o| !(1..=3).contains(o)) {
+            return invalid("solver_order", format!("expected 1, 2 or 3, found {order}"));
+        }
+        if let Some(l) = self.lambda_min_clipped.filter(|l| l.is_nan()) {
+            return invalid("lambda_min_clipped", format!("expected a number, found {l}"));
+        }
+        Ok(())
     }
 }
