@@ -104,6 +104,19 @@ pub enum PipelineError {
         /// Steps of that stage done (counted from 1).
         step: usize,
     },
+    /// The latents stopped being finite numbers (non-finite weights or embeddings, or a
+    /// guidance scale so large that the prediction overflows).
+    #[error(
+        "the {stage} latents became non-finite (NaN or infinity) at step {step} (timestep {timestep}): check the weights and the guidance scale"
+    )]
+    NonFinite {
+        /// The stage that was running.
+        stage: Stage,
+        /// The step (counted from 1) after which they were found.
+        step: usize,
+        /// Its timestep.
+        timestep: f64,
+    },
     /// A scheduler could not be built or stepped.
     #[error(transparent)]
     Scheduler(#[from] SchedulerError),

@@ -97,6 +97,15 @@ pub(crate) fn guided_loop<const D: usize>(
         };
         let out = scheduler.step(index, flat(prediction), flat(latents), step_noise)?;
         latents = after_step(index, out.prev_sample.reshape(dims), &*scheduler)?;
+        // NaN and ±∞ propagate into the sum (finite latents this size cannot overflow it): one
+        // scalar read per step, against a model evaluation.
+        if !latents.clone().sum().into_scalar::<f32>().is_finite() {
+            return Err(PipelineError::NonFinite {
+                stage,
+                step: index + 1 - first,
+                timestep,
+            });
+        }
         let predicted_original = out.pred_original_sample.reshape(dims);
         let step = LoopStep {
             index,

@@ -516,3 +516,48 @@ fn every_mode_takes_any_sampler() {
         );
     }
 }
+
+/// Latents that stop being finite (here: a guidance scale that overflows the prediction) end
+/// the run with an error naming the step, not a black image (issue 21, item 9).
+#[test]
+fn non_finite_latents_are_an_error() {
+    let device = test_device();
+    let unet = UNet::load(&fixtures().join("unet_22/unet"), &device).unwrap();
+    let movq = MoVQ::load(&fixtures().join("movq/movq"), &device).unwrap();
+    let mut rng = Rng::new(7);
+    let embeds = rng.normal_tensor([1, 28], &device);
+    let negative = rng.normal_tensor([1, 28], &device);
+    let options = DecoderOptions {
+        height: 64,
+        width: 64,
+        steps: 3,
+        guidance_scale: 1e38,
+    };
+    let mut scheduler = kandinsky_pipeline::scheduler::load_scheduler(
+        &fixtures().join("schedulers/ddpm/scheduler_config.json"),
+    )
+    .unwrap();
+    let err = decode_v22(
+        &unet,
+        &movq,
+        scheduler.as_mut(),
+        embeds,
+        negative,
+        None.into(),
+        &options,
+        &mut rng,
+        &mut |_, _| {},
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PipelineError::NonFinite {
+                stage: Stage::Decoder,
+                step: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}

@@ -220,7 +220,8 @@ impl SchedulerConfig {
     /// Checks the values before anything is built from them: unimplemented options, and
     /// numbers a real schedule could have (`path` names the config in errors).
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |field: &str, message: String| Err(ConfigError::invalid(path, field, message));
+        let invalid =
+            |field: &str, message: String| Err(ConfigError::invalid(path, field, message));
         for (field, set) in [
             ("rescale_betas_zero_snr", self.rescale_betas_zero_snr),
             ("use_lu_lambdas", self.use_lu_lambdas),
@@ -264,10 +265,16 @@ impl SchedulerConfig {
             ("sigma_max", self.sigma_max),
         ] {
             if let Some(v) = value.filter(|v| !(v.is_finite() && *v > 0.0)) {
-                return invalid(field, format!("expected a positive finite value, found {v}"));
+                return invalid(
+                    field,
+                    format!("expected a positive finite value, found {v}"),
+                );
             }
         }
-        if let Some(offset) = self.steps_offset.filter(|o| o.unsigned_abs() >= train as u64) {
+        if let Some(offset) = self
+            .steps_offset
+            .filter(|o| o.unsigned_abs() >= train as u64)
+        {
             return invalid(
                 "steps_offset",
                 format!("expected less than num_train_timesteps ({train}) in size, found {offset}"),
@@ -277,7 +284,10 @@ impl SchedulerConfig {
             return invalid("solver_order", format!("expected 1, 2 or 3, found {order}"));
         }
         if let Some(l) = self.lambda_min_clipped.filter(|l| l.is_nan()) {
-            return invalid("lambda_min_clipped", format!("expected a number, found {l}"));
+            return invalid(
+                "lambda_min_clipped",
+                format!("expected a number, found {l}"),
+            );
         }
         Ok(())
     }
