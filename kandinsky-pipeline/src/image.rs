@@ -244,9 +244,11 @@ impl Image {
                 "at least one positive side",
             ));
         }
+        // Bounded before rounding up to a multiple of 64, which could overflow near usize::MAX.
         let side = |base: usize, a: usize, b: usize| {
             base.checked_add(a)
                 .and_then(|s| s.checked_add(b))
+                .filter(|&s| s <= max_side)
                 .map(|s| s.div_ceil(64) * 64)
                 .filter(|&s| s <= max_side)
         };

@@ -145,3 +145,26 @@ fn a_file_that_is_not_an_image_is_an_error() {
         Err(PipelineError::Image { .. })
     ));
 }
+
+/// Outpainting extensions near the top of `usize` are refused, not wrapped around (issue 21,
+/// item 4: `--extend` near 2^63 or 2^64 panicked or was silently ignored).
+#[test]
+fn huge_extensions_are_refused() {
+    let image = Image::from_rgb(2, 2, vec![0; 12]).unwrap();
+    for extend in [
+        [usize::MAX - 10, 0, 0, 0],
+        [0, 1 << 63, 0, 0],
+        [0, 0, usize::MAX, usize::MAX],
+        [1 << 62, 0, 1 << 62, 0],
+        [0, 0, 0, 2047],
+    ] {
+        let err = image.extend(extend, 2048).unwrap_err();
+        assert!(
+            matches!(err, PipelineError::InvalidOption { .. }),
+            "{extend:?}: {err}"
+        );
+    }
+    let (extended, mask) = image.extend([62, 0, 0, 0], 2048).unwrap();
+    assert_eq!((extended.width, extended.height), (64, 64));
+    assert_eq!((mask.width, mask.height), (64, 64));
+}
