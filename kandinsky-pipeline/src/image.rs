@@ -46,8 +46,23 @@ impl Image {
         limits.max_image_width = Some(MAX_INPUT_SIDE);
         limits.max_image_height = Some(MAX_INPUT_SIDE);
         limits.max_alloc = Some(MAX_INPUT_BYTES);
-        reader.limits(limits);
+        reader.limits(limits.clone());
         let mut decoder = reader.into_decoder().map_err(fail)?;
+        // The declared size, checked before a byte is decoded (a small file may declare a
+        // huge image), whatever the format's decoder does with the limits.
+        let (w, h) = decoder.dimensions();
+        let too_large = |kind| {
+            fail(image::ImageError::Limits(
+                image::error::LimitError::from_kind(kind),
+            ))
+        };
+        if w > MAX_INPUT_SIDE || h > MAX_INPUT_SIDE {
+            return Err(too_large(image::error::LimitErrorKind::DimensionError));
+        }
+        if decoder.total_bytes() > MAX_INPUT_BYTES {
+            return Err(too_large(image::error::LimitErrorKind::InsufficientMemory));
+        }
+        decoder.set_limits(limits).map_err(fail)?;
         let orientation = decoder
             .orientation()
             .unwrap_or(image::metadata::Orientation::NoTransforms);

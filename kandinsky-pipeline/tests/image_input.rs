@@ -168,3 +168,63 @@ fn huge_extensions_are_refused() {
     assert_eq!((extended.width, extended.height), (64, 64));
     assert_eq!((mask.width, mask.height), (64, 64));
 }
+
+/// CRC-32 (PNG's) of `bytes`.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A PNG chunk: length, type, data, CRC.
+fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut out = (data.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(kind);
+    out.extend_from_slice(data);
+    let mut crc_input = kind.to_vec();
+    crc_input.extend_from_slice(data);
+    out.extend_from_slice(&crc32(&crc_input).to_be_bytes());
+    out
+}
+
+/// A decompression bomb — a tiny file declaring a 20000×20000 or 16000×16000 16-bit RGBA
+/// image — is refused from its header, before anything is decoded (issue 21, item 2).
+#[test]
+fn declared_sizes_are_checked_before_decoding() {
+    let dir = tempfile::tempdir().unwrap();
+    for (side, depth, colour) in [(20_000u32, 8u8, 2u8), (16_000, 16, 6)] {
+        let mut ihdr = side.to_be_bytes().to_vec();
+        ihdr.extend_from_slice(&side.to_be_bytes());
+        ihdr.extend_from_slice(&[depth, colour, 0, 0, 0]);
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        png.extend(chunk(b"IHDR", &ihdr));
+        // One zlib stream of a few zero rows: decoding all of it would need gigabytes.
+        png.extend(chunk(
+            b"IDAT",
+            &[0x78, 0x9c, 0x63, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01],
+        ));
+        png.extend(chunk(b"IEND", &[]));
+        let path = dir.path().join(format!("bomb-{side}.png"));
+        std::fs::write(&path, png).unwrap();
+        let err = Image::open(&path).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                PipelineError::Image {
+                    source: image::ImageError::Limits(_),
+                    ..
+                }
+            ),
+            "{side}: {err}"
+        );
+    }
+}
