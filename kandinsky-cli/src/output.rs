@@ -17,3 +17,24 @@ pub fn output_paths(out: &Path, n: usize) -> Vec<PathBuf> {
         .map(|i| out.with_file_name(format!("{stem}-{i}.{ext}")))
         .collect()
 }
+
+/// Checks before any model loads that each of `paths` can be written: a regular file or
+/// nothing there, in an existing folder that accepts a new file (probed with a file created
+/// and removed at once).
+pub fn check_writable(paths: &[PathBuf]) -> Result<(), String> {
+    for path in paths {
+        kandinsky_pipeline::check_output(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let probe = dir.join(format!(".kandinsky-probe-{}", std::process::id()));
+        std::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .open(&probe)
+            .map_err(|e| format!("cannot write into {}: {e}", dir.display()))?;
+        let _ = std::fs::remove_file(&probe);
+    }
+    Ok(())
+}

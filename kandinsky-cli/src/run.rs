@@ -9,8 +9,8 @@ use anyhow::anyhow;
 use kandinsky_pipeline::hub::HubOptions;
 use kandinsky_pipeline::scheduler::Sampler;
 use kandinsky_pipeline::{
-    Event, FusionInput, Hooks, Image, Kandinsky, PipelineError, Request, Residency, SamplerChoice,
-    Sampling, Version, layout,
+    Event, FusionInput, Hooks, IfExists, Image, Kandinsky, PipelineError, Request, Residency,
+    SamplerChoice, Sampling, Version, layout,
 };
 
 use crate::args::{self, Common, Dtype, Model};
@@ -226,6 +226,7 @@ pub fn run(job: Job) -> Result<(), Failure> {
         );
         return Err(Failure(3, e));
     }
+    output::check_writable(&paths).map_err(|e| Failure(3, anyhow!(e)))?;
     let device =
         kandinsky_pipeline::device::device(c.backend.into(), c.dtype.into()).map_err(usage)?;
     request.seed = c.seed.unwrap_or_else(random_seed);
@@ -314,7 +315,13 @@ pub fn run(job: Job) -> Result<(), Failure> {
     ];
     metadata.extend(extra);
     for (image, path) in images.iter().zip(&paths) {
-        image.save_png_with_text(path, &metadata).map_err(failed)?;
+        let if_exists = match c.force {
+            true => IfExists::Replace,
+            false => IfExists::Fail,
+        };
+        image
+            .save_png_with_text(path, &metadata, if_exists)
+            .map_err(failed)?;
         if !c.quiet {
             println!("{}", path.display());
         }

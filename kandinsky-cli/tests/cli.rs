@@ -387,3 +387,43 @@ fn a_failed_download_says_what_is_needed() {
         assert!(err.contains(needed), "{needed}: {err}");
     }
 }
+
+/// Outputs that are not regular files, or cannot be written, are refused before any model
+/// loads (exit 3), and nothing replaces them (issue 21, items 1 and 10).
+#[test]
+fn outputs_are_regular_files_checked_first() {
+    let decoder = decoder_repo();
+    let out = tempfile::tempdir().unwrap();
+    let fifo = out.path().join("pipe.png");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let folder = out.path().join("folder.png");
+    std::fs::create_dir(&folder).unwrap();
+    let missing = out.path().join("no/such/folder/cat.png");
+    for (path, force) in [(&fifo, true), (&folder, true), (&missing, false)] {
+        let result = run(
+            decoder.path(),
+            path,
+            if force { &["--force"][..] } else { &[][..] },
+        );
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert_eq!(
+            result.status.code(),
+            Some(3),
+            "{}: {stderr}",
+            path.display()
+        );
+        assert!(
+            !stderr.contains("loading"),
+            "checked before loading: {stderr}"
+        );
+    }
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+    assert!(std::fs::metadata(&folder).unwrap().is_dir());
+}

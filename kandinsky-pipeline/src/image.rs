@@ -26,6 +26,29 @@ pub struct Image {
     pub rgb: Vec<u8>,
 }
 
+/// What [`Image::save_png_with_text`] does where a file already is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfExists {
+    /// Replace it with the whole new image.
+    Replace,
+    /// Keep it and fail with an `AlreadyExists` error.
+    Fail,
+}
+
+/// Checks that `path` can be an output file: absent, or a regular file (never a device, a
+/// FIFO or a folder, which writing "over" would replace or block on).
+pub fn check_output(path: &Path) -> std::io::Result<()> {
+    match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file (a device, FIFO or folder); images are written to regular files only",
+        )),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 impl Image {
     /// Reads a PNG, JPEG or WebP file, as the reference's `load_image` does: the EXIF
     /// orientation is applied, an alpha channel is dropped (Pillow's `convert("RGB")`, no
@@ -127,22 +150,27 @@ impl Image {
 
     /// Writes the image as a PNG file (see [`save_png_with_text`](Self::save_png_with_text)).
     pub fn save_png(&self, path: &Path) -> Result<(), PipelineError> {
-        self.save_png_with_text(path, &[])
+        self.save_png_with_text(path, &[], IfExists::Replace)
     }
 
     /// Writes the image as a PNG file with `text` as its text chunks (tEXt, or iTXt for text
     /// beyond Latin-1: prompts in Cyrillic, CJK, emoji), e.g. the generation's parameters. The
-    /// file is written under a temporary name in the same folder and renamed into place, so
-    /// `path` never holds a partial image, and an existing file is replaced only by a whole one.
+    /// file is written under a temporary name in the same folder and moved into place, so
+    /// `path` never holds a partial image. An existing `path` is replaced by the whole image
+    /// ([`IfExists::Replace`]) or left alone with an `AlreadyExists` error
+    /// ([`IfExists::Fail`]; atomic: of two writers, one fails). Only regular files are
+    /// written: a device, FIFO or folder at `path` is an error, never replaced.
     pub fn save_png_with_text(
         &self,
         path: &Path,
         text: &[(&str, String)],
+        if_exists: IfExists,
     ) -> Result<(), PipelineError> {
         let fail = |source: std::io::Error| PipelineError::Output {
             path: path.to_path_buf(),
             source,
         };
+        check_output(path).map_err(fail)?;
         let dir = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -151,9 +179,20 @@ impl Image {
             .file_name()
             .map_or("image".into(), |n| n.to_string_lossy());
         let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-        let result = self
-            .write_png(&tmp, text)
-            .and_then(|()| std::fs::rename(&tmp, path));
+        let result = self.write_png(&tmp, text).and_then(|()| match if_exists {
+            IfExists::Replace => std::fs::rename(&tmp, path),
+            // A hard link is created only where nothing is: atomic no-clobber placement.
+            IfExists::Fail => match std::fs::hard_link(&tmp, path) {
+                Ok(()) => std::fs::remove_file(&tmp),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(e),
+                // A file system without hard links: check, then move (not atomic).
+                Err(_) if path.exists() => Err(std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "the file exists",
+                )),
+                Err(_) => std::fs::rename(&tmp, path),
+            },
+        });
         if result.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
@@ -161,7 +200,10 @@ impl Image {
     }
 
     fn write_png(&self, path: &Path, text: &[(&str, String)]) -> std::io::Result<()> {
-        let file = std::fs::File::create(path)?;
+        let file = std::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .open(path)?;
         let (width, height) = (self.width as u32, self.height as u32);
         let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), width, height);
         encoder.set_color(png::ColorType::Rgb);

@@ -228,3 +228,34 @@ fn declared_sizes_are_checked_before_decoding() {
         );
     }
 }
+
+/// Without replacing, an existing file is kept and the save fails (atomically: of two writers
+/// of one name, one fails; issue 21, item 7); a FIFO is never written over.
+#[test]
+fn saving_never_clobbers_unless_asked() {
+    use kandinsky_pipeline::IfExists;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cat.png");
+    std::fs::write(&path, b"first").unwrap();
+    let image = Image::from_rgb(1, 1, vec![1, 2, 3]).unwrap();
+    let err = image
+        .save_png_with_text(&path, &[], IfExists::Fail)
+        .unwrap_err();
+    assert!(matches!(err, PipelineError::Output { .. }), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), b"first");
+    image
+        .save_png_with_text(&path, &[], IfExists::Replace)
+        .unwrap();
+    assert_eq!(Image::open(&path).unwrap(), image);
+    let fresh = dir.path().join("new.png");
+    image
+        .save_png_with_text(&fresh, &[], IfExists::Fail)
+        .unwrap();
+    assert_eq!(Image::open(&fresh).unwrap(), image);
+    // No temporary file is left behind.
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+}
