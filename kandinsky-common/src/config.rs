@@ -40,11 +40,47 @@ pub enum ConfigError {
 /// Reads and deserializes a JSON config file; unknown fields are left to the target type
 /// (diffusers configs carry bookkeeping such as `_class_name` that models ignore).
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+    let text = read_config_text(path)?;
+    parse_json(&text, path)
+}
+
+/// The most bytes a config file may have (real ones have a few KB).
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
+/// Reads a config file as text: only a regular file (a FIFO would block, a device such as
+/// `/dev/zero` never ends), of at most [`MAX_CONFIG_BYTES`].
+pub fn read_config_text(path: &Path) -> Result<String, ConfigError> {
+    use std::io::Read;
+    let io = |source: std::io::Error| ConfigError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
-    parse_json(&text, path)
+    };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
+    let too_large = || {
+        io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {MAX_CONFIG_BYTES} bytes"),
+        ))
+    };
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(too_large());
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .map_err(io)?
+        .take(MAX_CONFIG_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(io)?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(too_large());
+    }
+    Ok(text)
 }
 
 /// Deserializes JSON text, attributing errors to `path` and to the failing field.
@@ -86,6 +122,25 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("x/config.json"), "{text}");
         assert!(text.contains("sizes[1]"), "{text}");
+    }
+
+    #[test]
+    fn only_regular_files_of_bounded_size_are_read() {
+        let dir = std::env::temp_dir().join(format!("kandinsky-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // A folder, a device and a file past the cap: errors, at once.
+        for path in [dir.clone(), PathBuf::from("/dev/zero")] {
+            let err = read_config_text(&path).unwrap_err();
+            assert!(err.to_string().contains("not a regular file"), "{err}");
+        }
+        let big = dir.join("big.json");
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(MAX_CONFIG_BYTES + 1)
+            .unwrap();
+        let err = read_config_text(&big).unwrap_err();
+        assert!(err.to_string().contains("larger than"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

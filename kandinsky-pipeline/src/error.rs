@@ -88,6 +88,9 @@ pub enum PipelineError {
     /// The request needs a stage the pipeline was built without.
     #[error("this pipeline has no {0} stage")]
     MissingStage(Stage),
+    /// A pipeline folder that does not exist (or is not a folder).
+    #[error("{0} is not a folder: no such folder, or a file")]
+    NoFolder(PathBuf),
     /// A pipeline folder lacks a component.
     #[error("{dir} is not a complete pipeline folder: {component} is missing")]
     MissingComponent {

@@ -198,6 +198,9 @@ pub(crate) fn check_folder(dir: &Path, components: &[Component]) -> Result<(), P
         dir: dir.to_path_buf(),
         component: component.into(),
     };
+    if !dir.is_dir() {
+        return Err(PipelineError::NoFolder(dir.to_path_buf()));
+    }
     if !dir.join(MODEL_INDEX).is_file() {
         return Err(missing(MODEL_INDEX));
     }

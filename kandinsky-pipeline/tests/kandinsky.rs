@@ -206,6 +206,14 @@ fn incomplete_folders_are_named() {
     );
     let err = PriorStage::open(&fixtures().join("unet_22"), &device).unwrap_err();
     assert!(err.to_string().contains("model_index.json"), "{err}");
+    // A folder that is not there is said so (issue 21, item 11), not "model_index.json is
+    // missing".
+    let gone = decoder.path().join("no-such-folder");
+    let err = DecoderStage::open(&gone, &device).unwrap_err();
+    assert!(
+        matches!(&err, PipelineError::NoFolder(dir) if dir == &gone),
+        "{err:?}"
+    );
 }
 
 /// The small prior makes 32-wide embeddings, the small UNet takes 28: a typed error naming both

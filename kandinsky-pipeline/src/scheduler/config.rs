@@ -205,10 +205,7 @@ pub struct SchedulerConfig {
 impl SchedulerConfig {
     /// Reads a `scheduler_config.json`.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = kandinsky_common::config::read_config_text(path)?;
         // Python's json writes −∞ (DPM-Solver's default `lambda_min_clipped`) as a bare
         // `-Infinity`, which is not JSON; it means "no clipping", as an absent field does.
         let text = text.replace("-Infinity", "null");
