@@ -38,3 +38,25 @@ pub fn check_writable(paths: &[PathBuf]) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// On SIGINT or SIGTERM: removes this process's temporary files for `paths` (an image being
+/// written when the signal came), then exits with 130. (SIGKILL cannot be caught: the next
+/// save into the same folder removes what a killed process left.)
+pub fn clean_up_on_signals(paths: &[PathBuf]) {
+    let temporaries: Vec<PathBuf> = paths
+        .iter()
+        .map(|p| kandinsky_pipeline::temporary_path(p, std::process::id()))
+        .collect();
+    let installed = ctrlc::set_handler(move || {
+        for tmp in &temporaries {
+            let _ = std::fs::remove_file(tmp);
+        }
+        eprintln!("interrupted");
+        std::process::exit(130);
+    });
+    if let Err(e) = installed {
+        eprintln!(
+            "warning: no signal handler ({e}); an interrupted save may leave a temporary file"
+        );
+    }
+}

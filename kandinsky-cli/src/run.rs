@@ -227,6 +227,7 @@ pub fn run(job: Job) -> Result<(), Failure> {
         return Err(Failure(3, e));
     }
     output::check_writable(&paths).map_err(|e| Failure(3, anyhow!(e)))?;
+    output::clean_up_on_signals(&paths);
     let device =
         kandinsky_pipeline::device::device(c.backend.into(), c.dtype.into()).map_err(usage)?;
     request.seed = c.seed.unwrap_or_else(random_seed);

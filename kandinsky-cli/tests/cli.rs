@@ -427,3 +427,41 @@ fn outputs_are_regular_files_checked_first() {
     assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
     assert!(std::fs::metadata(&folder).unwrap().is_dir());
 }
+
+/// SIGTERM during a generation ends it with exit 130 and leaves neither an image nor a
+/// temporary file (issue 21, item 8).
+#[test]
+fn a_terminated_run_leaves_nothing() {
+    let decoder = decoder_repo();
+    let home = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let mut child = common::kandinsky(home.path())
+        .args(["generate", "--prompt", "a red cat", "--prior"])
+        .arg(fixtures().join("prior_pipeline22"))
+        .arg("--decoder")
+        .arg(decoder.path())
+        .arg("--output")
+        .arg(out.path().join("cat.png"))
+        .args([
+            "--steps", "900", "--width", "64", "--height", "64", "--seed", "1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let result = child.wait_with_output().unwrap();
+    assert_eq!(
+        result.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let left: Vec<_> = std::fs::read_dir(out.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -35,6 +35,52 @@ pub enum IfExists {
     Fail,
 }
 
+/// The folder of `path` and the prefix of its temporary files, `.NAME.tmp-`.
+fn temporary_prefix(path: &Path) -> (std::path::PathBuf, String) {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map_or("image".into(), |n| n.to_string_lossy());
+    (dir.to_path_buf(), format!(".{name}.tmp-"))
+}
+
+/// The temporary file an image for `path` is written to by process `pid` before it is moved
+/// into place: `.NAME.tmp-PID` in the same folder.
+pub fn temporary_path(path: &Path, pid: u32) -> std::path::PathBuf {
+    let (dir, prefix) = temporary_prefix(path);
+    dir.join(format!("{prefix}{pid}"))
+}
+
+/// Removes the temporary files for `path` that processes no longer running left behind (killed
+/// while writing). Linux only (it asks /proc whether a process runs); elsewhere nothing.
+fn remove_stale_temporaries(path: &Path) {
+    #[cfg(target_os = "linux")]
+    {
+        let (dir, prefix) = temporary_prefix(path);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name
+                .strip_prefix(&prefix)
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let alive = Path::new("/proc").join(pid.to_string()).exists();
+            if !alive && entry.file_type().is_ok_and(|t| t.is_file()) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = path;
+}
+
 /// Checks that `path` can be an output file: absent, or a regular file (never a device, a
 /// FIFO or a folder, which writing "over" would replace or block on).
 pub fn check_output(path: &Path) -> std::io::Result<()> {
@@ -171,14 +217,8 @@ impl Image {
             source,
         };
         check_output(path).map_err(fail)?;
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let name = path
-            .file_name()
-            .map_or("image".into(), |n| n.to_string_lossy());
-        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        remove_stale_temporaries(path);
+        let tmp = temporary_path(path, std::process::id());
         let result = self.write_png(&tmp, text).and_then(|()| match if_exists {
             IfExists::Replace => std::fs::rename(&tmp, path),
             // A hard link is created only where nothing is: atomic no-clobber placement.

@@ -259,3 +259,21 @@ fn saving_never_clobbers_unless_asked() {
         .collect();
     assert_eq!(names.len(), 2, "{names:?}");
 }
+
+/// A temporary file a killed process left (its pid no longer runs) is removed by the next save
+/// into the same folder; one of a running process is not (issue 21, item 8).
+#[cfg(target_os = "linux")]
+#[test]
+fn stale_temporaries_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cat.png");
+    // Above the kernel's pid_max (4194304 at most): never a running process.
+    let stale = kandinsky_pipeline::temporary_path(&path, 4_194_305);
+    let live = kandinsky_pipeline::temporary_path(&path, 1);
+    std::fs::write(&stale, b"partial").unwrap();
+    std::fs::write(&live, b"being written").unwrap();
+    let image = Image::from_rgb(1, 1, vec![1, 2, 3]).unwrap();
+    image.save_png(&path).unwrap();
+    assert!(!stale.exists());
+    assert!(live.exists());
+}
