@@ -435,7 +435,7 @@ fn a_terminated_run_leaves_nothing() {
     let decoder = decoder_repo();
     let home = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
-    let mut child = common::kandinsky(home.path())
+    let child = common::kandinsky(home.path())
         .args(["generate", "--prompt", "a red cat", "--prior"])
         .arg(fixtures().join("prior_pipeline22"))
         .arg("--decoder")
