@@ -22,6 +22,35 @@ pub enum ClipError {
         /// The shape passed.
         found: Vec<usize>,
     },
+    /// A token id the encoder's vocabulary does not have (a tokenizer that does not belong to
+    /// the encoder): an out-of-range embedding lookup is garbage on a GPU and a panic on the CPU.
+    #[error(
+        "token id {found} is outside the encoder's vocabulary of {vocab_size} (the tokenizer does not belong to this encoder?)"
+    )]
+    TokenId {
+        /// The offending id.
+        found: i64,
+        /// The encoder's vocabulary size.
+        vocab_size: usize,
+    },
+}
+
+/// Checks that every id of `input_ids` is in `0..vocab_size` (one read of the extremes).
+pub(crate) fn check_token_ids(
+    input_ids: &burn::tensor::Tensor<2, burn::tensor::Int>,
+    vocab_size: usize,
+) -> Result<(), ClipError> {
+    let max = input_ids.clone().max().into_scalar::<i64>();
+    let min = input_ids.clone().min().into_scalar::<i64>();
+    for id in [min, max] {
+        if id < 0 || id as u64 >= vocab_size as u64 {
+            return Err(ClipError::TokenId {
+                found: id,
+                vocab_size,
+            });
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn check_shape(

@@ -12,7 +12,7 @@ use kandinsky_common::weights::find_transformers_weights;
 
 use crate::config::ClipTextConfig;
 use crate::encoder::{ClipEncoder, EncoderSizes, layer_norm};
-use crate::error::ClipError;
+use crate::error::{ClipError, check_token_ids};
 
 /// Token and position embeddings (`text_model.embeddings`).
 #[derive(Module, Debug)]
@@ -128,6 +128,7 @@ impl ClipTextModel {
                 found: vec![b, l],
             });
         }
+        check_token_ids(&input_ids, self.config.vocab_size)?;
         let device = input_ids.device();
         let tm = &self.text_model;
         let positions = Tensor::<1, Int>::arange(0..l as i64, &device).unsqueeze_dim::<2>(0);

@@ -253,10 +253,13 @@ impl TextTokenizer {
                 role: "pad",
                 token: pad.clone(),
             })?;
-        let max_length = config
-            .model_max_length
-            .filter(|n| (1.0..=77.0).contains(n))
-            .map_or(77, |n| n as usize);
+        // Above 77 (XLM-R's 512, transformers' "very large" sentinel) or absent: 77, what the
+        // Kandinsky pipelines pad to; below 2 no start and end token fit.
+        let max_length = match config.model_max_length {
+            Some(n) if n < 2.0 => return Err(TokenizerError::MaxLength(n.max(0.0) as usize)),
+            Some(n) if n <= 77.0 => n as usize,
+            _ => 77,
+        };
         inner.with_padding(Some(PaddingParams {
             strategy: PaddingStrategy::Fixed(max_length),
             direction: PaddingDirection::Right,

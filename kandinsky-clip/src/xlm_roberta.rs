@@ -20,7 +20,7 @@ use kandinsky_common::weights::find_transformers_weights;
 
 use crate::config::{HiddenAct, MClipConfig};
 use crate::encoder::{activate, layer_norm};
-use crate::error::{ClipError, check_shape};
+use crate::error::{ClipError, check_shape, check_token_ids};
 
 /// Word, position and token-type embeddings, then LayerNorm (`transformer.embeddings`).
 #[derive(Module, Debug)]
@@ -264,6 +264,7 @@ impl MultilingualClip {
             &[Some(b), Some(l)],
             || format!("({b}, {l}), the shape of input_ids"),
         )?;
+        check_token_ids(&input_ids, c.vocab_size)?;
         let e = &self.transformer.embeddings;
         // RoBERTa positions: real tokens count up from pad + 1, padding tokens get pad.
         let pad = c.pad_token_id as i64;

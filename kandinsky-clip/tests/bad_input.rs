@@ -99,3 +99,49 @@ fn bad_inputs_are_errors() {
         "{err:?}"
     );
 }
+
+/// Token ids past the encoder's vocabulary (a tokenizer of another model) are an error, not an
+/// out-of-bounds lookup (a panic on the CPU, garbage on a GPU; issue 21, item 3).
+#[test]
+fn token_ids_outside_the_vocabulary_are_errors() {
+    let device = test_device();
+    let text = ClipTextModel::load(&fixtures().join("clip_text_l/text_encoder"), &device).unwrap();
+    for id in [1_000_000i64, -1] {
+        let ids = Tensor::<2, Int>::full([1, 4], id, &device);
+        let err = text.forward(ids).unwrap_err();
+        assert!(
+            matches!(err, ClipError::TokenId { found, .. } if found == id),
+            "{err:?}"
+        );
+    }
+    let mclip = MultilingualClip::load(&fixtures().join("mclip/text_encoder"), &device).unwrap();
+    let ids = Tensor::<2, Int>::full([1, 4], 1_000_000i64, &device);
+    let err = mclip
+        .forward(ids, Tensor::<2, Bool>::ones([1, 4], &device))
+        .unwrap_err();
+    assert!(matches!(err, ClipError::TokenId { .. }), "{err:?}");
+}
+
+/// A tokenizer whose `model_max_length` leaves no room for the start and end tokens is refused
+/// when loaded (it made a tensor concatenation panic; issue 21, item 3).
+#[test]
+fn a_tokenizer_too_short_for_its_special_tokens_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(
+            fixtures().join("tokenizers/xlmr").join(file),
+            dir.path().join(file),
+        )
+        .unwrap();
+    }
+    let config = dir.path().join("tokenizer_config.json");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json["model_max_length"] = serde_json::json!(1);
+    std::fs::write(&config, json.to_string()).unwrap();
+    let err = kandinsky_clip::TextTokenizer::from_dir(dir.path()).unwrap_err();
+    assert!(
+        matches!(err, kandinsky_clip::TokenizerError::MaxLength(1)),
+        "{err:?}"
+    );
+}
