@@ -6,7 +6,7 @@ use kandinsky_common::ConfigError;
 use kandinsky_common::config::parse_json;
 use serde::Deserialize;
 
-use super::schedule::{BetaSchedule, TimestepSpacing};
+use super::schedule::{BetaSchedule, NoiseSchedule, TimestepSpacing};
 
 /// What the model predicts (`prediction_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -212,6 +212,19 @@ impl SchedulerConfig {
         let config: Self = parse_json(&text, path)?;
         config.validate(path)?;
         Ok(config)
+    }
+
+    /// The training schedule, diffusers' defaults for absent fields (linear β 1e-4…0.02 over
+    /// 1000 timesteps), once the config is [validated](Self::validate): what every scheduler
+    /// builds first.
+    pub(crate) fn noise_schedule(&self, path: &Path) -> Result<NoiseSchedule, ConfigError> {
+        self.validate(path)?;
+        Ok(NoiseSchedule::new(
+            self.beta_schedule.unwrap_or(BetaSchedule::Linear),
+            self.num_train_timesteps.unwrap_or(1000),
+            self.beta_start.unwrap_or(0.0001),
+            self.beta_end.unwrap_or(0.02),
+        ))
     }
 
     /// Checks the values before anything is built from them: unimplemented options, and

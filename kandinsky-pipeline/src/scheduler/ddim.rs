@@ -7,7 +7,7 @@ use burn::tensor::Tensor;
 use kandinsky_common::ConfigError;
 
 use super::ddpm::add_noise;
-use super::schedule::{BetaSchedule, NoiseSchedule, TimestepSpacing};
+use super::schedule::{NoiseSchedule, TimestepSpacing};
 use super::{
     PredictionType, Scheduler, SchedulerConfig, SchedulerError, StepOutput, begin_step,
     checked_timesteps,
@@ -33,14 +33,8 @@ impl DdimScheduler {
     /// Builds it from a config. Defaults as diffusers: linear betas 1e-4…0.02 over 1000 steps,
     /// ε-prediction, clip at ±1, `set_alpha_to_one`, leading, offset 0; η = 0.
     pub fn new(c: SchedulerConfig, path: &Path) -> Result<Self, ConfigError> {
-        let _ = path;
         let train_steps = c.num_train_timesteps.unwrap_or(1000);
-        let schedule = NoiseSchedule::new(
-            c.beta_schedule.unwrap_or(BetaSchedule::Linear),
-            train_steps,
-            c.beta_start.unwrap_or(0.0001),
-            c.beta_end.unwrap_or(0.02),
-        );
+        let schedule = c.noise_schedule(path)?;
         let final_alpha_cumprod = if c.set_alpha_to_one.unwrap_or(true) {
             1.0
         } else {

@@ -10,7 +10,7 @@ use std::path::Path;
 use burn::tensor::Tensor;
 use kandinsky_common::ConfigError;
 
-use super::schedule::{BetaSchedule, NoiseSchedule, TimestepSpacing};
+use super::schedule::{NoiseSchedule, TimestepSpacing};
 use super::{
     PredictionType, Scheduler, SchedulerConfig, SchedulerError, StepOutput, VarianceType,
     begin_step, checked_timesteps, learned_range_noise,
@@ -35,13 +35,7 @@ impl DdpmScheduler {
     /// betas 1e-4…0.02 over 1000 steps, ε-prediction, `fixed_small`, clip at ±1, leading, offset 0.
     pub fn new(c: SchedulerConfig, path: &Path) -> Result<Self, ConfigError> {
         let train_steps = c.num_train_timesteps.unwrap_or(1000);
-        let schedule = NoiseSchedule::new(
-            c.beta_schedule.unwrap_or(BetaSchedule::Linear),
-            train_steps,
-            c.beta_start.unwrap_or(0.0001),
-            c.beta_end.unwrap_or(0.02),
-        );
-        let _ = path;
+        let schedule = c.noise_schedule(path)?;
         Ok(Self {
             schedule,
             train_steps,

@@ -26,7 +26,6 @@ pub struct DeisMultistepScheduler {
     /// The last noise predictions, oldest first.
     history: Vec<Tensor<2>>,
     cursor: Cursor,
-    start: usize,
 }
 
 impl DeisMultistepScheduler {
@@ -35,20 +34,8 @@ impl DeisMultistepScheduler {
     pub fn new(c: SchedulerConfig, path: &Path) -> Result<Self, ConfigError> {
         let beta_schedule = c.beta_schedule.unwrap_or(BetaSchedule::Linear);
         let order = c.solver_order.unwrap_or(2);
-        if !(1..=3).contains(&order) {
-            return Err(ConfigError::invalid(
-                path,
-                "solver_order",
-                format!("expected 1, 2 or 3, found {order}"),
-            ));
-        }
         Ok(Self {
-            schedule: NoiseSchedule::new(
-                beta_schedule,
-                c.num_train_timesteps.unwrap_or(1000),
-                c.beta_start.unwrap_or(0.0001),
-                c.beta_end.unwrap_or(0.02),
-            ),
+            schedule: c.noise_schedule(path)?,
             options: VpOptions {
                 family: Family::Deis,
                 beta_schedule,
@@ -64,7 +51,6 @@ impl DeisMultistepScheduler {
             run: VpRun::default(),
             history: Vec::new(),
             cursor: Cursor::default(),
-            start: 0,
         })
     }
 
@@ -138,7 +124,7 @@ impl Scheduler for DeisMultistepScheduler {
     ) -> Result<StepOutput, SchedulerError> {
         check_same("model output", &model_output, &sample)?;
         let len = self.run.timesteps.len();
-        let taken = self.cursor.advance(index, len, &mut self.start)?;
+        let taken = self.cursor.advance(index, len)?;
         if taken == 0 {
             self.history.clear();
         }

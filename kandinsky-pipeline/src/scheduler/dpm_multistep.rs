@@ -34,7 +34,6 @@ pub struct DpmSolverMultistepScheduler {
     /// The converted outputs of the last `order` steps, oldest first.
     history: Vec<Tensor<2>>,
     cursor: Cursor,
-    start: usize,
 }
 
 impl DpmSolverMultistepScheduler {
@@ -42,22 +41,9 @@ impl DpmSolverMultistepScheduler {
     /// ε-prediction, order 2, `dpmsolver++`, midpoint, `lower_order_final`, linspace spacing,
     /// final sigma 0.
     pub fn new(c: SchedulerConfig, path: &Path) -> Result<Self, ConfigError> {
-        let train_steps = c.num_train_timesteps.unwrap_or(1000);
         let beta_schedule = c.beta_schedule.unwrap_or(BetaSchedule::Linear);
-        let schedule = NoiseSchedule::new(
-            beta_schedule,
-            train_steps,
-            c.beta_start.unwrap_or(0.0001),
-            c.beta_end.unwrap_or(0.02),
-        );
+        let schedule = c.noise_schedule(path)?;
         let order = c.solver_order.unwrap_or(2);
-        if !(1..=3).contains(&order) {
-            return Err(ConfigError::invalid(
-                path,
-                "solver_order",
-                format!("expected 1, 2 or 3, found {order}"),
-            ));
-        }
         let algorithm = match c.algorithm_type.unwrap_or(AlgorithmType::DpmSolverPlusPlus) {
             // diffusers maps DEIS's name to DPM-Solver++ here.
             AlgorithmType::Deis => AlgorithmType::DpmSolverPlusPlus,
@@ -107,7 +93,6 @@ impl DpmSolverMultistepScheduler {
             run: VpRun::default(),
             history: Vec::new(),
             cursor: Cursor::default(),
-            start: 0,
         })
     }
 
@@ -206,7 +191,7 @@ impl Scheduler for DpmSolverMultistepScheduler {
     ) -> Result<StepOutput, SchedulerError> {
         check_same("model output", &model_output, &sample)?;
         let len = self.run.timesteps.len();
-        let taken = self.cursor.advance(index, len, &mut self.start)?;
+        let taken = self.cursor.advance(index, len)?;
         if taken == 0 {
             self.history.clear();
         }

@@ -35,7 +35,6 @@ pub struct DpmSolverSinglestepScheduler {
     /// The sample the current group started from.
     group_start: Option<Tensor<2>>,
     cursor: Cursor,
-    start: usize,
 }
 
 impl DpmSolverSinglestepScheduler {
@@ -44,13 +43,6 @@ impl DpmSolverSinglestepScheduler {
     pub fn new(c: SchedulerConfig, path: &Path) -> Result<Self, ConfigError> {
         let beta_schedule = c.beta_schedule.unwrap_or(BetaSchedule::Linear);
         let order = c.solver_order.unwrap_or(2);
-        if !(1..=3).contains(&order) {
-            return Err(ConfigError::invalid(
-                path,
-                "solver_order",
-                format!("expected 1, 2 or 3, found {order}"),
-            ));
-        }
         let algorithm = c.algorithm_type.unwrap_or(AlgorithmType::DpmSolverPlusPlus);
         if !matches!(
             algorithm,
@@ -73,12 +65,7 @@ impl DpmSolverSinglestepScheduler {
             ));
         }
         Ok(Self {
-            schedule: NoiseSchedule::new(
-                beta_schedule,
-                c.num_train_timesteps.unwrap_or(1000),
-                c.beta_start.unwrap_or(0.0001),
-                c.beta_end.unwrap_or(0.02),
-            ),
+            schedule: c.noise_schedule(path)?,
             options: VpOptions {
                 family: Family::DpmSinglestep,
                 beta_schedule,
@@ -100,7 +87,6 @@ impl DpmSolverSinglestepScheduler {
             history: Vec::new(),
             group_start: None,
             cursor: Cursor::default(),
-            start: 0,
         })
     }
 
@@ -226,7 +212,7 @@ impl Scheduler for DpmSolverSinglestepScheduler {
     ) -> Result<StepOutput, SchedulerError> {
         check_same("model output", &model_output, &sample)?;
         let len = self.run.timesteps.len();
-        let taken = self.cursor.advance(index, len, &mut self.start)?;
+        let taken = self.cursor.advance(index, len)?;
         if taken == 0 {
             self.history.clear();
             self.group_start = None;

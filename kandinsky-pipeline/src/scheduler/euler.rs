@@ -8,7 +8,7 @@ use kandinsky_common::ConfigError;
 
 use super::config::{FinalSigmas, InterpolationType};
 use super::karras::{KOptions, KRun, denoised, init_noise_sigma};
-use super::schedule::{BetaSchedule, NoiseSchedule};
+use super::schedule::NoiseSchedule;
 use super::{PredictionType, Scheduler, SchedulerConfig, SchedulerError, StepOutput, check_same};
 
 /// Euler sampling: x ← x + (σ_next − σ)·(x − x̂₀)/σ. Deterministic, one evaluation per step.
@@ -18,16 +18,6 @@ pub struct EulerDiscreteScheduler {
     options: KOptions,
     prediction: PredictionType,
     run: KRun,
-}
-
-/// The training schedule of a config (defaults as diffusers: linear 1e-4…0.02 over 1000).
-pub(crate) fn schedule_of(c: &SchedulerConfig) -> NoiseSchedule {
-    NoiseSchedule::new(
-        c.beta_schedule.unwrap_or(BetaSchedule::Linear),
-        c.num_train_timesteps.unwrap_or(1000),
-        c.beta_start.unwrap_or(0.0001),
-        c.beta_end.unwrap_or(0.02),
-    )
 }
 
 impl EulerDiscreteScheduler {
@@ -46,7 +36,7 @@ impl EulerDiscreteScheduler {
         options.sigma_max = c.sigma_max;
         options.final_sigmas = c.final_sigmas_type.unwrap_or(FinalSigmas::Zero);
         Ok(Self {
-            schedule: schedule_of(&c),
+            schedule: c.noise_schedule(path)?,
             options,
             prediction: c.prediction_type.unwrap_or(PredictionType::Epsilon),
             run: KRun::default(),

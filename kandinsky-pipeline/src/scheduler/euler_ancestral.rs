@@ -6,7 +6,6 @@ use std::path::Path;
 use burn::tensor::Tensor;
 use kandinsky_common::ConfigError;
 
-use super::euler::schedule_of;
 use super::karras::{KOptions, KRun, denoised, init_noise_sigma};
 use super::schedule::NoiseSchedule;
 use super::sigmas::SigmaSpacing;
@@ -27,7 +26,7 @@ impl EulerAncestralDiscreteScheduler {
         let mut options = KOptions::of(&c, path)?;
         options.sigma_spacing = SigmaSpacing::Timesteps;
         Ok(Self {
-            schedule: schedule_of(&c),
+            schedule: c.noise_schedule(path)?,
             options,
             prediction: c.prediction_type.unwrap_or(PredictionType::Epsilon),
             run: KRun::default(),

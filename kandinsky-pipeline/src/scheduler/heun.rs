@@ -6,7 +6,6 @@ use std::path::Path;
 use burn::tensor::Tensor;
 use kandinsky_common::ConfigError;
 
-use super::euler::schedule_of;
 use super::karras::{
     KOptions, KRun, add_noise, denoised, init_noise_sigma, interleave, scale_input,
 };
@@ -29,7 +28,6 @@ pub struct HeunDiscreteScheduler {
     /// The first evaluation's sample and derivative, awaiting the corrector.
     pending: Option<(Tensor<2>, Tensor<2>)>,
     cursor: Cursor,
-    start: usize,
 }
 
 impl HeunDiscreteScheduler {
@@ -37,7 +35,7 @@ impl HeunDiscreteScheduler {
     /// no clipping).
     pub fn new(c: SchedulerConfig, path: &Path) -> Result<Self, ConfigError> {
         Ok(Self {
-            schedule: schedule_of(&c),
+            schedule: c.noise_schedule(path)?,
             options: KOptions::of(&c, path)?,
             prediction: c.prediction_type.unwrap_or(PredictionType::Epsilon),
             clip: c
@@ -48,7 +46,6 @@ impl HeunDiscreteScheduler {
             sigmas: Vec::new(),
             pending: None,
             cursor: Cursor::default(),
-            start: 0,
         })
     }
 }
@@ -107,7 +104,7 @@ impl Scheduler for HeunDiscreteScheduler {
     ) -> Result<StepOutput, SchedulerError> {
         check_same("model output", &model_output, &sample)?;
         let len = self.timesteps.len();
-        let taken = self.cursor.advance(index, len, &mut self.start)?;
+        let taken = self.cursor.advance(index, len)?;
         if taken == 0 {
             self.pending = None;
         }

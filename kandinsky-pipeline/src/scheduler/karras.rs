@@ -9,8 +9,8 @@ use burn::tensor::Tensor;
 use kandinsky_common::ConfigError;
 
 use super::config::FinalSigmas;
-use super::schedule::{NoiseSchedule, TimestepSpacing};
-use super::sigmas::{SigmaSpacing, interp, linspace, log_sigmas, sigma_to_t, train_sigmas};
+use super::schedule::{NoiseSchedule, TimestepSpacing, linspace, trailing};
+use super::sigmas::{SigmaSpacing, interp, log_sigmas, sigma_to_t, train_sigmas};
 use super::{PredictionType, SchedulerConfig, SchedulerError};
 
 /// What a k-sampler's `set_timesteps` needs.
@@ -80,15 +80,7 @@ impl KRun {
                     .map(|i| (i as f64 * ratio).round_ties_even() + opts.offset as f64)
                     .collect()
             }
-            TimestepSpacing::Trailing => {
-                let ratio = train as f64 / steps as f64;
-                let start = train as f64;
-                let delta = (start - ratio) - start;
-                let len = (start / ratio).ceil() as usize;
-                (0..len)
-                    .map(|i| (start + i as f64 * delta).round_ties_even() - 1.0)
-                    .collect()
-            }
+            TimestepSpacing::Trailing => trailing(train as f64, train as f64 / steps as f64),
         };
         // Past the table is refused (a trailing −1 is the reference's own; its sigma is the
         // first training one, as numpy's interp clamps).

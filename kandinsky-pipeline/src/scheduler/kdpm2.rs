@@ -6,7 +6,6 @@ use std::path::Path;
 use burn::tensor::Tensor;
 use kandinsky_common::ConfigError;
 
-use super::euler::schedule_of;
 use super::karras::{
     KOptions, KRun, add_noise, denoised, init_noise_sigma, interleave, scale_input,
 };
@@ -54,7 +53,6 @@ pub struct KDpm2DiscreteScheduler {
     /// The first evaluation's sample, awaiting the midpoint evaluation.
     pending: Option<Tensor<2>>,
     cursor: Cursor,
-    start: usize,
 }
 
 impl KDpm2DiscreteScheduler {
@@ -63,7 +61,7 @@ impl KDpm2DiscreteScheduler {
         let mut options = KOptions::of(&c, path)?;
         options.round_respaced = options.sigma_spacing == super::sigmas::SigmaSpacing::Karras;
         Ok(Self {
-            schedule: schedule_of(&c),
+            schedule: c.noise_schedule(path)?,
             options,
             prediction: check_prediction(
                 c.prediction_type.unwrap_or(PredictionType::Epsilon),
@@ -74,7 +72,6 @@ impl KDpm2DiscreteScheduler {
             sigmas_mid: Vec::new(),
             pending: None,
             cursor: Cursor::default(),
-            start: 0,
         })
     }
 }
@@ -149,7 +146,7 @@ impl Scheduler for KDpm2DiscreteScheduler {
     ) -> Result<StepOutput, SchedulerError> {
         check_same("model output", &model_output, &sample)?;
         let len = self.timesteps.len();
-        let taken = self.cursor.advance(index, len, &mut self.start)?;
+        let taken = self.cursor.advance(index, len)?;
         if taken == 0 {
             self.pending = None;
         }

@@ -6,7 +6,6 @@ use std::path::Path;
 use burn::tensor::Tensor;
 use kandinsky_common::ConfigError;
 
-use super::euler::schedule_of;
 use super::karras::{KOptions, KRun, add_noise, denoised, init_noise_sigma, scale_input};
 use super::kdpm2::{check_prediction, log_midpoint};
 use super::schedule::NoiseSchedule;
@@ -32,7 +31,6 @@ pub struct KDpm2AncestralDiscreteScheduler {
     per_evaluation: Vec<f32>,
     pending: Option<Tensor<2>>,
     cursor: Cursor,
-    start: usize,
 }
 
 impl KDpm2AncestralDiscreteScheduler {
@@ -41,7 +39,7 @@ impl KDpm2AncestralDiscreteScheduler {
         let mut options = KOptions::of(&c, path)?;
         options.round_respaced = options.sigma_spacing == SigmaSpacing::Karras;
         Ok(Self {
-            schedule: schedule_of(&c),
+            schedule: c.noise_schedule(path)?,
             options,
             prediction: check_prediction(
                 c.prediction_type.unwrap_or(PredictionType::Epsilon),
@@ -55,7 +53,6 @@ impl KDpm2AncestralDiscreteScheduler {
             per_evaluation: Vec::new(),
             pending: None,
             cursor: Cursor::default(),
-            start: 0,
         })
     }
 
@@ -159,7 +156,7 @@ impl Scheduler for KDpm2AncestralDiscreteScheduler {
     ) -> Result<StepOutput, SchedulerError> {
         check_same("model output", &model_output, &sample)?;
         let len = self.timesteps.len();
-        let taken = self.cursor.advance(index, len, &mut self.start)?;
+        let taken = self.cursor.advance(index, len)?;
         if taken == 0 {
             self.pending = None;
         }

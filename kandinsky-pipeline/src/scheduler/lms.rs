@@ -10,7 +10,6 @@ use std::path::Path;
 use burn::tensor::Tensor;
 use kandinsky_common::ConfigError;
 
-use super::euler::schedule_of;
 use super::karras::{KOptions, KRun, denoised, init_noise_sigma};
 use super::schedule::NoiseSchedule;
 use super::{
@@ -31,20 +30,18 @@ pub struct LmsDiscreteScheduler {
     /// The last derivatives, oldest first.
     derivatives: Vec<Tensor<2>>,
     cursor: Cursor,
-    start: usize,
 }
 
 impl LmsDiscreteScheduler {
     /// Builds it from a config (defaults as diffusers: linear betas, ε-prediction, linspace).
     pub fn new(c: SchedulerConfig, path: &Path) -> Result<Self, ConfigError> {
         Ok(Self {
-            schedule: schedule_of(&c),
+            schedule: c.noise_schedule(path)?,
             options: KOptions::of(&c, path)?,
             prediction: c.prediction_type.unwrap_or(PredictionType::Epsilon),
             run: KRun::default(),
             derivatives: Vec::new(),
             cursor: Cursor::default(),
-            start: 0,
         })
     }
 
@@ -107,7 +104,7 @@ impl Scheduler for LmsDiscreteScheduler {
     ) -> Result<StepOutput, SchedulerError> {
         check_same("model output", &model_output, &sample)?;
         let len = self.run.timesteps.len();
-        let taken = self.cursor.advance(index, len, &mut self.start)?;
+        let taken = self.cursor.advance(index, len)?;
         if taken == 0 {
             self.derivatives.clear();
         }

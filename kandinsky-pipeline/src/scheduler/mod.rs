@@ -280,28 +280,27 @@ pub trait SchedulerExt: Scheduler {
 
 impl<S: Scheduler + ?Sized> SchedulerExt for S {}
 
-/// Where a stateful sampler is in its run: the index it expects next.
+/// Where a stateful sampler is in its run: the index it expects next, and the one the run began
+/// at.
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Cursor(Option<usize>);
+pub(crate) struct Cursor {
+    next: Option<usize>,
+    start: usize,
+}
 
 impl Cursor {
     /// Forgets the run (set_timesteps).
     pub(crate) fn reset(&mut self) {
-        self.0 = None;
+        self.next = None;
     }
 
     /// Checks that `index` is in range and follows the previous one (any index starts a run);
     /// returns how many steps of this run came before it.
-    pub(crate) fn advance(
-        &mut self,
-        index: usize,
-        len: usize,
-        start: &mut usize,
-    ) -> Result<usize, SchedulerError> {
+    pub(crate) fn advance(&mut self, index: usize, len: usize) -> Result<usize, SchedulerError> {
         if index >= len {
             return Err(SchedulerError::Index { index, len });
         }
-        match self.0 {
+        match self.next {
             Some(expected) if expected != index => {
                 return Err(SchedulerError::Order {
                     expected,
@@ -309,10 +308,15 @@ impl Cursor {
                 });
             }
             Some(_) => {}
-            None => *start = index,
+            None => self.start = index,
         }
-        self.0 = Some(index + 1);
-        Ok(index - *start)
+        self.next = Some(index + 1);
+        Ok(index - self.start)
+    }
+
+    /// The index the run began at.
+    pub(crate) fn start(&self) -> usize {
+        self.start
     }
 }
 

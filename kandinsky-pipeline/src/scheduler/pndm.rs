@@ -8,7 +8,7 @@ use burn::tensor::Tensor;
 use kandinsky_common::ConfigError;
 
 use super::ddpm::add_noise;
-use super::schedule::{BetaSchedule, NoiseSchedule, TimestepSpacing};
+use super::schedule::{NoiseSchedule, TimestepSpacing, linspace, trailing};
 use super::{
     Cursor, PredictionType, Scheduler, SchedulerConfig, SchedulerError, StepOutput, check_same,
 };
@@ -34,7 +34,6 @@ pub struct PndmScheduler {
     accumulated: Option<Tensor<2>>,
     cur_sample: Option<Tensor<2>>,
     cursor: Cursor,
-    start: usize,
 }
 
 impl PndmScheduler {
@@ -42,12 +41,7 @@ impl PndmScheduler {
     /// spacing, Runge–Kutta warm-up (`skip_prk_steps` false), ᾱ before t = 0 is ᾱ_0.
     pub fn new(c: SchedulerConfig, path: &Path) -> Result<Self, ConfigError> {
         let train_steps = c.num_train_timesteps.unwrap_or(1000);
-        let schedule = NoiseSchedule::new(
-            c.beta_schedule.unwrap_or(BetaSchedule::Linear),
-            train_steps,
-            c.beta_start.unwrap_or(0.0001),
-            c.beta_end.unwrap_or(0.02),
-        );
+        let schedule = c.noise_schedule(path)?;
         let prediction = c.prediction_type.unwrap_or(PredictionType::Epsilon);
         if prediction == PredictionType::Sample {
             return Err(ConfigError::invalid(
@@ -77,7 +71,6 @@ impl PndmScheduler {
             accumulated: None,
             cur_sample: None,
             cursor: Cursor::default(),
-            start: 0,
         })
     }
 
@@ -140,7 +133,7 @@ impl Scheduler for PndmScheduler {
         }
         // The inference timesteps, ascending (the reference's `_timesteps`).
         let base: Vec<i64> = match self.spacing {
-            TimestepSpacing::Linspace => super::sigmas::linspace(0.0, (train - 1) as f64, steps)
+            TimestepSpacing::Linspace => linspace(0.0, (train - 1) as f64, steps)
                 .into_iter()
                 .map(|t| t.round_ties_even() as i64)
                 .collect(),
@@ -148,17 +141,11 @@ impl Scheduler for PndmScheduler {
                 let ratio = (train / steps) as i64;
                 (0..steps as i64).map(|i| i * ratio + self.offset).collect()
             }
-            TimestepSpacing::Trailing => {
-                let ratio = train as f64 / steps as f64;
-                let start = train as f64;
-                let delta = (start - ratio) - start;
-                let len = (start / ratio).ceil() as usize;
-                let mut t: Vec<i64> = (0..len)
-                    .map(|i| (start + i as f64 * delta).round_ties_even() as i64 - 1)
-                    .collect();
-                t.reverse();
-                t
-            }
+            TimestepSpacing::Trailing => trailing(train as f64, train as f64 / steps as f64)
+                .into_iter()
+                .rev()
+                .map(|t| t as i64)
+                .collect(),
         };
         let n = base.len();
         let (prk, plms): (Vec<i64>, Vec<i64>) = if self.skip_prk {
@@ -233,7 +220,7 @@ impl Scheduler for PndmScheduler {
     ) -> Result<StepOutput, SchedulerError> {
         check_same("model output", &model_output, &sample)?;
         let len = self.timesteps.len();
-        let counter = self.cursor.advance(index, len, &mut self.start)?;
+        let counter = self.cursor.advance(index, len)?;
         if counter == 0 {
             self.ets.clear();
             self.accumulated = None;
@@ -274,7 +261,7 @@ impl Scheduler for PndmScheduler {
         }
         // A run that starts mid-schedule (image-to-image) has no warm-up: Adams–Bashforth of
         // the order its history allows.
-        if self.start > 0 && self.start >= self.prk_timesteps.len() {
+        if self.cursor.start() > 0 && self.cursor.start() >= self.prk_timesteps.len() {
             self.ets.push(model_output);
             if self.ets.len() > 4 {
                 self.ets.remove(0);

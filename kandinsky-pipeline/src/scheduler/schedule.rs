@@ -38,7 +38,8 @@ pub struct NoiseSchedule {
     pub alphas_cumprod: Vec<f64>,
 }
 
-fn linspace(start: f64, end: f64, n: usize) -> Vec<f64> {
+/// numpy's `linspace(start, end, n)` (the last value exactly `end`).
+pub(crate) fn linspace(start: f64, end: f64, n: usize) -> Vec<f64> {
     match n {
         0 => Vec::new(),
         1 => vec![start],
@@ -124,21 +125,25 @@ pub fn spaced_timesteps(
                 .map(|i| i * ratio + offset)
                 .collect()
         }
-        TimestepSpacing::Trailing => {
-            let ratio = train as f64 / steps as f64;
-            // numpy: arange(T, 0, -ratio) has ceil(T / ratio) elements, start + i·δ with
-            // δ = (start + step) − start, then rounds half to even.
-            let start = train as f64;
-            let delta = (start - ratio) - start;
-            let len = ((0.0 - start) / -ratio).ceil() as usize;
-            (0..len)
-                .map(|i| (start + i as f64 * delta).round_ties_even() as i64 - 1)
-                .collect()
-        }
+        TimestepSpacing::Trailing => trailing(train as f64, train as f64 / steps as f64)
+            .into_iter()
+            .map(|t| t as i64)
+            .collect(),
         TimestepSpacing::Linspace => linspace(0.0, (train - 1) as f64, steps)
             .into_iter()
             .rev()
             .map(|t| t.round_ties_even() as i64)
             .collect(),
     }
+}
+
+/// Trailing spacing as diffusers computes it: numpy's `arange(start, 0, −ratio)` (ceil(start /
+/// ratio) elements, start + i·δ with δ = (start − ratio) − start, so possibly one more than
+/// asked for), rounded half to even, minus 1. Descending.
+pub(crate) fn trailing(start: f64, ratio: f64) -> Vec<f64> {
+    let delta = (start - ratio) - start;
+    let len = (start / ratio).ceil() as usize;
+    (0..len)
+        .map(|i| (start + i as f64 * delta).round_ties_even() - 1.0)
+        .collect()
 }

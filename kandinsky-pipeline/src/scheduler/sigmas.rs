@@ -8,6 +8,7 @@ use std::path::Path;
 use kandinsky_common::ConfigError;
 
 use super::SchedulerConfig;
+use super::schedule::linspace;
 
 /// The training sigmas σ_t = √((1 − ᾱ_t)/ᾱ_t), in f32 as the reference's tensors hold them.
 pub(crate) fn train_sigmas(alphas_cumprod: &[f64]) -> Vec<f32> {
@@ -130,26 +131,6 @@ impl SigmaSpacing {
             SigmaSpacing::Karras => Some("karras"),
             SigmaSpacing::Exponential => Some("exponential"),
             SigmaSpacing::Beta => Some("beta"),
-        }
-    }
-}
-
-/// numpy's `linspace(start, end, n)` (the last value exactly `end`).
-pub(crate) fn linspace(start: f64, end: f64, n: usize) -> Vec<f64> {
-    match n {
-        0 => Vec::new(),
-        1 => vec![start],
-        _ => {
-            let step = (end - start) / (n - 1) as f64;
-            (0..n)
-                .map(|i| {
-                    if i + 1 == n {
-                        end
-                    } else {
-                        start + i as f64 * step
-                    }
-                })
-                .collect()
         }
     }
 }

@@ -30,6 +30,7 @@ impl UnclipScheduler {
     /// schedule over 1000 steps, `fixed_small_log`, clip at ±1, ε-prediction (the Kandinsky
     /// configs say `sample` and ±10).
     pub fn new(c: SchedulerConfig, path: &Path) -> Result<Self, ConfigError> {
+        c.validate(path)?;
         let train_steps = c.num_train_timesteps.unwrap_or(1000);
         let kind = c.beta_schedule.unwrap_or(BetaSchedule::SquaredcosCapV2);
         if kind != BetaSchedule::SquaredcosCapV2 {

@@ -59,7 +59,6 @@ pub struct UniPcMultistepScheduler {
     last_sample: Option<Tensor<2>>,
     this_order: usize,
     cursor: Cursor,
-    start: usize,
 }
 
 impl UniPcMultistepScheduler {
@@ -67,20 +66,8 @@ impl UniPcMultistepScheduler {
     /// x₀-prediction, `bh2`, `lower_order_final`, linspace spacing, final sigma 0.
     pub fn new(c: SchedulerConfig, path: &Path) -> Result<Self, ConfigError> {
         let beta_schedule = c.beta_schedule.unwrap_or(BetaSchedule::Linear);
-        let schedule = NoiseSchedule::new(
-            beta_schedule,
-            c.num_train_timesteps.unwrap_or(1000),
-            c.beta_start.unwrap_or(0.0001),
-            c.beta_end.unwrap_or(0.02),
-        );
+        let schedule = c.noise_schedule(path)?;
         let order = c.solver_order.unwrap_or(2);
-        if !(1..=3).contains(&order) {
-            return Err(ConfigError::invalid(
-                path,
-                "solver_order",
-                format!("expected 1, 2 or 3, found {order}"),
-            ));
-        }
         let bh2 = match c.solver_type.unwrap_or(SolverType::Bh2) {
             SolverType::Bh1 => false,
             SolverType::Bh2 => true,
@@ -118,7 +105,6 @@ impl UniPcMultistepScheduler {
             last_sample: None,
             this_order: 1,
             cursor: Cursor::default(),
-            start: 0,
         })
     }
 
@@ -268,7 +254,7 @@ impl Scheduler for UniPcMultistepScheduler {
     ) -> Result<StepOutput, SchedulerError> {
         check_same("model output", &model_output, &sample)?;
         let len = self.run.timesteps.len();
-        let taken = self.cursor.advance(index, len, &mut self.start)?;
+        let taken = self.cursor.advance(index, len)?;
         if taken == 0 {
             self.history.clear();
             self.last_sample = None;

@@ -6,8 +6,8 @@ use burn::tensor::Tensor;
 
 use super::config::AlgorithmType;
 use super::config::FinalSigmas;
-use super::schedule::{BetaSchedule, NoiseSchedule, TimestepSpacing};
-use super::sigmas::{SigmaSpacing, interp, linspace, log_sigmas, sigma_to_t, train_sigmas};
+use super::schedule::{BetaSchedule, NoiseSchedule, TimestepSpacing, linspace, trailing};
+use super::sigmas::{SigmaSpacing, interp, log_sigmas, sigma_to_t, train_sigmas};
 use super::{PredictionType, SchedulerError};
 
 /// Which solver's variant of diffusers' `set_timesteps` (they differ in small ways).
@@ -117,18 +117,9 @@ impl VpRun {
                     .map(|i| (i as f64 * ratio).round_ties_even() + opts.offset as f64)
                     .collect()
             }
-            TimestepSpacing::Trailing => {
-                let ratio = train as f64 / steps as f64;
-                let start = last as f64;
-                let delta = (start - ratio) - start;
-                let len = (start / ratio).ceil() as usize;
-                (0..len)
-                    .map(|i| (start + i as f64 * delta).round_ties_even() - 1.0)
-                    .collect()
-            }
+            TimestepSpacing::Trailing => trailing(last as f64, train as f64 / steps as f64),
         };
         let sigma_min = table[0] as f64;
-        let n = timesteps.len();
         let sigmas: Vec<f64> = match opts.sigma_spacing {
             SigmaSpacing::Timesteps => {
                 let mut s: Vec<f64> = timesteps.iter().map(|&t| interp(t, &table)).collect();
@@ -167,7 +158,6 @@ impl VpRun {
                 s
             }
         };
-        let _ = n;
         let timesteps: Vec<i64> = timesteps.into_iter().map(trunc).collect();
         // Past the table is refused (a trailing −1 is the reference's own).
         if let Some(&bad) = timesteps.iter().find(|&&t| t >= train as i64) {
