@@ -228,13 +228,13 @@ fn main() {
     let latents = rng.normal_tensor([1, 4, 8, 8], &device);
 
     // The reference: DDIM, η = 0, every training timestep, down to σ = 0.
-    let mut exact = SchedulerConfig {
+    let exact = SchedulerConfig {
         class_name: "DDIMScheduler".into(),
         set_alpha_to_one: Some(true),
         timestep_spacing: Some(kandinsky_pipeline::scheduler::schedule::TimestepSpacing::Trailing),
+        steps_offset: Some(0),
         ..base.clone()
     };
-    exact.steps_offset = Some(0);
     let mut ddim = build_scheduler(exact, &base_path).unwrap();
     let (reference, _) = run(&unet, &movq, ddim.as_mut(), 1000, &embeds, &latents);
 
