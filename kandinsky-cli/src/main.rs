@@ -19,7 +19,6 @@ mod args;
 mod output;
 mod progress;
 mod run;
-mod zero_cache;
 
 use std::process::ExitCode;
 

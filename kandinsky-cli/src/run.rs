@@ -6,6 +6,7 @@ use std::ops::ControlFlow;
 use std::path::Path;
 
 use anyhow::anyhow;
+use kandinsky_pipeline::embed_cache::ZeroEmbedCache;
 use kandinsky_pipeline::hub::HubOptions;
 use kandinsky_pipeline::scheduler::Sampler;
 use kandinsky_pipeline::{
@@ -16,7 +17,6 @@ use kandinsky_pipeline::{
 use crate::args::{self, Common, Dtype, Model};
 use crate::output;
 use crate::progress::Reporter;
-use crate::zero_cache::ZeroEmbedCache;
 
 /// A failure and its exit code.
 pub struct Failure(pub u8, pub anyhow::Error);
@@ -262,7 +262,13 @@ pub fn run(job: Job) -> Result<(), Failure> {
         .is_none()
         .then(|| ZeroEmbedCache::new(&prior.cache_key(), &dtype))
         .flatten();
-    let cached_zero = zero_cache.as_ref().and_then(|z| z.load(&device));
+    let width = prior.embedding_width();
+    let cached_zero = zero_cache.as_ref().and_then(|cache| {
+        cache.load(width, &device).unwrap_or_else(|e| {
+            reporter.line(&format!("warning: {e}; computing the embedding again"));
+            None
+        })
+    });
     match cached_zero.clone() {
         Some(zero) => prior.set_zero_image_embeds(zero).map_err(failed)?,
         // Fetched now, with progress, rather than silently when first needed.

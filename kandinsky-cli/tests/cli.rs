@@ -364,6 +364,83 @@ fn hub_repositories_from_the_cache() {
     );
 }
 
+/// The zero-image embedding's cache entry of a local prior is keyed by its image encoder's
+/// files: replacing them makes a new entry. An entry that is broken (wrong width, NaN) is
+/// reported with its path and computed again, and the image is the same.
+#[test]
+fn the_zero_embedding_cache_follows_the_encoder_and_checks_entries() {
+    let home = tempfile::tempdir().unwrap();
+    let prior = home.path().join("prior");
+    for component in [
+        "image_encoder",
+        "image_processor",
+        "prior",
+        "scheduler",
+        "text_encoder",
+        "tokenizer",
+    ] {
+        copy_dir(
+            &fixtures().join("prior_pipeline22").join(component),
+            &prior.join(component),
+        );
+    }
+    std::fs::write(prior.join("model_index.json"), "{}").unwrap();
+    let decoder = decoder_repo();
+    let out = |name: &str| home.path().join(name);
+    let entries = || -> Vec<PathBuf> {
+        let mut e: Vec<_> = std::fs::read_dir(home.path().join("kandinsky/zero-image-embeds"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        e.sort();
+        e
+    };
+    let r = run_in(home.path(), &prior, decoder.path(), &out("a.png"), &[]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let first = entries();
+    assert_eq!(first.len(), 1);
+
+    // The same file rewritten (a new modification time): a new entry.
+    let weights = prior.join("image_encoder/model.safetensors");
+    let bytes = std::fs::read(&weights).unwrap();
+    std::fs::remove_file(&weights).unwrap();
+    std::fs::write(&weights, &bytes).unwrap();
+    let r = run_in(home.path(), &prior, decoder.path(), &out("b.png"), &[]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert!(
+        stderr(&r).contains("loading image_encoder"),
+        "{}",
+        stderr(&r)
+    );
+    let second = entries();
+    assert_eq!(second.len(), 2, "{second:?}");
+    let entry = second.iter().find(|e| !first.contains(e)).unwrap().clone();
+
+    // A NaN in the entry, then a truncated entry: warned about by path, computed again.
+    let mut broken = std::fs::read(&entry).unwrap();
+    broken[8..12].copy_from_slice(&f32::NAN.to_le_bytes());
+    for (name, bytes) in [("c.png", broken.clone()), ("d.png", broken[..12].to_vec())] {
+        std::fs::write(&entry, bytes).unwrap();
+        let r = run_in(home.path(), &prior, decoder.path(), &out(name), &[]);
+        assert!(r.status.success(), "{}", stderr(&r));
+        let err = stderr(&r);
+        assert!(err.contains(&entry.display().to_string()), "{err}");
+        assert!(err.contains("computing the embedding again"), "{err}");
+        assert_eq!(
+            std::fs::read(out("a.png")).unwrap(),
+            std::fs::read(out(name)).unwrap()
+        );
+    }
+    // The entry was rewritten whole: the next run uses it.
+    let r = run_in(home.path(), &prior, decoder.path(), &out("e.png"), &[]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert!(
+        !stderr(&r).contains("loading image_encoder"),
+        "{}",
+        stderr(&r)
+    );
+}
+
 /// A repository neither cached nor downloadable: the error says what is needed and where.
 #[test]
 fn a_failed_download_says_what_is_needed() {

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use kandinsky_common::ConfigError;
-use kandinsky_common::config::read_json;
+use kandinsky_common::config::{check_sizes, limits, read_json};
 use serde::Deserialize;
 
 /// The activation of the encoder MLPs (`hidden_act`).
@@ -131,19 +131,6 @@ pub struct MClipConfig {
     pub num_dims: usize,
 }
 
-fn check_positive(path: &Path, fields: &[(&str, usize)]) -> Result<(), ConfigError> {
-    for &(name, value) in fields {
-        if value == 0 {
-            return Err(ConfigError::invalid(
-                path,
-                name,
-                "expected a positive value, found 0",
-            ));
-        }
-    }
-    Ok(())
-}
-
 fn check_heads(path: &Path, hidden: usize, heads: usize) -> Result<(), ConfigError> {
     if !hidden.is_multiple_of(heads) {
         return Err(ConfigError::invalid(
@@ -165,16 +152,24 @@ impl ClipTextConfig {
 
     /// Checks every value the model relies on; `path` only names the file in errors.
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        check_positive(
+        check_sizes(
             path,
             &[
-                ("vocab_size", self.vocab_size),
-                ("hidden_size", self.hidden_size),
-                ("intermediate_size", self.intermediate_size),
-                ("projection_dim", self.projection_dim),
-                ("num_hidden_layers", self.num_hidden_layers),
-                ("num_attention_heads", self.num_attention_heads),
-                ("max_position_embeddings", self.max_position_embeddings),
+                ("vocab_size", self.vocab_size, limits::VOCAB),
+                ("hidden_size", self.hidden_size, limits::WIDTH),
+                ("intermediate_size", self.intermediate_size, limits::WIDTH),
+                ("projection_dim", self.projection_dim, limits::WIDTH),
+                ("num_hidden_layers", self.num_hidden_layers, limits::LAYERS),
+                (
+                    "num_attention_heads",
+                    self.num_attention_heads,
+                    limits::WIDTH,
+                ),
+                (
+                    "max_position_embeddings",
+                    self.max_position_embeddings,
+                    limits::TOKENS,
+                ),
             ],
         )?;
         check_heads(path, self.hidden_size, self.num_attention_heads)
@@ -196,17 +191,21 @@ impl ClipVisionConfig {
 
     /// Checks every value the model relies on; `path` only names the file in errors.
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        check_positive(
+        check_sizes(
             path,
             &[
-                ("hidden_size", self.hidden_size),
-                ("intermediate_size", self.intermediate_size),
-                ("projection_dim", self.projection_dim),
-                ("num_hidden_layers", self.num_hidden_layers),
-                ("num_attention_heads", self.num_attention_heads),
-                ("num_channels", self.num_channels),
-                ("image_size", self.image_size),
-                ("patch_size", self.patch_size),
+                ("hidden_size", self.hidden_size, limits::WIDTH),
+                ("intermediate_size", self.intermediate_size, limits::WIDTH),
+                ("projection_dim", self.projection_dim, limits::WIDTH),
+                ("num_hidden_layers", self.num_hidden_layers, limits::LAYERS),
+                (
+                    "num_attention_heads",
+                    self.num_attention_heads,
+                    limits::WIDTH,
+                ),
+                ("num_channels", self.num_channels, limits::WIDTH),
+                ("image_size", self.image_size, limits::IMAGE_SIDE),
+                ("patch_size", self.patch_size, limits::IMAGE_SIDE),
             ],
         )?;
         if !self.image_size.is_multiple_of(self.patch_size) {
@@ -233,17 +232,25 @@ impl MClipConfig {
 
     /// Checks every value the model relies on; `path` only names the file in errors.
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        check_positive(
+        check_sizes(
             path,
             &[
-                ("vocab_size", self.vocab_size),
-                ("hidden_size", self.hidden_size),
-                ("num_hidden_layers", self.num_hidden_layers),
-                ("num_attention_heads", self.num_attention_heads),
-                ("intermediate_size", self.intermediate_size),
-                ("max_position_embeddings", self.max_position_embeddings),
-                ("type_vocab_size", self.type_vocab_size),
-                ("numDims", self.num_dims),
+                ("vocab_size", self.vocab_size, limits::VOCAB),
+                ("hidden_size", self.hidden_size, limits::WIDTH),
+                ("num_hidden_layers", self.num_hidden_layers, limits::LAYERS),
+                (
+                    "num_attention_heads",
+                    self.num_attention_heads,
+                    limits::WIDTH,
+                ),
+                ("intermediate_size", self.intermediate_size, limits::WIDTH),
+                (
+                    "max_position_embeddings",
+                    self.max_position_embeddings,
+                    limits::TOKENS,
+                ),
+                ("type_vocab_size", self.type_vocab_size, limits::VOCAB),
+                ("numDims", self.num_dims, limits::WIDTH),
             ],
         )?;
         if self.position_embedding_type != "absolute" {

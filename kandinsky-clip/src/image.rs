@@ -149,6 +149,35 @@ impl ClipImageProcessor {
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let config: Self = read_json(path)?;
         let (h, w) = config.crop_size;
+        kandinsky_common::config::check_sizes(
+            path,
+            &[(
+                "size.shortest_edge",
+                config.size,
+                kandinsky_common::config::limits::IMAGE_SIDE,
+            )],
+        )?;
+        for (field, values) in [
+            ("image_mean", config.image_mean),
+            ("image_std", config.image_std),
+        ] {
+            let positive = field == "image_std";
+            if let Some(v) = values
+                .iter()
+                .find(|v| !v.is_finite() || (positive && **v <= 0.0))
+            {
+                let expected = if positive {
+                    "positive numbers"
+                } else {
+                    "finite numbers"
+                };
+                return Err(ConfigError::invalid(
+                    path,
+                    field,
+                    format!("expected {expected}, found {v}"),
+                ));
+            }
+        }
         if config.size == 0 || h == 0 || w == 0 || h > config.size || w > config.size {
             return Err(ConfigError::invalid(
                 path,

@@ -148,6 +148,9 @@ pub enum TokenizerFiles<'a> {
     },
 }
 
+/// The most bytes a tokenizer file may have (XLM-R's `tokenizer.json` has 17 MB).
+pub const MAX_TOKENIZER_BYTES: u64 = 256 << 20;
+
 /// What an in-memory tokenizer's errors name as its file.
 const IN_MEMORY: &str = "(tokenizer in memory)";
 
@@ -156,15 +159,18 @@ impl TextTokenizer {
     /// `model_max_length` when it is at most 77, else 77 (what every Kandinsky pipeline pads to);
     /// change it with [`with_max_length`](Self::with_max_length).
     pub fn from_dir(dir: &Path) -> Result<Self, TokenizerError> {
-        let read = |path: &Path| std::fs::read(path).map_err(|e| file_error(path, e));
+        let read = |path: &Path| {
+            kandinsky_common::files::read_regular(path, MAX_TOKENIZER_BYTES)
+                .map_err(|e| file_error(path, e))
+        };
         let config_path = dir.join("tokenizer_config.json");
-        let config = match config_path.is_file() {
+        let config = match config_path.exists() {
             true => Some(read(&config_path)?),
             false => None,
         };
         let json = dir.join("tokenizer.json");
         let (vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
-        if json.is_file() {
+        if json.exists() {
             Self::build(
                 TokenizerFiles::Json(&read(&json)?),
                 config.as_deref(),
@@ -187,9 +193,12 @@ impl TextTokenizer {
     /// Loads a `tokenizer.json` file, with the `tokenizer_config.json` beside it if there is
     /// one (special tokens, `model_max_length`).
     pub fn from_file(tokenizer_json: &Path) -> Result<Self, TokenizerError> {
-        let read = |path: &Path| std::fs::read(path).map_err(|e| file_error(path, e));
+        let read = |path: &Path| {
+            kandinsky_common::files::read_regular(path, MAX_TOKENIZER_BYTES)
+                .map_err(|e| file_error(path, e))
+        };
         let config_path = tokenizer_json.with_file_name("tokenizer_config.json");
-        let config = match config_path.is_file() {
+        let config = match config_path.exists() {
             true => Some(read(&config_path)?),
             false => None,
         };

@@ -50,37 +50,17 @@ pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
 /// Reads a config file as text: only a regular file (a FIFO would block, a device such as
 /// `/dev/zero` never ends), of at most [`MAX_CONFIG_BYTES`].
 pub fn read_config_text(path: &Path) -> Result<String, ConfigError> {
-    use std::io::Read;
     let io = |source: std::io::Error| ConfigError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let meta = std::fs::metadata(path).map_err(io)?;
-    if !meta.is_file() {
-        return Err(io(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file",
-        )));
-    }
-    let too_large = || {
+    let bytes = crate::files::read_regular(path, MAX_CONFIG_BYTES).map_err(io)?;
+    String::from_utf8(bytes).map_err(|e| {
         io(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            format!("larger than {MAX_CONFIG_BYTES} bytes"),
+            format!("not UTF-8 text: {e}"),
         ))
-    };
-    if meta.len() > MAX_CONFIG_BYTES {
-        return Err(too_large());
-    }
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .map_err(io)?
-        .take(MAX_CONFIG_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(io)?;
-    if text.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(too_large());
-    }
-    Ok(text)
+    })
 }
 
 /// Deserializes JSON text, attributing errors to `path` and to the failing field.
@@ -91,6 +71,47 @@ pub fn parse_json<T: DeserializeOwned>(text: &str, path: &Path) -> Result<T, Con
         field: err.path().to_string(),
         message: err.inner().to_string(),
     })
+}
+
+/// Upper bounds on the sizes a config may declare, checked before any module is built so that
+/// a malformed or hostile `config.json` is refused instead of allocating without limit. Each is
+/// far above what any published checkpoint needs (in brackets).
+pub mod limits {
+    /// Layers of a transformer, or resnets per level of a UNet/MoVQ (48: CLIP ViT-bigG).
+    pub const LAYERS: usize = 256;
+    /// Levels of a UNet or MoVQ (4).
+    pub const LEVELS: usize = 16;
+    /// A width: channels, hidden or projection sizes, attention heads (8,192: the prior's
+    /// feed-forward).
+    pub const WIDTH: usize = 1 << 16;
+    /// Tokens of a sequence or positions of a position table (514: XLM-R).
+    pub const TOKENS: usize = 1 << 13;
+    /// Entries of a vocabulary or a codebook (250,002: XLM-R).
+    pub const VOCAB: usize = 1 << 21;
+    /// The side of an image a model or preprocessor works at, in pixels (224).
+    pub const IMAGE_SIDE: usize = 1 << 13;
+}
+
+/// Checks that each `(field, value, max)` is in `1..=max`: an error naming the first field
+/// that is not, with the bound.
+pub fn check_sizes(path: &Path, fields: &[(&str, usize, usize)]) -> Result<(), ConfigError> {
+    for &(field, value, max) in fields {
+        if value == 0 {
+            return Err(ConfigError::invalid(
+                path,
+                field,
+                "expected a positive value, found 0",
+            ));
+        }
+        if value > max {
+            return Err(ConfigError::invalid(
+                path,
+                field,
+                format!("expected at most {max}, found {value}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl ConfigError {

@@ -32,6 +32,7 @@
 
 pub mod config;
 pub mod embeddings;
+pub mod files;
 pub mod manifest;
 pub mod tensors;
 pub mod trace;

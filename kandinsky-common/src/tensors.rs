@@ -13,7 +13,7 @@ use crate::WeightsError;
 /// Reads every tensor of a safetensors file as [`TensorData`] (F32, F16, BF16, F64, I64, I32,
 /// U8 and BOOL are supported; other dtypes are an error naming the key).
 pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, TensorData>, WeightsError> {
-    let bytes = std::fs::read(path).map_err(|source| WeightsError::Io {
+    let bytes = crate::files::read_regular(path, u64::MAX).map_err(|source| WeightsError::Io {
         path: path.to_path_buf(),
         source,
     })?;

@@ -195,7 +195,7 @@ fn is_float(dtype: Dtype) -> bool {
 ///
 /// Returns every problem found (empty when the file fits).
 pub fn check_safetensors<M: Module>(module: &M, path: &Path) -> Result<(), WeightsError> {
-    let file = std::fs::File::open(path).map_err(|source| WeightsError::Io {
+    let file = crate::files::open_regular(path).map_err(|source| WeightsError::Io {
         path: path.to_path_buf(),
         source,
     })?;
@@ -276,7 +276,7 @@ pub fn load_safetensors<M: Module>(
         path: path.to_path_buf(),
         source,
     };
-    let file = std::fs::File::open(path).map_err(io)?;
+    let file = crate::files::open_regular(path).map_err(io)?;
     let mut mapper = Loader {
         at: KeyPath::default(),
         file,
@@ -304,7 +304,7 @@ fn read_header(path: &Path) -> Result<Header, WeightsError> {
         path: path.to_path_buf(),
         source,
     };
-    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut file = crate::files::open_regular(path).map_err(io)?;
     let mut len = [0u8; 8];
     std::io::Read::read_exact(&mut file, &mut len).map_err(io)?;
     let n = u64::from_le_bytes(len);

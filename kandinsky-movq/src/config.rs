@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use kandinsky_common::ConfigError;
-use kandinsky_common::config::read_json;
+use kandinsky_common::config::{check_sizes, limits, read_json};
 use serde::Deserialize;
 
 /// An encoder block type of `down_block_types`.
@@ -179,19 +179,19 @@ impl MoVQConfig {
         if self.lookup_from_codebook {
             return bad("lookup_from_codebook", "expected false, found true".into());
         }
-        for (name, value) in [
-            ("in_channels", self.in_channels),
-            ("out_channels", self.out_channels),
-            ("latent_channels", self.latent_channels),
-            ("layers_per_block", self.layers_per_block),
-            ("norm_num_groups", self.norm_num_groups),
-            ("num_vq_embeddings", self.num_vq_embeddings),
-            ("vq_embed_dim", self.embed_dim()),
-        ] {
-            if value == 0 {
-                return bad(name, "expected a positive value, found 0".into());
-            }
-        }
+        check_sizes(
+            path,
+            &[
+                ("block_out_channels", levels, limits::LEVELS),
+                ("in_channels", self.in_channels, limits::WIDTH),
+                ("out_channels", self.out_channels, limits::WIDTH),
+                ("latent_channels", self.latent_channels, limits::WIDTH),
+                ("layers_per_block", self.layers_per_block, limits::LAYERS),
+                ("norm_num_groups", self.norm_num_groups, limits::WIDTH),
+                ("num_vq_embeddings", self.num_vq_embeddings, limits::VOCAB),
+                ("vq_embed_dim", self.embed_dim(), limits::WIDTH),
+            ],
+        )?;
         if self.embed_dim() != self.latent_channels {
             return bad(
                 "vq_embed_dim",
@@ -203,7 +203,11 @@ impl MoVQConfig {
             );
         }
         for (i, &c) in self.block_out_channels.iter().enumerate() {
-            if c == 0 || c % self.norm_num_groups != 0 || c % SPATIAL_NORM_GROUPS != 0 {
+            if c == 0
+                || c > limits::WIDTH
+                || c % self.norm_num_groups != 0
+                || c % SPATIAL_NORM_GROUPS != 0
+            {
                 return bad(
                     &format!("block_out_channels[{i}]"),
                     format!(

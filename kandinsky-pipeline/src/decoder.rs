@@ -615,5 +615,10 @@ fn decode_with(
         &mut after_step,
         on_step,
     )?;
-    Ok(movq.decode(latents, true)?)
+    let pixels = movq.decode(latents, true)?;
+    // As in the guided loop: one scalar read, against a whole decode.
+    if !pixels.clone().sum().into_scalar::<f32>().is_finite() {
+        return Err(PipelineError::NonFiniteImage);
+    }
+    Ok(pixels)
 }

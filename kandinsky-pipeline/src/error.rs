@@ -120,6 +120,12 @@ pub enum PipelineError {
         /// Its timestep.
         timestep: f64,
     },
+    /// The MoVQ decoder turned finite latents into non-finite pixels (NaN or infinity): its
+    /// weights are broken. Raised instead of writing a black image.
+    #[error(
+        "the MoVQ decoder produced non-finite pixels (NaN or infinity) from finite latents: check the MoVQ weights"
+    )]
+    NonFiniteImage,
     /// A scheduler could not be built or stepped.
     #[error(transparent)]
     Scheduler(#[from] SchedulerError),

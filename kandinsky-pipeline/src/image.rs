@@ -107,10 +107,16 @@ impl Image {
             path: path.to_path_buf(),
             source,
         };
-        let mut reader = image::ImageReader::open(path)
-            .map_err(|e| fail(e.into()))?
+        // Only a regular file (a FIFO would block, a device never end).
+        let file = kandinsky_common::files::open_regular(path).map_err(|e| fail(e.into()))?;
+        let mut reader = image::ImageReader::new(std::io::BufReader::new(file))
             .with_guessed_format()
             .map_err(|e| fail(e.into()))?;
+        if reader.format().is_none()
+            && let Ok(format) = image::ImageFormat::from_path(path)
+        {
+            reader.set_format(format);
+        }
         let mut limits = image::Limits::default();
         limits.max_image_width = Some(MAX_INPUT_SIDE);
         limits.max_image_height = Some(MAX_INPUT_SIDE);

@@ -82,6 +82,7 @@
 
 pub mod decoder;
 pub mod device;
+pub mod embed_cache;
 pub mod error;
 pub mod fusion;
 mod guidance;

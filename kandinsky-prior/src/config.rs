@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use kandinsky_common::ConfigError;
-use kandinsky_common::config::read_json;
+use kandinsky_common::config::{check_sizes, limits, read_json};
 use serde::Deserialize;
 
 fn default_act() -> String {
@@ -183,20 +183,34 @@ impl PriorConfig {
                 ),
             );
         }
-        for (name, value) in [
-            ("num_attention_heads", self.num_attention_heads),
-            ("attention_head_dim", self.attention_head_dim),
-            ("num_layers", self.num_layers),
-            ("embedding_dim", self.embedding_dim),
-            ("num_embeddings", self.num_embeddings),
-            ("time_embed_dim", self.time_embed_dim()),
-            ("embedding_proj_dim", self.embedding_proj_dim()),
-            ("clip_embed_dim", self.clip_embed_dim()),
-        ] {
-            if value == 0 {
-                return bad(name, "expected a positive value, found 0".into());
-            }
-        }
+        check_sizes(
+            path,
+            &[
+                (
+                    "num_attention_heads",
+                    self.num_attention_heads,
+                    limits::WIDTH,
+                ),
+                ("attention_head_dim", self.attention_head_dim, limits::WIDTH),
+                ("num_layers", self.num_layers, limits::LAYERS),
+                ("embedding_dim", self.embedding_dim, limits::WIDTH),
+                ("num_embeddings", self.num_embeddings, limits::TOKENS),
+                ("time_embed_dim", self.time_embed_dim(), limits::WIDTH),
+                (
+                    "embedding_proj_dim",
+                    self.embedding_proj_dim(),
+                    limits::WIDTH,
+                ),
+                ("clip_embed_dim", self.clip_embed_dim(), limits::WIDTH),
+                // Heads × head width, the transformer's width (checked on the product).
+                (
+                    "attention_head_dim",
+                    self.num_attention_heads
+                        .saturating_mul(self.attention_head_dim),
+                    limits::WIDTH,
+                ),
+            ],
+        )?;
         if !self.inner_dim().is_multiple_of(2) {
             return bad(
                 "attention_head_dim",

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use kandinsky_common::ConfigError;
-use kandinsky_common::config::read_json;
+use kandinsky_common::config::{check_sizes, limits, read_json};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -327,19 +327,23 @@ impl UNetConfig {
                 );
             }
         }
-        for (name, value) in [
-            ("in_channels", self.in_channels),
-            ("out_channels", self.out_channels),
-            ("layers_per_block", self.layers_per_block),
-            ("attention_head_dim", self.attention_head_dim),
-            ("cross_attention_dim", self.cross_attention_dim),
-            ("encoder_hid_dim", self.encoder_hid_dim),
-            ("norm_num_groups", self.norm_num_groups),
-        ] {
-            if value == 0 {
-                return bad(name, "expected a positive value, found 0".into());
-            }
-        }
+        check_sizes(
+            path,
+            &[
+                ("block_out_channels", levels, limits::LEVELS),
+                ("in_channels", self.in_channels, limits::WIDTH),
+                ("out_channels", self.out_channels, limits::WIDTH),
+                ("layers_per_block", self.layers_per_block, limits::LAYERS),
+                ("attention_head_dim", self.attention_head_dim, limits::WIDTH),
+                (
+                    "cross_attention_dim",
+                    self.cross_attention_dim,
+                    limits::WIDTH,
+                ),
+                ("encoder_hid_dim", self.encoder_hid_dim, limits::WIDTH),
+                ("norm_num_groups", self.norm_num_groups, limits::WIDTH),
+            ],
+        )?;
         if !(self.norm_eps.is_finite() && self.norm_eps > 0.0) {
             return bad(
                 "norm_eps",
@@ -365,14 +369,12 @@ impl UNetConfig {
                 ),
             );
         }
-        if self.time_embed_dim() == 0 {
-            return bad(
-                "time_embedding_dim",
-                "expected a positive value, found 0".into(),
-            );
-        }
+        check_sizes(
+            path,
+            &[("time_embedding_dim", self.time_embed_dim(), limits::WIDTH)],
+        )?;
         for (i, &c) in self.block_out_channels.iter().enumerate() {
-            if c == 0 || c % self.norm_num_groups != 0 {
+            if c == 0 || c > limits::WIDTH || c % self.norm_num_groups != 0 {
                 return bad(
                     &format!("block_out_channels[{i}]"),
                     format!(

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use burn::tensor::{Device, Tensor};
 use kandinsky_clip::{ClipImageProcessor, ClipTextModel, ClipVisionModel, TextTokenizer};
+use kandinsky_common::ConfigError;
 use kandinsky_prior::PriorTransformer;
 use kandinsky_prior::config::PriorConfig;
 
@@ -91,10 +92,11 @@ impl PriorStage {
         self.repo.name()
     }
 
-    /// What identifies the prior's contents (a folder's canonical path, or a Hub repository's
-    /// id and commit): a key for caching its zero-image embedding.
+    /// What identifies the prior's image encoder (a Hub repository's id and commit, or a
+    /// folder's canonical path with the size and modification time of each of the encoder's
+    /// files): the key of its cached zero-image embedding.
     pub fn cache_key(&self) -> String {
-        self.repo.key()
+        self.repo.key(&[IMAGE_ENCODER])
     }
 
     /// Fetches the image encoder and image processor from the Hub now (a local folder: checks
@@ -326,13 +328,21 @@ impl PriorStage {
             let processor_dir = self.repo.component(IMAGE_PROCESSOR)?;
             let encoder_dir = self.repo.component(IMAGE_ENCODER)?;
             let _ = events.emit(Event::Loading(IMAGE_ENCODER.folder));
-            let processor =
-                ClipImageProcessor::from_file(&processor_dir.join("preprocessor_config.json"))
-                    .map_err(kandinsky_clip::ClipError::from)?;
-            self.images = Some(ImageParts {
-                encoder: ClipVisionModel::load(&encoder_dir, &self.device)?,
-                processor,
-            });
+            let processor_config = processor_dir.join("preprocessor_config.json");
+            let processor = ClipImageProcessor::from_file(&processor_config)
+                .map_err(kandinsky_clip::ClipError::from)?;
+            let encoder = ClipVisionModel::load(&encoder_dir, &self.device)?;
+            let side = encoder.config().image_size;
+            if processor.crop_size != (side, side) {
+                let (h, w) = processor.crop_size;
+                return Err(kandinsky_clip::ClipError::from(ConfigError::invalid(
+                    &processor_config,
+                    "crop_size",
+                    format!("expected the image encoder's {side}×{side}, found {h}×{w}"),
+                ))
+                .into());
+            }
+            self.images = Some(ImageParts { encoder, processor });
             let _ = events.emit(Event::Loaded(IMAGE_ENCODER.folder));
         }
         Ok(self.images.as_ref().expect("loaded above"))

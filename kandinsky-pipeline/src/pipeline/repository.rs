@@ -45,13 +45,18 @@ impl Repository {
         }
     }
 
-    /// What identifies the contents, for caches kept beside the pipeline: a local folder's
-    /// canonical path, or a Hub repository's id and commit.
-    pub fn key(&self) -> String {
+    /// What identifies the contents of `components`, for caches of what they compute: a Hub
+    /// repository's id and commit, or a local folder's canonical path with the name, size and
+    /// modification time of every file in those components (replacing a file changes the key).
+    pub fn key(&self, components: &[Component]) -> String {
         match self {
             Repository::Local(dir) => {
                 let dir = dir.canonicalize().unwrap_or_else(|_| dir.clone());
-                format!("local:{}", dir.display())
+                let mut key = format!("local:{}", dir.display());
+                for component in components {
+                    key.push_str(&fingerprint(&dir.join(component.folder)));
+                }
+                key
             }
             #[cfg(feature = "hub")]
             Repository::Hub { repo, .. } => repo.key(),
@@ -72,4 +77,37 @@ impl Repository {
         }
         Ok(self.dir().join(component.folder))
     }
+}
+
+/// One line per file of `dir` (sorted): its name, size, modification time in nanoseconds and
+/// inode (links followed); an unreadable folder or file gives a line saying so.
+fn fingerprint(dir: &Path) -> String {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return format!("\n{}: unreadable", dir.display());
+    };
+    let mut lines: Vec<String> = entries
+        .flatten()
+        .map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            match std::fs::metadata(entry.path()) {
+                Ok(meta) => {
+                    let modified = meta
+                        .modified()
+                        .ok()
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map_or(0, |d| d.as_nanos());
+                    // The inode too where there is one: a file replaced within the clock's
+                    // resolution still changes the key.
+                    #[cfg(unix)]
+                    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+                    #[cfg(not(unix))]
+                    let inode = 0;
+                    format!("\n{name} {} {modified} {inode}", meta.len())
+                }
+                Err(_) => format!("\n{name} unreadable"),
+            }
+        })
+        .collect();
+    lines.sort();
+    lines.concat()
 }
