@@ -176,7 +176,7 @@ impl TextTokenizer {
                 config.as_deref(),
                 &json,
             )
-        } else if vocab.is_file() && merges.is_file() {
+        } else if vocab.exists() && merges.exists() {
             let (v, m) = (read(&vocab)?, read(&merges)?);
             let files = TokenizerFiles::ClipBpe {
                 vocab: &v,
@@ -265,7 +265,14 @@ impl TextTokenizer {
         // Above 77 (XLM-R's 512, transformers' "very large" sentinel) or absent: 77, what the
         // Kandinsky pipelines pad to; below 2 no start and end token fit.
         let max_length = match config.model_max_length {
-            Some(n) if n < 2.0 => return Err(TokenizerError::MaxLength(n.max(0.0) as usize)),
+            Some(n) if n < 2.0 => {
+                return Err(TokenizerError::File {
+                    path: dir.join("tokenizer_config.json"),
+                    message: format!(
+                        "model_max_length: expected at least 2 (the start and end tokens), found {n}"
+                    ),
+                });
+            }
             Some(n) if n <= 77.0 => n as usize,
             _ => 77,
         };

@@ -161,7 +161,7 @@ pub fn find_transformers_weights(dir: &Path) -> Result<PathBuf, WeightsError> {
 }
 
 fn find_weights(dir: &Path, names: &[&str], pickled: &str) -> Result<PathBuf, WeightsError> {
-    if let Some(found) = names.iter().map(|n| dir.join(n)).find(|p| p.is_file()) {
+    if let Some(found) = names.iter().map(|n| dir.join(n)).find(|p| p.exists()) {
         return Ok(found);
     }
     let hint = if dir.join(pickled).exists() {

@@ -48,11 +48,11 @@ pub(crate) fn check_weights(
         });
     }
     for w in weights {
-        if !w.is_finite() {
+        if !crate::guidance::fits_f32(w) {
             return Err(PipelineError::invalid(
                 "fusion weight",
                 w,
-                "a finite number",
+                "a finite number (within float32's ±3.4e38)",
             ));
         }
     }

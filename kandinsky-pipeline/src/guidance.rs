@@ -120,3 +120,9 @@ pub(crate) fn guided_loop<const D: usize>(
     }
     Ok(latents)
 }
+
+/// Whether a scale or weight of a request is a finite float32 (the models compute in float32
+/// or narrower: 1e308 would be infinite there).
+pub(crate) fn fits_f32(x: f64) -> bool {
+    x.is_finite() && x.abs() <= f64::from(f32::MAX)
+}

@@ -8,6 +8,8 @@
 //! `cargo test --release --features burn/vulkan` then `BURN_DEVICE=vulkan`
 //! (`scripts/test-backend.sh` does this).
 
+pub mod corpus;
+
 use burn::tensor::{Device, FloatDType, TensorData};
 
 /// The repository's `fixtures` folder: `$KANDINSKY_FIXTURES` when set (test binaries carried

@@ -411,8 +411,13 @@ impl Request {
             ("prior guidance scale", self.prior.guidance_scale),
             ("decoder guidance scale", self.decoder.guidance_scale),
         ] {
-            if let Some(scale) = scale.filter(|s| !s.is_finite()) {
-                return Err(PipelineError::invalid(option, scale, "a finite number"));
+            // The models compute in float32 (or narrower): a scale past its range is infinite.
+            if let Some(scale) = scale.filter(|s| !crate::guidance::fits_f32(*s)) {
+                return Err(PipelineError::invalid(
+                    option,
+                    scale,
+                    "a finite number (within float32's ±3.4e38)",
+                ));
             }
         }
         if let Init::Image { strength, .. } = self.init {
