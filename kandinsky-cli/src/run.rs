@@ -56,6 +56,12 @@ fn shown(path: &Path) -> String {
 }
 
 impl Job {
+    /// Validates the request (sizes, steps, scales, strengths, samplers) against the limits of
+    /// the pipeline: what can be checked before any model loads.
+    pub fn check(&self) -> Result<(), Failure> {
+        self.request.validate().map_err(failed)
+    }
+
     /// A job of `request` with the options every subcommand shares.
     fn new(mode: &'static str, common: Common, negative: Option<String>, request: Request) -> Self {
         let request = Request {
@@ -215,7 +221,6 @@ pub fn run(job: Job) -> Result<(), Failure> {
         mut request,
         extra,
     } = job;
-    request.validate().map_err(failed)?;
     let paths = output::output_paths(&c.output, c.num_images);
     if !c.force
         && let Some(existing) = paths.iter().find(|p| p.exists())

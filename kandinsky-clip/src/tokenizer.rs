@@ -233,7 +233,11 @@ impl TextTokenizer {
         };
         let mut inner = match files {
             TokenizerFiles::Json(json) => {
-                Tokenizer::from_bytes(json).map_err(|e| file_error(origin, e))?
+                // tokenizers 0.22 panics on some malformed files (an `expect` in its decoder
+                // deserializer, found by fuzzing): such a panic is this file's error.
+                std::panic::catch_unwind(|| Tokenizer::from_bytes(json))
+                    .map_err(|_| file_error(origin, "malformed (the tokenizers parser panicked)"))?
+                    .map_err(|e| file_error(origin, e))?
             }
             TokenizerFiles::ClipBpe { vocab, merges } => clip_bpe(vocab, merges, &config, dir)?,
         };

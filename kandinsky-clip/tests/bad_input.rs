@@ -146,3 +146,19 @@ fn a_tokenizer_too_short_for_its_special_tokens_is_refused() {
     );
     assert!(err.to_string().contains("model_max_length"), "{err}");
 }
+
+/// A `tokenizer.json` whose `decoder` is not JSON made the tokenizers library panic (found by
+/// fuzzing): now the file's error.
+#[test]
+fn a_tokenizer_json_the_tokenizers_parser_panics_on_is_an_error() {
+    let json = br#"{"version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": null, "pre_tokenizer": null, "post_processor": null, "decoder": x,
+        "model": {"type": "WordLevel", "vocab": {"a": 0}, "unk_token": "a"}}"#;
+    let err =
+        kandinsky_clip::TextTokenizer::from_bytes(kandinsky_clip::TokenizerFiles::Json(json), None)
+            .unwrap_err();
+    assert!(
+        matches!(err, kandinsky_clip::TokenizerError::File { .. }),
+        "{err:?}"
+    );
+}
