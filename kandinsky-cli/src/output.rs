@@ -43,13 +43,10 @@ pub fn check_writable(paths: &[PathBuf]) -> Result<(), String> {
 /// written when the signal came), then exits with 130. (SIGKILL cannot be caught: the next
 /// save into the same folder removes what a killed process left.)
 pub fn clean_up_on_signals(paths: &[PathBuf]) {
-    let temporaries: Vec<PathBuf> = paths
-        .iter()
-        .map(|p| kandinsky_pipeline::temporary_path(p, std::process::id()))
-        .collect();
+    let paths = paths.to_vec();
     let installed = ctrlc::set_handler(move || {
-        for tmp in &temporaries {
-            let _ = std::fs::remove_file(tmp);
+        for path in &paths {
+            kandinsky_pipeline::remove_temporaries(path, std::process::id());
         }
         eprintln!("interrupted");
         std::process::exit(130);

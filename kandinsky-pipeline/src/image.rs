@@ -47,11 +47,37 @@ fn temporary_prefix(path: &Path) -> (std::path::PathBuf, String) {
     (dir.to_path_buf(), format!(".{name}.tmp-"))
 }
 
-/// The temporary file an image for `path` is written to by process `pid` before it is moved
-/// into place: `.NAME.tmp-PID` in the same folder.
+/// A new temporary file name for a file process `pid` writes before moving it to `path`:
+/// `.NAME.tmp-PID-N` in the same folder, N counted per process so that two writers of one
+/// name in one process never share a temporary file.
 pub fn temporary_path(path: &Path, pid: u32) -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (dir, prefix) = temporary_prefix(path);
-    dir.join(format!("{prefix}{pid}"))
+    dir.join(format!("{prefix}{pid}-{n}"))
+}
+
+/// The process a temporary file name of `path`'s belongs to (`.NAME.tmp-PID-N`), if it is one.
+fn temporary_owner(prefix: &str, name: &str) -> Option<u32> {
+    let rest = name.strip_prefix(prefix)?;
+    let (pid, n) = rest.split_once('-')?;
+    n.parse::<u64>().ok()?;
+    pid.parse().ok()
+}
+
+/// Removes the temporary files process `pid` has for `path` (what a process interrupted while
+/// writing calls on itself before exiting).
+pub fn remove_temporaries(path: &Path, pid: u32) {
+    let (dir, prefix) = temporary_prefix(path);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if temporary_owner(&prefix, &name) == Some(pid) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Removes the temporary files for `path` that processes no longer running left behind (killed
@@ -65,10 +91,7 @@ fn remove_stale_temporaries(path: &Path) {
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(pid) = name
-                .strip_prefix(&prefix)
-                .and_then(|p| p.parse::<u32>().ok())
-            else {
+            let Some(pid) = temporary_owner(&prefix, &name) else {
                 continue;
             };
             let alive = Path::new("/proc").join(pid.to_string()).exists();

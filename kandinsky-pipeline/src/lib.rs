@@ -102,7 +102,10 @@ pub use decoder::{
 };
 pub use error::{PipelineError, Stage};
 pub use fusion::{FusionItem, PriorModels, interpolate};
-pub use image::{IfExists, Image, check_output, temporary_path, to_images, to_rgb8, to_unit_f32};
+pub use image::{
+    IfExists, Image, check_output, remove_temporaries, temporary_path, to_images, to_rgb8,
+    to_unit_f32,
+};
 pub use layout::{DecoderKind, DecoderLayout, Version};
 pub use pipeline::{
     Callback, DecoderStage, Embedding, Event, FusionInput, Hooks, Init, Kandinsky, MAX_IMAGES,

@@ -277,3 +277,42 @@ fn stale_temporaries_are_removed() {
     assert!(!stale.exists());
     assert!(live.exists());
 }
+
+/// Two writers racing for one new name without replacing (issue 21, item 7): in every round
+/// exactly one succeeds, and the file is whole.
+#[test]
+fn of_two_racing_writers_one_fails() {
+    use kandinsky_pipeline::IfExists;
+    let dir = tempfile::tempdir().unwrap();
+    let images = [
+        Image::from_rgb(2, 1, vec![1, 2, 3, 4, 5, 6]).unwrap(),
+        Image::from_rgb(2, 1, vec![9, 8, 7, 6, 5, 4]).unwrap(),
+    ];
+    for round in 0..50 {
+        let path = dir.path().join(format!("{round}.png"));
+        let barrier = std::sync::Barrier::new(2);
+        let results: Vec<bool> = std::thread::scope(|s| {
+            let writers: Vec<_> = images
+                .iter()
+                .map(|image| {
+                    let (path, barrier) = (&path, &barrier);
+                    s.spawn(move || {
+                        barrier.wait();
+                        image.save_png_with_text(path, &[], IfExists::Fail).is_ok()
+                    })
+                })
+                .collect();
+            writers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        assert_eq!(
+            results.iter().filter(|ok| **ok).count(),
+            1,
+            "round {round}: {results:?}"
+        );
+        let written = Image::open(&path).unwrap();
+        let winner = results.iter().position(|ok| *ok).unwrap();
+        assert_eq!(written, images[winner]);
+    }
+    // Only the 50 images: no temporary file left.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 50);
+}
