@@ -209,10 +209,6 @@ impl Job {
 }
 
 /// A sampler choice for the PNG metadata: `dpm++2m+karras`, or `default` (the folder's own).
-fn sampler_label(choice: Option<SamplerChoice>, default: &str) -> String {
-    choice.map_or_else(|| default.to_string(), |c| c.label())
-}
-
 /// Runs a job.
 pub fn run(job: Job) -> Result<(), Failure> {
     let Job {
@@ -299,32 +295,18 @@ pub fn run(job: Job) -> Result<(), Failure> {
     }
 
     let version = pipeline.version().expect("built with a decoder");
-    let mut metadata = vec![
-        ("mode", mode.to_string()),
-        ("prompt", request.prompt.clone()),
-        (
-            "negative_prompt",
-            request.negative_prompt.clone().unwrap_or_default(),
-        ),
+    // The CLI's own fields around the request's parameters, in the order it always wrote them.
+    let mut metadata = vec![("mode", mode.to_string())];
+    let parameters = request.parameters(version);
+    let (text, sampling) = parameters.split_at(2);
+    metadata.extend_from_slice(text);
+    metadata.extend([
         ("model", format!("kandinsky-{version}")),
         ("prior", prior_spec.to_string()),
         ("decoder", decoder_spec.to_string()),
-        ("seed", request.seed.to_string()),
-        ("steps", c.steps.to_string()),
-        ("prior_steps", c.prior_steps.to_string()),
-        ("guidance", request.decoder_guidance(version).to_string()),
-        ("prior_guidance", c.prior_guidance.to_string()),
-        (
-            "scheduler",
-            sampler_label(request.decoder.sampler, "default"),
-        ),
-        (
-            "prior_scheduler",
-            sampler_label(request.prior.sampler, "default"),
-        ),
-        ("size", format!("{}x{}", request.width, request.height)),
-        ("dtype", dtype),
-    ];
+    ]);
+    metadata.extend_from_slice(sampling);
+    metadata.push(("dtype", dtype));
     metadata.extend(extra);
     for (image, path) in images.iter().zip(&paths) {
         let if_exists = match c.force {

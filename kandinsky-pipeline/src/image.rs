@@ -2,7 +2,7 @@
 //! (EXIF orientation applied, alpha dropped, 16-bit reduced to 8), written as PNG, and turned into
 //! the decoder's input tensors.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
 use kandinsky_clip::{Resample, RgbImage, resize};
@@ -125,7 +125,6 @@ impl Image {
     /// Pillow reads them). 16-bit grey is scaled to 8 bits, where Pillow's `convert("RGB")`
     /// would clip every value above 255 to white.
     pub fn open(path: &Path) -> Result<Self, PipelineError> {
-        use image::ImageDecoder;
         let fail = |source: image::ImageError| PipelineError::Image {
             path: path.to_path_buf(),
             source,
@@ -140,31 +139,49 @@ impl Image {
         {
             reader.set_format(format);
         }
+        Self::decode_with(reader).map_err(fail)
+    }
+
+    /// Decodes a PNG, JPEG or WebP file held in memory (an upload), exactly as
+    /// [`open`](Self::open) reads one from disk, with the same limits; `name` names it in
+    /// errors.
+    pub fn decode(bytes: &[u8], name: &str) -> Result<Self, PipelineError> {
+        let fail = |source: image::ImageError| PipelineError::Image {
+            path: PathBuf::from(name),
+            source,
+        };
+        let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| fail(e.into()))?;
+        Self::decode_with(reader).map_err(fail)
+    }
+
+    /// Decodes with limits: the declared size is checked before a byte is decoded.
+    fn decode_with<R: std::io::BufRead + std::io::Seek>(
+        mut reader: image::ImageReader<R>,
+    ) -> Result<Self, image::ImageError> {
+        use image::ImageDecoder;
         let mut limits = image::Limits::default();
         limits.max_image_width = Some(MAX_INPUT_SIDE);
         limits.max_image_height = Some(MAX_INPUT_SIDE);
         limits.max_alloc = Some(MAX_INPUT_BYTES);
         reader.limits(limits.clone());
-        let mut decoder = reader.into_decoder().map_err(fail)?;
+        let mut decoder = reader.into_decoder()?;
         // The declared size, checked before a byte is decoded (a small file may declare a
         // huge image), whatever the format's decoder does with the limits.
         let (w, h) = decoder.dimensions();
-        let too_large = |kind| {
-            fail(image::ImageError::Limits(
-                image::error::LimitError::from_kind(kind),
-            ))
-        };
+        let too_large = |kind| image::ImageError::Limits(image::error::LimitError::from_kind(kind));
         if w > MAX_INPUT_SIDE || h > MAX_INPUT_SIDE {
             return Err(too_large(image::error::LimitErrorKind::DimensionError));
         }
         if decoder.total_bytes() > MAX_INPUT_BYTES {
             return Err(too_large(image::error::LimitErrorKind::InsufficientMemory));
         }
-        decoder.set_limits(limits).map_err(fail)?;
+        decoder.set_limits(limits)?;
         let orientation = decoder
             .orientation()
             .unwrap_or(image::metadata::Orientation::NoTransforms);
-        let mut decoded = image::DynamicImage::from_decoder(decoder).map_err(fail)?;
+        let mut decoded = image::DynamicImage::from_decoder(decoder)?;
         decoded.apply_orientation(orientation);
         let rgb = match decoded {
             // Pillow reads 16-bit RGB(A) PNGs as 8-bit RGB by their high bytes (load_image's
@@ -183,9 +200,7 @@ impl Image {
         };
         let (width, height) = (rgb.width() as usize, rgb.height() as usize);
         if width == 0 || height == 0 {
-            return Err(fail(image::ImageError::Limits(
-                image::error::LimitError::from_kind(image::error::LimitErrorKind::DimensionError),
-            )));
+            return Err(too_large(image::error::LimitErrorKind::DimensionError));
         }
         Ok(Self {
             width,

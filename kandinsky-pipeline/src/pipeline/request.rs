@@ -374,6 +374,30 @@ impl Request {
         self.decoder.guidance_scale.unwrap_or(default)
     }
 
+    /// The generation parameters as PNG text chunks (what the CLI and the server write beside
+    /// each image): prompt, negative prompt, seed, steps, guidance and sampler of each stage,
+    /// size; `version` gives the default guidance.
+    pub fn parameters(&self, version: Version) -> Vec<(&'static str, String)> {
+        let sampler = |choice: Option<SamplerChoice>| {
+            choice.map_or_else(|| "default".to_string(), |c| c.label())
+        };
+        vec![
+            ("prompt", self.prompt.clone()),
+            (
+                "negative_prompt",
+                self.negative_prompt.clone().unwrap_or_default(),
+            ),
+            ("seed", self.seed.to_string()),
+            ("steps", self.decoder.steps.to_string()),
+            ("prior_steps", self.prior.steps.to_string()),
+            ("guidance", self.decoder_guidance(version).to_string()),
+            ("prior_guidance", self.prior_guidance().to_string()),
+            ("scheduler", sampler(self.decoder.sampler)),
+            ("prior_scheduler", sampler(self.prior.sampler)),
+            ("size", format!("{}x{}", self.width, self.height)),
+        ]
+    }
+
     /// Checks every option against its range, before anything is loaded or allocated.
     pub fn validate(&self) -> Result<(), PipelineError> {
         for (option, value) in [("width", self.width), ("height", self.height)] {
