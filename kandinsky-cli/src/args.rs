@@ -72,9 +72,9 @@ fn samplers() -> clap::builder::PossibleValuesParser {
         .into()
 }
 
-/// Options of every subcommand.
+/// Which models, where from and on what: the options of every subcommand, `serve` included.
 #[derive(clap::Args, Debug, Clone)]
-pub struct Common {
+pub struct Models {
     /// Model version.
     #[arg(long, value_enum, default_value = "2.2")]
     pub model: Model,
@@ -90,6 +90,19 @@ pub struct Common {
     /// Use only the Hugging Face cache, download nothing (also set by HF_HUB_OFFLINE=1).
     #[arg(long)]
     pub offline: bool,
+    /// Compute backend.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: Backend,
+    /// Float precision of weights and computation (the files are cast on load).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: Dtype,
+}
+
+/// Options of every generation subcommand.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Common {
+    #[command(flatten)]
+    pub models: Models,
     /// Image width in pixels (rounded up to a multiple of 64, as the reference pipelines do).
     #[arg(long, default_value_t = 512)]
     pub width: usize,
@@ -125,12 +138,6 @@ pub struct Common {
     /// Images to generate.
     #[arg(long, default_value_t = 1)]
     pub num_images: usize,
-    /// Compute backend.
-    #[arg(long, value_enum, default_value = "auto")]
-    pub backend: Backend,
-    /// Float precision of weights and computation (the files are cast on load).
-    #[arg(long, value_enum, default_value = "f32")]
-    pub dtype: Dtype,
     /// Output PNG; several images get numbered names (cat-1.png, cat-2.png, ...).
     #[arg(long, default_value = "kandinsky.png")]
     pub output: PathBuf,
@@ -281,4 +288,30 @@ fn parse_extend(text: &str) -> Result<[usize; 4], String> {
             "expected LEFT,TOP,RIGHT,BOTTOM as four non-negative pixel counts, found {text:?}"
         )),
     }
+}
+
+/// `serve`: the HTTP server.
+#[derive(clap::Args, Debug)]
+pub struct Serve {
+    #[command(flatten)]
+    pub models: Models,
+    /// Address to listen on; any but a loopback one needs --api-key (or the opt-out below).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: std::net::IpAddr,
+    /// Port to listen on (7860, AUTOMATIC1111's).
+    #[arg(long, default_value_t = 7860)]
+    pub port: u16,
+    /// The key clients must send (`Authorization: Bearer KEY`); also read from
+    /// KANDINSKY_API_KEY.
+    #[arg(long, env = "KANDINSKY_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Serve a non-loopback address without an API key (anyone who reaches it can use it).
+    #[arg(long)]
+    pub insecure_no_api_key: bool,
+    /// Jobs that may wait; more get 429 Too Many Requests.
+    #[arg(long, default_value_t = 8)]
+    pub queue: usize,
+    /// Print nothing but errors.
+    #[arg(long)]
+    pub quiet: bool,
 }

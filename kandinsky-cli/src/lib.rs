@@ -20,9 +20,11 @@
 //! (`fuzz/`) and tested; it is not a stable API (use `kandinsky-pipeline`).
 
 pub mod args;
+pub mod models;
 pub mod output;
 pub mod progress;
 pub mod run;
+pub mod serve;
 
 use std::process::ExitCode;
 
@@ -60,6 +62,8 @@ pub enum Command {
     Controlnet(args::ControlNet),
     /// Re-sample an image's embedding with a prompt (prior emb2emb).
     Emb2emb(args::Emb2Emb),
+    /// Serve the models over HTTP: a job API with a queue, progress and cancellation.
+    Serve(args::Serve),
 }
 
 impl Command {
@@ -75,6 +79,12 @@ impl Command {
             Command::Variation(a) => run::Job::variation(a),
             Command::Controlnet(a) => run::Job::controlnet(a),
             Command::Emb2emb(a) => run::Job::emb2emb(a),
+            Command::Serve(_) => {
+                return Err(run::Failure(
+                    2,
+                    anyhow::anyhow!("`serve` runs a server, not one generation"),
+                ));
+            }
         }?;
         job.check()?;
         Ok(job)
@@ -85,7 +95,11 @@ impl Command {
 /// code (the error printed to stderr).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command.job().and_then(run::run) {
+    let result = match cli.command {
+        Command::Serve(a) => serve::run(a),
+        command => command.job().and_then(run::run),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(run::Failure(code, error)) => {
             eprintln!("error: {error:#}");

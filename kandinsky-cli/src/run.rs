@@ -6,28 +6,26 @@ use std::ops::ControlFlow;
 use std::path::Path;
 
 use anyhow::anyhow;
-use kandinsky_pipeline::embed_cache::ZeroEmbedCache;
-use kandinsky_pipeline::hub::HubOptions;
 use kandinsky_pipeline::scheduler::Sampler;
 use kandinsky_pipeline::{
-    Event, FusionInput, Hooks, IfExists, Image, Kandinsky, PipelineError, Request, Residency,
-    SamplerChoice, Sampling, Version, layout,
+    Event, FusionInput, Hooks, IfExists, Image, PipelineError, Request, Residency, SamplerChoice,
+    Sampling,
 };
 
-use crate::args::{self, Common, Dtype, Model};
+use crate::args::{self, Common, Model};
 use crate::output;
 use crate::progress::Reporter;
 
 /// A failure and its exit code.
 pub struct Failure(pub u8, pub anyhow::Error);
 
-fn usage(e: impl Into<anyhow::Error>) -> Failure {
+pub(crate) fn usage(e: impl Into<anyhow::Error>) -> Failure {
     Failure(2, e.into())
 }
 
 /// The exit code of a library error: 2 for the caller's input, 3 for an unwritable output, 1
 /// for the rest (weights, folders, devices).
-fn failed(e: PipelineError) -> Failure {
+pub(crate) fn failed(e: PipelineError) -> Failure {
     let code = match &e {
         e if e.is_invalid_input() => 2,
         PipelineError::Output { .. } => 3,
@@ -179,7 +177,7 @@ impl Job {
     }
 
     pub fn controlnet(a: args::ControlNet) -> Result<Self, Failure> {
-        if a.common.model == Model::V21 {
+        if a.common.models.model == Model::V21 {
             return Err(usage(anyhow!(
                 "ControlNet-depth exists for Kandinsky 2.2 only (--model 2.2)"
             )));
@@ -229,70 +227,36 @@ pub fn run(job: Job) -> Result<(), Failure> {
     }
     output::check_writable(&paths).map_err(|e| Failure(3, anyhow!(e)))?;
     output::clean_up_on_signals(&paths);
-    let device =
-        kandinsky_pipeline::device::device(c.backend.into(), c.dtype.into()).map_err(usage)?;
     request.seed = c.seed.unwrap_or_else(random_seed);
     let mut reporter = Reporter::new(c.quiet);
     reporter.line(&format!("seed {}", request.seed));
 
     // The pipeline, fetching only what this request needs. Without a negative prompt the
     // zero-image embedding is needed: from the disk cache, else computed by the image encoder.
-    let version = match c.model {
-        Model::V21 => Version::V21,
-        Model::V22 => Version::V22,
-    };
-    let (prior_default, decoder_default) =
-        layout::default_repos(version, request.decoder_kind())
-            .ok_or_else(|| usage(anyhow!("Kandinsky {version} has no such decoder")))?;
-    let prior_spec = c.prior.as_deref().unwrap_or(prior_default);
-    let decoder_spec = c.decoder.as_deref().unwrap_or(decoder_default);
-    let options = HubOptions {
-        offline: c.offline || kandinsky_pipeline::hub::offline_from_env(),
-        prefer_fp16: c.dtype != Dtype::F32,
-        image_encoder: request.uses_images(),
-    };
     // One generation: each stage loads for its turn and is dropped after (lower peak memory).
-    let mut pipeline =
-        Kandinsky::from_pretrained(prior_spec, decoder_spec, &device, &options, &mut reporter)
-            .map_err(failed)?
-            .with_residency(Residency::Sequential);
-    let prior = pipeline.prior_mut().expect("built with a prior");
-    let dtype = format!("{:?}", c.dtype).to_lowercase();
-    let zero_cache = request
-        .negative_prompt
-        .is_none()
-        .then(|| ZeroEmbedCache::new(&prior.cache_key(), &dtype))
-        .flatten();
-    let width = prior.embedding_width();
-    let cached_zero = zero_cache.as_ref().and_then(|cache| {
-        cache.load(width, &device).unwrap_or_else(|e| {
-            reporter.line(&format!("warning: {e}; computing the embedding again"));
-            None
-        })
-    });
-    match cached_zero.clone() {
-        Some(zero) => prior.set_zero_image_embeds(zero).map_err(failed)?,
-        // Fetched now, with progress, rather than silently when first needed.
-        None if zero_cache.is_some() => prior.fetch_images(&mut reporter).map_err(failed)?,
-        None => {}
-    }
-
+    let mut opened = c.models.open(
+        request.decoder_kind(),
+        request.uses_images(),
+        request.negative_prompt.is_none(),
+        Residency::Sequential,
+        &mut reporter,
+    )?;
     let mut on_event = |event: Event<'_>| {
         reporter.event(event);
         ControlFlow::Continue(())
     };
-    let result = pipeline.generate_with(&request, Hooks::default().on_event(&mut on_event));
+    let result = opened
+        .pipeline
+        .generate_with(&request, Hooks::default().on_event(&mut on_event));
     reporter.finish();
     let images = result.and_then(|out| out.images()).map_err(failed)?;
-    let prior = pipeline.prior().expect("built with a prior");
-    if let (Some(cache), None, Some(zero)) = (&zero_cache, &cached_zero, prior.zero_image_embeds())
-        && let Err(e) = cache.save(zero)
-    {
-        reporter.line(&format!(
-            "warning: cannot cache the zero-image embedding in {}: {e}",
-            cache.path().display()
-        ));
-    }
+    opened.keep_zero_embedding(&mut reporter);
+    let (pipeline, prior_spec, decoder_spec, dtype) = (
+        &opened.pipeline,
+        &opened.prior,
+        &opened.decoder,
+        opened.dtype,
+    );
 
     let version = pipeline.version().expect("built with a decoder");
     // The CLI's own fields around the request's parameters, in the order it always wrote them.

@@ -139,13 +139,19 @@ impl Image {
         {
             reader.set_format(format);
         }
-        Self::decode_with(reader).map_err(fail)
+        Self::decode_with(reader, MAX_INPUT_SIDE).map_err(fail)
     }
 
     /// Decodes a PNG, JPEG or WebP file held in memory (an upload), exactly as
     /// [`open`](Self::open) reads one from disk, with the same limits; `name` names it in
     /// errors.
     pub fn decode(bytes: &[u8], name: &str) -> Result<Self, PipelineError> {
+        Self::decode_within(bytes, name, MAX_INPUT_SIDE)
+    }
+
+    /// [`decode`](Self::decode) with a smaller limit on each side, in pixels (a server's
+    /// limit; at most [`MAX_INPUT_SIDE`]), checked on the declared size before decoding.
+    pub fn decode_within(bytes: &[u8], name: &str, max_side: u32) -> Result<Self, PipelineError> {
         let fail = |source: image::ImageError| PipelineError::Image {
             path: PathBuf::from(name),
             source,
@@ -153,17 +159,18 @@ impl Image {
         let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
             .with_guessed_format()
             .map_err(|e| fail(e.into()))?;
-        Self::decode_with(reader).map_err(fail)
+        Self::decode_with(reader, max_side.min(MAX_INPUT_SIDE)).map_err(fail)
     }
 
     /// Decodes with limits: the declared size is checked before a byte is decoded.
     fn decode_with<R: std::io::BufRead + std::io::Seek>(
         mut reader: image::ImageReader<R>,
+        max_side: u32,
     ) -> Result<Self, image::ImageError> {
         use image::ImageDecoder;
         let mut limits = image::Limits::default();
-        limits.max_image_width = Some(MAX_INPUT_SIDE);
-        limits.max_image_height = Some(MAX_INPUT_SIDE);
+        limits.max_image_width = Some(max_side);
+        limits.max_image_height = Some(max_side);
         limits.max_alloc = Some(MAX_INPUT_BYTES);
         reader.limits(limits.clone());
         let mut decoder = reader.into_decoder()?;
@@ -171,7 +178,7 @@ impl Image {
         // huge image), whatever the format's decoder does with the limits.
         let (w, h) = decoder.dimensions();
         let too_large = |kind| image::ImageError::Limits(image::error::LimitError::from_kind(kind));
-        if w > MAX_INPUT_SIDE || h > MAX_INPUT_SIDE {
+        if w > max_side || h > max_side {
             return Err(too_large(image::error::LimitErrorKind::DimensionError));
         }
         if decoder.total_bytes() > MAX_INPUT_BYTES {
@@ -288,8 +295,28 @@ impl Image {
             .write(true)
             .create_new(true)
             .open(path)?;
+        self.encode_png(std::io::BufWriter::new(file), text)
+    }
+
+    /// The image as PNG bytes with `text` as its text chunks, as
+    /// [`save_png_with_text`](Self::save_png_with_text) writes it (for a server's responses).
+    pub fn to_png(&self, text: &[(&str, String)]) -> Result<Vec<u8>, PipelineError> {
+        let mut bytes = Vec::new();
+        self.encode_png(&mut bytes, text)
+            .map_err(|source| PipelineError::Output {
+                path: PathBuf::from("(PNG in memory)"),
+                source,
+            })?;
+        Ok(bytes)
+    }
+
+    fn encode_png<W: std::io::Write>(
+        &self,
+        out: W,
+        text: &[(&str, String)],
+    ) -> std::io::Result<()> {
         let (width, height) = (self.width as u32, self.height as u32);
-        let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), width, height);
+        let mut encoder = png::Encoder::new(out, width, height);
         encoder.set_color(png::ColorType::Rgb);
         encoder.set_depth(png::BitDepth::Eight);
         for (key, value) in text {

@@ -1,0 +1,52 @@
+//! `kandinsky serve`: the pipeline loaded once behind the HTTP job API
+//! (`kandinsky-server`), until SIGINT or SIGTERM.
+
+use anyhow::anyhow;
+use kandinsky_pipeline::{DecoderKind, Residency};
+use kandinsky_server::{PipelineGenerator, Server, ServerConfig, shutdown_signal};
+
+use crate::args::Serve;
+use crate::progress::Reporter;
+use crate::run::{Failure, usage};
+
+/// Runs the server; returns when it has shut down.
+pub fn run(a: Serve) -> Result<(), Failure> {
+    let config = ServerConfig {
+        addr: std::net::SocketAddr::new(a.host, a.port),
+        api_key: a.api_key,
+        allow_unauthenticated: a.insecure_no_api_key,
+        queue_capacity: a.queue,
+        ..ServerConfig::default()
+    };
+    // The settings are checked before minutes of loading.
+    config.check().map_err(usage)?;
+    let mut reporter = Reporter::new(a.quiet);
+    // The text-to-image decoder, resident; the image encoder for image inputs and the
+    // zero-image embedding.
+    let opened = a.models.open(
+        DecoderKind::Plain,
+        true,
+        true,
+        Residency::Resident,
+        &mut reporter,
+    )?;
+    let about = vec![
+        ("prior", opened.prior.clone()),
+        ("decoder", opened.decoder.clone()),
+        ("dtype", opened.dtype.clone()),
+    ];
+    let generator = PipelineGenerator::new(opened.pipeline, about);
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| Failure(1, e.into()))?;
+    runtime.block_on(async {
+        let server = Server::bind(config, Box::new(generator))
+            .await
+            .map_err(|e| Failure(1, anyhow!(e)))?;
+        println!("listening on http://{}", server.local_addr());
+        server
+            .run(shutdown_signal())
+            .await
+            .map_err(|e| Failure(1, anyhow!(e)))
+    })?;
+    reporter.line("stopped");
+    Ok(())
+}

@@ -1,0 +1,461 @@
+//! The job API against a real server on a loopback port: a generation with the small fixture
+//! pipeline, and — with a stand-in generator that steps only when the test lets it — the
+//! queue (positions, 429 when full), cancellation of waiting and running jobs, progress, every
+//! error path, the API key, and shutdown.
+
+use std::ops::ControlFlow;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use kandinsky_pipeline::{Kandinsky, PipelineError, Request, Stage};
+use kandinsky_server::{Generator, PipelineGenerator, Progress, Server, ServerConfig};
+use serde_json::{Value, json};
+
+/// A running server: its base URL, and what stops it.
+struct Running {
+    url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    fn start(config: ServerConfig, generator: Box<dyn Generator>) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = runtime.block_on(Server::bind(config, generator)).unwrap();
+        let url = format!("http://{}", server.local_addr());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            runtime
+                .block_on(server.run(async {
+                    let _ = stopped.await;
+                }))
+                .unwrap();
+        });
+        Self {
+            url,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the server and waits for it (at most `limit`).
+    fn shut_down(&mut self, limit: Duration) {
+        let _ = self.stop.take().map(|s| s.send(()));
+        let thread = self.thread.take().unwrap();
+        let start = Instant::now();
+        while !thread.is_finished() {
+            assert!(start.elapsed() < limit, "the server did not stop");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        thread.join().unwrap();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.shut_down(Duration::from_secs(30));
+        }
+    }
+}
+
+fn loopback() -> ServerConfig {
+    ServerConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        ..ServerConfig::default()
+    }
+}
+
+/// (status, body, Retry-After) of a request.
+fn call(
+    method: &str,
+    url: &str,
+    body: Option<&str>,
+    key: Option<&str>,
+) -> (u16, Vec<u8>, Option<String>) {
+    let mut request = ureq::request(method, url);
+    if let Some(key) = key {
+        request = request.set("Authorization", &format!("Bearer {key}"));
+    }
+    let result = match body {
+        Some(body) => request
+            .set("Content-Type", "application/json")
+            .send_string(body),
+        None => request.call(),
+    };
+    let response = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {url}: {e}"),
+    };
+    let status = response.status();
+    let retry = response.header("Retry-After").map(str::to_string);
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut response.into_reader(), &mut bytes).unwrap();
+    (status, bytes, retry)
+}
+
+fn json_of(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(bytes)))
+}
+
+fn post(url: &str, body: &Value) -> (u16, Value, Option<String>) {
+    let (status, bytes, retry) = call("POST", url, Some(&body.to_string()), None);
+    (status, json_of(&bytes), retry)
+}
+
+fn get(url: &str) -> (u16, Value) {
+    let (status, bytes, _) = call("GET", url, None, None);
+    (status, json_of(&bytes))
+}
+
+/// Polls a job until `done(state)`.
+fn wait_for(url: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    loop {
+        let (status, job) = get(&format!("{url}/v1/jobs/{id}"));
+        assert_eq!(status, 200, "{job}");
+        if done(&job) {
+            return job;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "stuck: {job}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_job_with_the_small_pipeline() {
+    let work = kandinsky_testing::corpus::Workspace::new("decoder_unet32");
+    let device = kandinsky_testing::test_device();
+    let pipeline = Kandinsky::from_folders(&work.prior(), &work.decoder(), &device).unwrap();
+    let generator = PipelineGenerator::new(pipeline, vec![("prior", "test-prior".into())]);
+    let server = Running::start(loopback(), Box::new(generator));
+    let url = &server.url;
+
+    let (status, health) = get(&format!("{url}/health"));
+    assert_eq!((status, &health["status"]), (200, &json!("ok")));
+
+    let body = json!({"prompt": "a red cat", "width": 64, "height": 64, "steps": 2,
+                      "prior_steps": 2, "seed": 5, "sampler": "dpm++2m", "karras": true});
+    let (status, job, _) = post(&format!("{url}/v1/jobs"), &body);
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    let done = wait_for(url, &id, |j| j["state"] == "done");
+    assert_eq!(done["images"], json!([format!("/v1/jobs/{id}/images/0")]));
+
+    let (status, png, _) = call("GET", &format!("{url}/v1/jobs/{id}/images/0"), None, None);
+    assert_eq!(status, 200);
+    let reader = png::Decoder::new(std::io::Cursor::new(png))
+        .read_info()
+        .unwrap();
+    let info = reader.info();
+    assert_eq!((info.width, info.height), (64, 64));
+    let text: Vec<(String, String)> = info
+        .uncompressed_latin1_text
+        .iter()
+        .map(|t| (t.keyword.clone(), t.text.clone()))
+        .collect();
+    for expected in [
+        ("prompt", "a red cat"),
+        ("seed", "5"),
+        ("steps", "2"),
+        ("scheduler", "dpm++2m+karras"),
+        ("prior", "test-prior"),
+        ("model", "kandinsky-2.2"),
+    ] {
+        assert!(
+            text.contains(&(expected.0.into(), expected.1.into())),
+            "{expected:?} in {text:?}"
+        );
+    }
+
+    // The progress stream of a finished job: its final state, then the end.
+    let (status, events, _) = call("GET", &format!("{url}/v1/jobs/{id}/events"), None, None);
+    let events = String::from_utf8(events).unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        events.contains("event: state") && events.contains("\"done\""),
+        "{events}"
+    );
+
+    let (status, metrics, _) = call("GET", &format!("{url}/metrics"), None, None);
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert_eq!(status, 200);
+    for line in [
+        "kandinsky_queue_length 0",
+        "kandinsky_jobs_total{outcome=\"done\"} 1",
+        "kandinsky_step_seconds_count 4",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+}
+
+/// Steps only when the test sends a permit; polls for cancellation meanwhile.
+struct Gate {
+    permits: mpsc::Receiver<()>,
+    steps: usize,
+}
+
+impl Generator for Gate {
+    fn generate(
+        &mut self,
+        _request: &Request,
+        progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
+    ) -> Result<Vec<Vec<u8>>, PipelineError> {
+        let cancelled = |step| PipelineError::Cancelled {
+            stage: Stage::Decoder,
+            step,
+        };
+        for step in 1..=self.steps {
+            loop {
+                match self.permits.recv_timeout(Duration::from_millis(10)) {
+                    Ok(()) => break,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        if progress(Progress::Loading("gate")).is_break() {
+                            return Err(cancelled(step - 1));
+                        }
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return Err(cancelled(step - 1)),
+                }
+            }
+            let of = self.steps;
+            if progress(Progress::Step {
+                stage: "decoder",
+                step,
+                of,
+            })
+            .is_break()
+            {
+                return Err(cancelled(step));
+            }
+        }
+        Ok(vec![b"\x89PNG not really".to_vec()])
+    }
+}
+
+fn gated(config: ServerConfig, steps: usize) -> (Running, mpsc::Sender<()>) {
+    let (permit, permits) = mpsc::channel();
+    (
+        Running::start(config, Box::new(Gate { permits, steps })),
+        permit,
+    )
+}
+
+const SMALL: &str = r#"{"prompt": "x", "width": 64, "height": 64, "steps": 2, "prior_steps": 2}"#;
+
+#[test]
+fn the_queue_positions_refuses_when_full_and_cancels() {
+    let config = ServerConfig {
+        queue_capacity: 2,
+        ..loopback()
+    };
+    let (server, permit) = gated(config, 3);
+    let url = &server.url;
+    let submit = || {
+        post(
+            &format!("{url}/v1/jobs"),
+            &serde_json::from_str(SMALL).unwrap(),
+        )
+    };
+    let (_, a, _) = submit();
+    let a = a["id"].as_str().unwrap().to_string();
+    wait_for(url, &a, |j| j["state"] == "running");
+    let ids: Vec<String> = (0..2)
+        .map(|position| {
+            let (status, job, _) = submit();
+            assert_eq!(status, 202, "{job}");
+            assert_eq!(job["state"], "queued");
+            assert_eq!(job["position"], position);
+            job["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let (b, c) = (&ids[0], &ids[1]);
+    let (status, full, retry) = submit();
+    assert_eq!(status, 429, "{full}");
+    assert_eq!(full["error"]["code"], "queue_full");
+    assert!(retry.is_some_and(|s| s.parse::<u64>().is_ok()));
+
+    // Cancelling a waiting job takes it out; the one behind it moves up... and here the
+    // first waiting one is cancelled, so the other is next.
+    let (status, job, _) = post(&format!("{url}/v1/jobs/{b}/cancel"), &json!({}));
+    assert_eq!((status, &job["state"]), (200, &json!("cancelled")));
+    assert_eq!(get(&format!("{url}/v1/jobs/{c}")).1["position"], 0);
+
+    // The running job reports its steps, and stops at its next step when cancelled.
+    permit.send(()).unwrap();
+    wait_for(url, &a, |j| {
+        j["step"] == 1 && j["of"] == 3 && j["stage"] == "decoder"
+    });
+    post(&format!("{url}/v1/jobs/{a}/cancel"), &json!({}));
+    wait_for(url, &a, |j| j["state"] == "cancelled");
+    let (status, err, _) = call("GET", &format!("{url}/v1/jobs/{a}/images/0"), None, None);
+    assert_eq!(
+        (status, &json_of(&err)["error"]["code"]),
+        (409, &json!("not_ready"))
+    );
+
+    // The next job runs to the end.
+    for _ in 0..3 {
+        permit.send(()).unwrap();
+    }
+    let done = wait_for(url, c, |j| j["state"] == "done");
+    assert_eq!(done["images"].as_array().unwrap().len(), 1);
+    let (status, png, _) = call("GET", &format!("{url}/v1/jobs/{c}/images/0"), None, None);
+    assert_eq!((status, png.as_slice()), (200, &b"\x89PNG not really"[..]));
+    let (status, _, _) = call("GET", &format!("{url}/v1/jobs/{c}/images/1"), None, None);
+    assert_eq!(status, 404);
+}
+
+/// A 1×1 PNG whose header declares `side` × `side`.
+fn png_declaring(side: u32) -> Vec<u8> {
+    let mut png = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut png, 1, 1);
+        encoder.set_color(png::ColorType::Rgb);
+        let mut writer = encoder.write_header().unwrap();
+        writer.write_image_data(&[1, 2, 3]).unwrap();
+    }
+    png[16..20].copy_from_slice(&side.to_be_bytes());
+    png[20..24].copy_from_slice(&side.to_be_bytes());
+    let crc = !png[12..29].iter().fold(!0u32, |crc, &b| {
+        (0..8).fold(crc ^ u32::from(b), |c, _| {
+            if c & 1 == 1 {
+                (c >> 1) ^ 0xEDB8_8320
+            } else {
+                c >> 1
+            }
+        })
+    });
+    png[29..33].copy_from_slice(&crc.to_be_bytes());
+    png
+}
+
+#[test]
+fn every_error_is_json_with_its_status() {
+    use base64::Engine;
+    let config = ServerConfig {
+        max_body_bytes: 64 << 10,
+        ..loopback()
+    };
+    let (server, _permit) = gated(config, 1);
+    let url = &server.url;
+    let jobs = format!("{url}/v1/jobs");
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let cases: Vec<(String, u16, &str, &str)> = vec![
+        ("{not json".into(), 400, "invalid_request", ""),
+        (r#"{"mode": "paint", "prompt": "x"}"#.into(), 400, "invalid_request", "text2img"),
+        (r#"{"prompt": "x", "stpes": 3}"#.into(), 400, "invalid_request", "stpes"),
+        (r#"{"prompt": "x", "width": 100000}"#.into(), 400, "invalid_request", "width"),
+        (r#"{"prompt": "x", "steps": 0}"#.into(), 400, "invalid_request", "steps"),
+        (r#"{"prompt": "x", "guidance": 1e300}"#.into(), 400, "invalid_request", "guidance"),
+        (r#"{"prompt": "x", "num_images": 50}"#.into(), 400, "invalid_request", "num_images"),
+        (r#"{"prompt": "x", "sampler": "nope"}"#.into(), 400, "invalid_request", "nope"),
+        (r#"{"prompt": "x", "karras": true}"#.into(), 400, "invalid_request", "sampler"),
+        (r#"{"mode": "img2img", "prompt": "x"}"#.into(), 400, "invalid_request", "image"),
+        (json!({"mode": "img2img", "prompt": "x", "image": "%%%"}).to_string(), 400, "invalid_request", "base64"),
+        (json!({"mode": "img2img", "prompt": "x", "image": b64(b"not an image")}).to_string(), 400, "invalid_request", "image"),
+        (json!({"mode": "variation", "image": b64(&png_declaring(60_000))}).to_string(), 400, "invalid_request", "limit"),
+        (json!({"mode": "fusion", "items": [{"weight": 1.0}]}).to_string(), 400, "invalid_request", "items[0]"),
+        (json!({"mode": "outpaint", "prompt": "x", "image": b64(&png_declaring(1)), "extend": [u64::MAX, 0, 0, 0]}).to_string(), 400, "invalid_request", ""),
+        // Just over the limit (a body the socket buffers whole: the server answers before
+        // reading it).
+        (format!(r#"{{"prompt": "{}"}}"#, "x".repeat(65 << 10)), 413, "payload_too_large", ""),
+    ];
+    for (body, status, code, word) in cases {
+        let (got, bytes, _) = call("POST", &jobs, Some(&body), None);
+        let error = json_of(&bytes);
+        let shown = &body[..body.len().min(80)];
+        assert_eq!(got, status, "{shown}: {error}");
+        assert_eq!(error["error"]["code"], code, "{shown}: {error}");
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.contains(word), "{shown}: {message} lacks {word}");
+    }
+    for path in [
+        "/v1/jobs/0123",
+        "/v1/jobs/0123/images/0",
+        "/v1/jobs/0123/events",
+        "/nope",
+    ] {
+        let (status, error) = get(&format!("{url}{path}"));
+        assert_eq!(
+            (status, &error["error"]["code"]),
+            (404, &json!("not_found")),
+            "{path}"
+        );
+    }
+    let (status, _, _) = call(
+        "POST",
+        &format!("{url}/v1/jobs/0123/cancel"),
+        Some("{}"),
+        None,
+    );
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn an_api_key_guards_everything_but_health() {
+    let config = ServerConfig {
+        api_key: Some("s3cret".into()),
+        ..loopback()
+    };
+    let (server, _permit) = gated(config, 1);
+    let url = &server.url;
+    assert_eq!(call("GET", &format!("{url}/health"), None, None).0, 200);
+    for key in [None, Some("wrong"), Some("s3cre"), Some("s3cret!")] {
+        let (status, body, _) = call("GET", &format!("{url}/v1/jobs/x"), None, key);
+        assert_eq!(status, 401, "{key:?}");
+        assert_eq!(json_of(&body)["error"]["code"], "unauthorized");
+        assert_eq!(call("GET", &format!("{url}/metrics"), None, key).0, 401);
+    }
+    assert_eq!(
+        call("GET", &format!("{url}/v1/jobs/x"), None, Some("s3cret")).0,
+        404
+    );
+    let (status, _, _) = call(
+        "POST",
+        &format!("{url}/v1/jobs"),
+        Some(SMALL),
+        Some("s3cret"),
+    );
+    assert_eq!(status, 202);
+}
+
+#[test]
+fn a_public_address_needs_a_key() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let config = ServerConfig {
+        addr: "0.0.0.0:0".parse().unwrap(),
+        ..ServerConfig::default()
+    };
+    let (_permit, permits) = mpsc::channel();
+    let result = runtime.block_on(Server::bind(config, Box::new(Gate { permits, steps: 1 })));
+    let err = result.err().expect("refused").to_string();
+    assert!(err.contains("API key"), "{err}");
+}
+
+#[test]
+fn shutdown_cancels_the_running_and_waiting_jobs() {
+    let (mut server, _permit) = gated(loopback(), 100);
+    let url = server.url.clone();
+    let (_, a, _) = post(
+        &format!("{url}/v1/jobs"),
+        &serde_json::from_str(SMALL).unwrap(),
+    );
+    wait_for(&url, a["id"].as_str().unwrap(), |j| j["state"] == "running");
+    let (status, _, _) = post(
+        &format!("{url}/v1/jobs"),
+        &serde_json::from_str(SMALL).unwrap(),
+    );
+    assert_eq!(status, 202);
+    // The running job never gets a permit: only cancellation ends it.
+    server.shut_down(Duration::from_secs(10));
+    assert!(
+        ureq::get(&format!("{url}/health")).call().is_err(),
+        "no longer listening"
+    );
+}
