@@ -16,6 +16,7 @@ pub fn run(a: Serve) -> Result<(), Failure> {
         api_key: a.api_key,
         allow_unauthenticated: a.insecure_no_api_key,
         queue_capacity: a.queue,
+        log_requests: !a.quiet,
         ..ServerConfig::default()
     };
     // The settings are checked before minutes of loading.

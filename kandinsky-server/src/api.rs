@@ -81,7 +81,41 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(protected)
         .fallback(|| async { ApiError::not_found("such route") })
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+/// Gives every request an id (the `x-request-id` response header), bounds the time to read
+/// and answer it, and logs it as one JSON line when the server logs requests.
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (method, path) = (request.method().clone(), request.uri().path().to_string());
+    let start = std::time::Instant::now();
+    let limit = state.config.request_timeout;
+    let mut response = match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            format!("the request took longer than {limit:?}"),
+        )
+        .into_response(),
+    };
+    response
+        .headers_mut()
+        .insert("x-request-id", HeaderValue::from(id));
+    if state.config.log_requests {
+        let line = json!({
+            "request_id": id,
+            "method": method.as_str(),
+            "path": path,
+            "status": response.status().as_u16(),
+            "ms": start.elapsed().as_secs_f64() * 1e3,
+        });
+        eprintln!("{line}");
+    }
+    response
 }
 
 /// Requires `Authorization: Bearer <key>` when the server has a key.

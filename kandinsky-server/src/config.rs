@@ -20,6 +20,11 @@ pub struct ServerConfig {
     pub keep_finished: usize,
     /// The largest request body, in bytes (413 beyond).
     pub max_body_bytes: usize,
+    /// How long a request may take to be read and answered (408 beyond; a progress stream's
+    /// events are not limited once it has started).
+    pub request_timeout: std::time::Duration,
+    /// Log one JSON line per request to stderr (request id, method, path, status, time).
+    pub log_requests: bool,
     /// The per-request bounds.
     pub limits: Limits,
 }
@@ -57,6 +62,8 @@ impl Default for ServerConfig {
             queue_capacity: 8,
             keep_finished: 64,
             max_body_bytes: 32 << 20,
+            request_timeout: std::time::Duration::from_secs(30),
+            log_requests: false,
             limits: Limits::default(),
         }
     }
@@ -97,6 +104,12 @@ impl ServerConfig {
         }
         if !self.addr.ip().is_loopback() && self.api_key.is_none() && !self.allow_unauthenticated {
             return Err(ConfigError::OpenWithoutKey { addr: self.addr });
+        }
+        if self.request_timeout.is_zero() {
+            return Err(ConfigError::Invalid {
+                what: "request_timeout",
+                message: "expected a positive duration".into(),
+            });
         }
         let l = &self.limits;
         for (what, value, max) in [

@@ -139,6 +139,13 @@ fn a_job_with_the_small_pipeline() {
 
     let (status, health) = get(&format!("{url}/health"));
     assert_eq!((status, &health["status"]), (200, &json!("ok")));
+    let ids: Vec<u64> = (0..2)
+        .map(|_| {
+            let response = ureq::get(&format!("{url}/health")).call().unwrap();
+            response.header("x-request-id").unwrap().parse().unwrap()
+        })
+        .collect();
+    assert!(ids[1] > ids[0], "{ids:?}");
 
     let body = json!({"prompt": "a red cat", "width": 64, "height": 64, "steps": 2,
                       "prior_steps": 2, "seed": 5, "sampler": "dpm++2m", "karras": true});
@@ -458,4 +465,27 @@ fn shutdown_cancels_the_running_and_waiting_jobs() {
         ureq::get(&format!("{url}/health")).call().is_err(),
         "no longer listening"
     );
+}
+
+/// A client that opens a request and never finishes its body gets 408 after the timeout.
+#[test]
+fn a_slow_request_times_out() {
+    use std::io::{Read, Write};
+    let config = ServerConfig {
+        request_timeout: Duration::from_millis(300),
+        ..loopback()
+    };
+    let (server, _permit) = gated(config, 1);
+    let addr = server.url.strip_prefix("http://").unwrap();
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .write_all(b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"prompt\"")
+        .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"timeout\""), "{answer}");
 }
