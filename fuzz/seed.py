@@ -108,3 +108,20 @@ def entry(width, values):
 put("zero_cache", "valid", struct.pack("<H", 4) + entry(4, [0.5, -1, 2, 0]))
 put("zero_cache", "wrong_width", struct.pack("<H", 3) + entry(4, [0.5, -1, 2, 0]))
 put("zero_cache", "nan", struct.pack("<H", 2) + entry(2, [float("nan"), 1]))
+
+# server_request: job API bodies (images are the small PNG fixture, base64).
+import base64
+png = base64.b64encode((FIX / "modes/source.png").read_bytes()).decode()
+mask = base64.b64encode((FIX / "modes/mask.png").read_bytes()).decode()
+for i, body in enumerate([
+    {"prompt": "a red cat", "width": 512, "height": 768, "steps": 30, "seed": 1},
+    {"prompt": "x", "sampler": "dpm++2m", "karras": True, "num_images": 2, "guidance": 7.5},
+    {"mode": "img2img", "prompt": "oil", "image": png, "strength": 0.4},
+    {"mode": "inpaint", "prompt": "hat", "image": png, "mask": mask},
+    {"mode": "outpaint", "prompt": "sea", "image": png, "extend": [64, 0, 64, 0]},
+    {"mode": "fusion", "items": [{"text": "a cat", "weight": 0.3}, {"image": png, "weight": 0.7}]},
+    {"mode": "variation", "image": "data:image/png;base64," + png},
+    {"mode": "controlnet", "prompt": "x", "hint": png, "image": png, "strength": 0.5},
+    {"mode": "emb2emb", "prompt": "x", "image": png, "prior_sampler": "unipc"},
+]):
+    put("server_request", f"body_{i}", json.dumps(body))

@@ -177,6 +177,14 @@ pub fn cli_args(data: &[u8]) {
     }
 }
 
+/// A job API request body (JSON) turned into a validated request within the default limits,
+/// as `POST /v1/jobs` does before queueing.
+pub fn server_request(data: &[u8]) {
+    if let Ok(body) = serde_json::from_slice::<kandinsky_server::JobBody>(data) {
+        let _ = body.into_request(&kandinsky_server::Limits::default(), 0);
+    }
+}
+
 /// A zero-image embedding cache entry (the first two bytes: the width expected) read as the
 /// cache reads it.
 pub fn zero_cache(data: &[u8]) {

@@ -3,7 +3,7 @@
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 7] = [
+const TARGETS: [(&str, Target); 8] = [
     ("safetensors", kandinsky_fuzz::safetensors),
     ("configs", kandinsky_fuzz::configs),
     ("scheduler", kandinsky_fuzz::scheduler),
@@ -11,6 +11,7 @@ const TARGETS: [(&str, Target); 7] = [
     ("image", kandinsky_fuzz::image),
     ("cli_args", kandinsky_fuzz::cli_args),
     ("zero_cache", kandinsky_fuzz::zero_cache),
+    ("server_request", kandinsky_fuzz::server_request),
 ];
 
 #[test]
