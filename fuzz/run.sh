@@ -18,7 +18,7 @@ seconds=${1:-60}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(safetensors configs scheduler tokenizer image cli_args zero_cache)
+    targets=(safetensors configs scheduler tokenizer image cli_args zero_cache server_request)
 fi
 cargo +nightly fuzz build -s none
 mkdir -p target
