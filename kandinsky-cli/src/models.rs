@@ -101,6 +101,12 @@ impl Models {
 }
 
 impl Opened {
+    /// The cache entry to fill with the zero-image embedding once computed: `None` when it
+    /// was read from the cache or is not wanted.
+    pub fn zero_cache_to_fill(&self) -> Option<ZeroEmbedCache> {
+        self.zero_cache.clone().filter(|_| !self.zero_from_cache)
+    }
+
     /// Keeps a zero-image embedding the pipeline computed in the disk cache (a warning when
     /// it cannot).
     pub fn keep_zero_embedding(&self, reporter: &mut Reporter) {

@@ -36,7 +36,11 @@ pub fn run(a: Serve) -> Result<(), Failure> {
         ("decoder", opened.decoder.clone()),
         ("dtype", opened.dtype.clone()),
     ];
-    let generator = PipelineGenerator::new(opened.pipeline, about);
+    let zero_cache = opened.zero_cache_to_fill();
+    let mut generator = PipelineGenerator::new(opened.pipeline, about);
+    if let Some(cache) = zero_cache {
+        generator = generator.with_zero_cache(cache);
+    }
     let runtime = tokio::runtime::Runtime::new().map_err(|e| Failure(1, e.into()))?;
     runtime.block_on(async {
         let server = Server::bind(config, Box::new(generator))

@@ -97,4 +97,9 @@ fn serves_a_job_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(0));
+    // The zero-image embedding the job computed was kept for the next start.
+    let cached = std::fs::read_dir(work.path().join("home/kandinsky/zero-image-embeds"))
+        .unwrap()
+        .count();
+    assert_eq!(cached, 1);
 }

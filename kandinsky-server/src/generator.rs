@@ -3,6 +3,7 @@
 
 use std::ops::ControlFlow;
 
+use kandinsky_pipeline::embed_cache::ZeroEmbedCache;
 use kandinsky_pipeline::{Event, Hooks, Kandinsky, PipelineError, Request};
 
 /// Progress of the running job.
@@ -41,12 +42,35 @@ pub struct PipelineGenerator {
     /// Text chunks written into every PNG besides the request's parameters (model, prior,
     /// decoder, dtype…).
     about: Vec<(&'static str, String)>,
+    /// Where to keep the zero-image embedding once a job has computed it.
+    zero_cache: Option<ZeroEmbedCache>,
 }
 
 impl PipelineGenerator {
     /// Serves `pipeline`; `about` is added to every PNG's metadata (e.g. `("prior", id)`).
     pub fn new(pipeline: Kandinsky, about: Vec<(&'static str, String)>) -> Self {
-        Self { pipeline, about }
+        Self {
+            pipeline,
+            about,
+            zero_cache: None,
+        }
+    }
+
+    /// Keeps the zero-image embedding in `cache` once a job has computed it (so the next
+    /// start needs no image encoder for it).
+    pub fn with_zero_cache(mut self, cache: ZeroEmbedCache) -> Self {
+        self.zero_cache = Some(cache);
+        self
+    }
+
+    /// Writes the zero-image embedding to the cache the first time there is one.
+    fn keep_zero_embedding(&mut self) {
+        let computed = self.pipeline.prior().and_then(|p| p.zero_image_embeds());
+        if let (Some(zero), Some(cache)) = (computed, self.zero_cache.take())
+            && let Err(e) = cache.save(zero)
+        {
+            eprintln!("warning: cannot cache the zero-image embedding: {e}");
+        }
     }
 }
 
@@ -75,6 +99,7 @@ impl Generator for PipelineGenerator {
             .pipeline
             .generate_with(request, Hooks::default().on_event(&mut on_event))?
             .images()?;
+        self.keep_zero_embedding();
         let version = self.pipeline.version().expect("a pipeline with a decoder");
         let mut text = vec![("model", format!("kandinsky-{version}"))];
         text.extend(self.about.iter().cloned());
