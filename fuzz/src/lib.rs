@@ -90,7 +90,10 @@ pub fn scheduler(data: &[u8]) {
     let Ok(mut scheduler) = scheduler else {
         return;
     };
-    if scheduler.set_timesteps(1 + usize::from(*steps) % 64).is_err() {
+    if scheduler
+        .set_timesteps(1 + usize::from(*steps) % 64)
+        .is_err()
+    {
         return;
     }
     let d = device();
