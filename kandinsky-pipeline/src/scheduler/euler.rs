@@ -6,6 +6,7 @@ use std::path::Path;
 use burn::tensor::Tensor;
 use kandinsky_common::ConfigError;
 
+use super::check_index;
 use super::config::{FinalSigmas, InterpolationType};
 use super::karras::{KOptions, KRun, denoised, init_noise_sigma};
 use super::schedule::NoiseSchedule;
@@ -83,9 +84,7 @@ impl Scheduler for EulerDiscreteScheduler {
     ) -> Result<StepOutput, SchedulerError> {
         check_same("model output", &model_output, &sample)?;
         let len = self.run.timesteps.len();
-        if index >= len {
-            return Err(SchedulerError::Index { index, len });
-        }
+        check_index(index, len)?;
         let (sigma, next) = (self.run.sigmas[index], self.run.sigmas[index + 1]);
         let x0 = denoised(self.prediction, model_output, sample.clone(), sigma);
         let derivative = (sample.clone() - x0.clone()) / sigma;

@@ -6,6 +6,7 @@ use std::path::Path;
 use burn::tensor::Tensor;
 use kandinsky_common::ConfigError;
 
+use super::check_index;
 use super::karras::{KOptions, KRun, denoised, init_noise_sigma};
 use super::schedule::NoiseSchedule;
 use super::sigmas::SigmaSpacing;
@@ -73,9 +74,7 @@ impl Scheduler for EulerAncestralDiscreteScheduler {
     ) -> Result<StepOutput, SchedulerError> {
         check_same("model output", &model_output, &sample)?;
         let len = self.run.timesteps.len();
-        if index >= len {
-            return Err(SchedulerError::Index { index, len });
-        }
+        check_index(index, len)?;
         let noise = noise.ok_or(SchedulerError::MissingNoise {
             index,
             timestep: self.run.timesteps[index],

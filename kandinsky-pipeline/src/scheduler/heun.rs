@@ -6,6 +6,7 @@ use std::path::Path;
 use burn::tensor::Tensor;
 use kandinsky_common::ConfigError;
 
+use super::check_index;
 use super::karras::{
     KOptions, KRun, add_noise, denoised, init_noise_sigma, interleave, scale_input,
 };
@@ -85,9 +86,7 @@ impl Scheduler for HeunDiscreteScheduler {
         sample: Tensor<2>,
     ) -> Result<Tensor<2>, SchedulerError> {
         let len = self.timesteps.len();
-        if index >= len {
-            return Err(SchedulerError::Index { index, len });
-        }
+        check_index(index, len)?;
         Ok(scale_input(sample, self.sigmas[index]))
     }
 

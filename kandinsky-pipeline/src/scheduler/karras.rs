@@ -8,6 +8,7 @@ use std::path::Path;
 use burn::tensor::Tensor;
 use kandinsky_common::ConfigError;
 
+use super::check_index;
 use super::config::FinalSigmas;
 use super::schedule::{NoiseSchedule, TimestepSpacing, linspace, trailing};
 use super::sigmas::{SigmaSpacing, interp, log_sigmas, sigma_to_t, train_sigmas};
@@ -131,9 +132,7 @@ impl KRun {
         sample: Tensor<2>,
     ) -> Result<Tensor<2>, SchedulerError> {
         let len = self.timesteps.len();
-        if index >= len {
-            return Err(SchedulerError::Index { index, len });
-        }
+        check_index(index, len)?;
         Ok(scale_input(sample, self.sigmas[index]))
     }
 

@@ -6,6 +6,7 @@ use std::path::Path;
 use burn::tensor::Tensor;
 use kandinsky_common::ConfigError;
 
+use super::check_index;
 use super::karras::{
     KOptions, KRun, add_noise, denoised, init_noise_sigma, interleave, scale_input,
 };
@@ -123,9 +124,7 @@ impl Scheduler for KDpm2DiscreteScheduler {
         sample: Tensor<2>,
     ) -> Result<Tensor<2>, SchedulerError> {
         let len = self.timesteps.len();
-        if index >= len {
-            return Err(SchedulerError::Index { index, len });
-        }
+        check_index(index, len)?;
         let sigma = match index % 2 {
             0 => self.sigmas[index],
             _ => self.sigmas_mid[index],

@@ -6,6 +6,7 @@ use std::path::Path;
 use burn::tensor::Tensor;
 use kandinsky_common::ConfigError;
 
+use super::check_index;
 use super::karras::{KOptions, KRun, add_noise, denoised, init_noise_sigma, scale_input};
 use super::kdpm2::{check_prediction, log_midpoint};
 use super::schedule::NoiseSchedule;
@@ -133,9 +134,7 @@ impl Scheduler for KDpm2AncestralDiscreteScheduler {
         sample: Tensor<2>,
     ) -> Result<Tensor<2>, SchedulerError> {
         let len = self.timesteps.len();
-        if index >= len {
-            return Err(SchedulerError::Index { index, len });
-        }
+        check_index(index, len)?;
         let sigma = match Self::step_of(index) {
             (k, false) => self.sigmas[k],
             (k, true) => self.mid[k - 1],

@@ -223,6 +223,14 @@ pub trait Scheduler: Send {
     fn describe(&self) -> String;
 }
 
+/// `Ok` when `index` is one of `len` set steps, else [`SchedulerError::Index`].
+pub(crate) fn check_index(index: usize, len: usize) -> Result<(), SchedulerError> {
+    match index < len {
+        true => Ok(()),
+        false => Err(SchedulerError::Index { index, len }),
+    }
+}
+
 fn flatten<const D: usize>(t: Tensor<D>) -> Tensor<2> {
     let dims = t.dims();
     let b = dims[0];
@@ -297,9 +305,7 @@ impl Cursor {
     /// Checks that `index` is in range and follows the previous one (any index starts a run);
     /// returns how many steps of this run came before it.
     pub(crate) fn advance(&mut self, index: usize, len: usize) -> Result<usize, SchedulerError> {
-        if index >= len {
-            return Err(SchedulerError::Index { index, len });
-        }
+        check_index(index, len)?;
         match self.next {
             Some(expected) if expected != index => {
                 return Err(SchedulerError::Order {

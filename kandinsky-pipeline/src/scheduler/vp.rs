@@ -4,6 +4,7 @@
 
 use burn::tensor::Tensor;
 
+use super::check_index;
 use super::config::AlgorithmType;
 use super::config::FinalSigmas;
 use super::schedule::{BetaSchedule, NoiseSchedule, TimestepSpacing, linspace, trailing};
@@ -212,9 +213,7 @@ pub(crate) fn add_noise_at(
     index: usize,
 ) -> Result<Tensor<2>, SchedulerError> {
     let len = run.timesteps.len();
-    if index >= len {
-        return Err(SchedulerError::Index { index, len });
-    }
+    check_index(index, len)?;
     super::check_same("noise", &noise, &original)?;
     let (alpha, sigma) = alpha_sigma(run.sigmas[index]);
     Ok(original * alpha as f32 + noise * sigma as f32)
