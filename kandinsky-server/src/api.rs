@@ -184,17 +184,6 @@ fn view(job: &Job) -> JobView {
     }
 }
 
-fn seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish()
-}
-
 async fn submit(
     State(state): State<AppState>,
     body: Result<Json<JobBody>, JsonRejection>,
@@ -212,10 +201,11 @@ async fn submit(
     })?;
     let limits = state.config.limits;
     // Decoding uploaded images is work: off the async threads.
-    let request = tokio::task::spawn_blocking(move || body.into_request(&limits, seed()))
-        .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "a panic"))?
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.0))?;
+    let request =
+        tokio::task::spawn_blocking(move || body.into_request(&limits, crate::jobs::random_u64()))
+            .await
+            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "a panic"))?
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.0))?;
     let job = Job::new(request);
     state.store.insert(job.clone());
     if let Err(job) = state.queue.push(job.clone()) {

@@ -140,15 +140,16 @@ impl Job {
 }
 
 fn new_id() -> String {
+    format!("{:016x}{:016x}", random_u64(), random_u64())
+}
+
+/// 64 random bits: std's `RandomState` is seeded from the OS's randomness once per process,
+/// then varied per instance; a counter makes every call distinct.
+pub(crate) fn random_u64() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    // RandomState is seeded from the OS's randomness once per process, then per instance.
-    let random = |salt: u64| {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(n ^ salt);
-        h.finish()
-    };
-    format!("{:016x}{:016x}", random(0), random(u64::MAX))
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.finish()
 }
 
 /// The queue jobs wait in. `pop` is called from the worker thread and may block.

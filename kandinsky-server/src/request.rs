@@ -212,9 +212,11 @@ impl JobBody {
             ),
         };
         request.negative_prompt = self.negative_prompt;
+        // The outpainting canvas sets its own size; otherwise the pipeline's default unless
+        // given.
         if self.mode != Mode::Outpaint {
-            request.width = self.width.unwrap_or(512);
-            request.height = self.height.unwrap_or(512);
+            request.width = self.width.unwrap_or(request.width);
+            request.height = self.height.unwrap_or(request.height);
         }
         if let Some(steps) = self.steps {
             request.decoder.steps = steps;
@@ -224,7 +226,7 @@ impl JobBody {
         }
         request.decoder.guidance_scale = self.guidance.or(request.decoder.guidance_scale);
         request.prior.guidance_scale = self.prior_guidance.or(request.prior.guidance_scale);
-        request.num_images = self.num_images.unwrap_or(1);
+        request.num_images = self.num_images.unwrap_or(request.num_images);
         request.seed = self.seed.unwrap_or(seed);
         let sampler = |name: &Option<String>, karras: bool| {
             name.as_deref()
