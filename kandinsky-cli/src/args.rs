@@ -308,9 +308,19 @@ pub struct Serve {
     /// Serve a non-loopback address without an API key (anyone who reaches it can use it).
     #[arg(long)]
     pub insecure_no_api_key: bool,
+    /// The decoder for inpainting and outpainting requests, opened when the first one comes
+    /// [default: kandinsky-community/kandinsky-2-2-decoder-inpaint, or -2-1-inpaint];
+    /// `none` serves no inpainting.
+    #[arg(long, value_name = "REPO_OR_FOLDER")]
+    pub inpaint_decoder: Option<String>,
+    /// The decoder for ControlNet-depth requests, opened when the first one comes
+    /// [default with 2.2: kandinsky-community/kandinsky-2-2-controlnet-depth]; `none` serves
+    /// no ControlNet.
+    #[arg(long, value_name = "REPO_OR_FOLDER")]
+    pub controlnet_decoder: Option<String>,
     /// Jobs that may wait; more get 429 Too Many Requests.
-    #[arg(long, default_value_t = 8)]
-    pub queue: usize,
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    pub queue: u16,
     /// Print nothing but errors.
     #[arg(long)]
     pub quiet: bool,

@@ -24,6 +24,8 @@ pub struct Opened {
     pub dtype: String,
     /// The device it runs on.
     pub device: Device,
+    /// How it was fetched (for decoders opened later).
+    pub options: HubOptions,
     zero_cache: Option<ZeroEmbedCache>,
     zero_from_cache: bool,
 }
@@ -94,6 +96,7 @@ impl Models {
             decoder,
             dtype,
             device,
+            options,
             zero_cache,
             zero_from_cache,
         })

@@ -2,7 +2,8 @@
 //! (`kandinsky-server`), until SIGINT or SIGTERM.
 
 use anyhow::anyhow;
-use kandinsky_pipeline::{DecoderKind, Residency};
+use kandinsky_pipeline::hub::NoProgress;
+use kandinsky_pipeline::{DecoderKind, DecoderStage, Residency, layout};
 use kandinsky_server::{PipelineGenerator, Server, ServerConfig, shutdown_signal};
 
 use crate::args::Serve;
@@ -15,7 +16,7 @@ pub fn run(a: Serve) -> Result<(), Failure> {
         addr: std::net::SocketAddr::new(a.host, a.port),
         api_key: a.api_key,
         allow_unauthenticated: a.insecure_no_api_key,
-        queue_capacity: a.queue,
+        queue_capacity: a.queue.into(),
         log_requests: !a.quiet,
         ..ServerConfig::default()
     };
@@ -33,11 +34,34 @@ pub fn run(a: Serve) -> Result<(), Failure> {
     )?;
     let about = vec![
         ("prior", opened.prior.clone()),
-        ("decoder", opened.decoder.clone()),
         ("dtype", opened.dtype.clone()),
     ];
     let zero_cache = opened.zero_cache_to_fill();
+    let version = a.models.version();
+    let mut others = Vec::new();
+    for (kind, given) in [
+        (DecoderKind::Inpaint, &a.inpaint_decoder),
+        (DecoderKind::ControlNetDepth, &a.controlnet_decoder),
+    ] {
+        let spec = match given.as_deref() {
+            Some("none") => continue,
+            Some(spec) => spec.to_string(),
+            None => match layout::default_repos(version, kind) {
+                Some((_, decoder)) => decoder.to_string(),
+                None => continue,
+            },
+        };
+        reporter.line(&format!(
+            "{kind:?} requests: {spec}, opened when the first comes"
+        ));
+        let (device, options) = (opened.device.clone(), opened.options.clone());
+        let open = move || DecoderStage::from_pretrained(&spec, &device, &options, &mut NoProgress);
+        others.push((kind, open));
+    }
     let mut generator = PipelineGenerator::new(opened.pipeline, about);
+    for (kind, open) in others {
+        generator = generator.with_decoder(kind, Box::new(open));
+    }
     if let Some(cache) = zero_cache {
         generator = generator.with_zero_cache(cache);
     }

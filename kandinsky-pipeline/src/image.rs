@@ -162,11 +162,69 @@ impl Image {
         Self::decode_with(reader, max_side.min(MAX_INPUT_SIDE)).map_err(fail)
     }
 
-    /// Decodes with limits: the declared size is checked before a byte is decoded.
+    /// The inpainting mask an image's transparency says (the OpenAI Images API's convention:
+    /// fully transparent pixels are the ones to repaint): white where alpha is 0, black
+    /// elsewhere; `None` when the image has no alpha channel. Decoded as
+    /// [`decode_within`](Self::decode_within) decodes.
+    pub fn decode_transparency_mask(
+        bytes: &[u8],
+        name: &str,
+        max_side: u32,
+    ) -> Result<Option<Self>, PipelineError> {
+        let fail = |source: image::ImageError| PipelineError::Image {
+            path: PathBuf::from(name),
+            source,
+        };
+        let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| fail(e.into()))?;
+        let decoded = Self::decode_dynamic(reader, max_side.min(MAX_INPUT_SIDE)).map_err(fail)?;
+        if !decoded.color().has_alpha() {
+            return Ok(None);
+        }
+        let rgba = decoded.to_rgba8();
+        let (width, height) = (rgba.width() as usize, rgba.height() as usize);
+        let rgb = rgba
+            .pixels()
+            .flat_map(|p| [if p.0[3] == 0 { 255 } else { 0 }; 3])
+            .collect();
+        Ok(Some(Self { width, height, rgb }))
+    }
+
+    /// Decodes with limits (see [`decode_dynamic`](Self::decode_dynamic)) to 8-bit RGB.
     fn decode_with<R: std::io::BufRead + std::io::Seek>(
-        mut reader: image::ImageReader<R>,
+        reader: image::ImageReader<R>,
         max_side: u32,
     ) -> Result<Self, image::ImageError> {
+        let decoded = Self::decode_dynamic(reader, max_side)?;
+        let rgb = match decoded {
+            // Pillow reads 16-bit RGB(A) PNGs as 8-bit RGB by their high bytes (load_image's
+            // convert("RGB")); the image crate would round instead.
+            image::DynamicImage::ImageRgb16(_) | image::DynamicImage::ImageRgba16(_) => {
+                let wide = decoded.to_rgb16();
+                let (w, h) = wide.dimensions();
+                let high = wide
+                    .into_raw()
+                    .into_iter()
+                    .map(|v| (v >> 8) as u8)
+                    .collect();
+                image::RgbImage::from_raw(w, h, high).expect("the same size")
+            }
+            other => other.to_rgb8(),
+        };
+        Ok(Self {
+            width: rgb.width() as usize,
+            height: rgb.height() as usize,
+            rgb: rgb.into_raw(),
+        })
+    }
+
+    /// Decodes with limits: the declared size is checked before a byte is decoded; an empty
+    /// image is refused.
+    fn decode_dynamic<R: std::io::BufRead + std::io::Seek>(
+        mut reader: image::ImageReader<R>,
+        max_side: u32,
+    ) -> Result<image::DynamicImage, image::ImageError> {
         use image::ImageDecoder;
         let mut limits = image::Limits::default();
         limits.max_image_width = Some(max_side);
@@ -190,30 +248,10 @@ impl Image {
             .unwrap_or(image::metadata::Orientation::NoTransforms);
         let mut decoded = image::DynamicImage::from_decoder(decoder)?;
         decoded.apply_orientation(orientation);
-        let rgb = match decoded {
-            // Pillow reads 16-bit RGB(A) PNGs as 8-bit RGB by their high bytes (load_image's
-            // convert("RGB")); the image crate would round instead.
-            image::DynamicImage::ImageRgb16(_) | image::DynamicImage::ImageRgba16(_) => {
-                let wide = decoded.to_rgb16();
-                let (w, h) = wide.dimensions();
-                let high = wide
-                    .into_raw()
-                    .into_iter()
-                    .map(|v| (v >> 8) as u8)
-                    .collect();
-                image::RgbImage::from_raw(w, h, high).expect("the same size")
-            }
-            other => other.to_rgb8(),
-        };
-        let (width, height) = (rgb.width() as usize, rgb.height() as usize);
-        if width == 0 || height == 0 {
+        if decoded.width() == 0 || decoded.height() == 0 {
             return Err(too_large(image::error::LimitErrorKind::DimensionError));
         }
-        Ok(Self {
-            width,
-            height,
-            rgb: rgb.into_raw(),
-        })
+        Ok(decoded)
     }
 
     /// An image from row-major RGB bytes, checked.

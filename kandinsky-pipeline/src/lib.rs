@@ -91,6 +91,7 @@ pub mod hub;
 pub mod image;
 pub mod layout;
 mod pipeline;
+pub mod preview;
 pub mod prior;
 mod queue;
 pub mod rng;
@@ -111,6 +112,7 @@ pub use pipeline::{
     Callback, DecoderStage, Embedding, Event, FusionInput, Hooks, Init, Kandinsky, MAX_IMAGES,
     MAX_SIDE, MAX_STEPS, Output, PriorStage, Request, Residency, SamplerChoice, Sampling, Step,
 };
+pub use preview::LatentPreview;
 pub use prior::{
     PriorOptions, PriorOutput, PriorStart, image_embeds, run_prior, zero_image_embeds,
 };

@@ -39,7 +39,7 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -48,14 +48,23 @@ impl ApiError {
         }
     }
 
-    fn not_found(what: &str) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    pub(crate) fn not_found(what: &str) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", format!("no {what}"))
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
+        // `type` for OpenAI clients, which read it beside `message`.
+        let body = Json(json!({"error": {
+            "code": self.code,
+            "type": self.code,
+            "message": self.message,
+        }}));
         let mut response = (self.status, body).into_response();
         if let Some(seconds) = self.retry_after {
             response
@@ -74,10 +83,14 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/jobs/{id}/events", get(events))
         .route("/v1/jobs/{id}/cancel", post(cancel))
         .route("/v1/jobs/{id}/images/{n}", get(image))
+        .route("/v1/jobs/{id}/preview", get(preview))
         .route("/metrics", get(metrics))
+        .merge(crate::openai::routes())
+        .merge(crate::a1111::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
     Router::new()
         .route("/health", get(health))
+        .merge(crate::web::routes())
         .merge(protected)
         .fallback(|| async { ApiError::not_found("such route") })
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
@@ -93,14 +106,15 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     let (method, path) = (request.method().clone(), request.uri().path().to_string());
     let start = std::time::Instant::now();
     let limit = state.config.request_timeout;
-    let mut response = match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "timeout",
-            format!("the request took longer than {limit:?}"),
-        )
-        .into_response(),
+    // A synchronous generation bounds the reading of its body itself, and its run by
+    // `generation_timeout`.
+    let mut response = if crate::SYNCHRONOUS.iter().any(|p| path.starts_with(p)) {
+        next.run(request).await
+    } else {
+        match tokio::time::timeout(limit, next.run(request)).await {
+            Ok(response) => response,
+            Err(_) => timed_out(limit).into_response(),
+        }
     };
     response
         .headers_mut()
@@ -116,6 +130,40 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         eprintln!("{line}");
     }
     response
+}
+
+fn timed_out(limit: std::time::Duration) -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "timeout",
+        format!("the request took longer than {limit:?}"),
+    )
+}
+
+/// Reads a body with `T`'s extractor within the request timeout (for the synchronous
+/// routes, which the timeout layer leaves alone).
+pub(crate) async fn read_body<T>(state: &AppState, request: Request) -> Result<T, ApiError>
+where
+    T: axum::extract::FromRequest<AppState>,
+    T::Rejection: Into<ApiError>,
+{
+    let limit = state.config.request_timeout;
+    match tokio::time::timeout(limit, T::from_request(request, state)).await {
+        Ok(body) => body.map_err(Into::into),
+        Err(_) => Err(timed_out(limit)),
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        rejected(rejection)
+    }
+}
+
+impl From<axum::extract::multipart::MultipartRejection> for ApiError {
+    fn from(rejection: axum::extract::multipart::MultipartRejection) -> Self {
+        ApiError::bad_request(rejection.body_text())
+    }
 }
 
 /// Requires `Authorization: Bearer <key>` when the server has a key.
@@ -167,6 +215,9 @@ struct JobView {
     /// The images' URLs, once done.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     images: Vec<String>,
+    /// The latest preview's URL, while running.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    preview: Option<String>,
 }
 
 fn view(job: &Job) -> JobView {
@@ -177,53 +228,164 @@ fn view(job: &Job) -> JobView {
             .collect(),
         _ => Vec::new(),
     };
+    let preview = job
+        .preview()
+        .map(|(step, _)| format!("/v1/jobs/{}/preview?step={step}", job.id()));
     JobView {
         id: job.id().to_string(),
         state,
         images,
+        preview,
     }
 }
 
+/// The text fields of [`JobBody`] (a form's other fields are read as JSON values).
+const TEXT_FIELDS: &[&str] = &[
+    "mode",
+    "prompt",
+    "negative_prompt",
+    "sampler",
+    "prior_sampler",
+];
+
+/// `POST /v1/jobs`: a JSON body, or a form with the same fields (images as files).
 async fn submit(
     State(state): State<AppState>,
-    body: Result<Json<JobBody>, JsonRejection>,
+    request: Request,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
-    let Json(body) = body.map_err(|rejection| {
-        let status = match rejection.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        let code = match status {
-            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-            _ => "invalid_request",
-        };
-        ApiError::new(status, code, rejection.body_text())
-    })?;
-    let limits = state.config.limits;
-    // Decoding uploaded images is work: off the async threads.
-    let request =
-        tokio::task::spawn_blocking(move || body.into_request(&limits, crate::jobs::random_u64()))
-            .await
-            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "a panic"))?
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.0))?;
-    let job = Job::new(request);
-    state.store.insert(job.clone());
-    if let Err(job) = state.queue.push(job.clone()) {
-        state.store.remove(job.id());
-        state.metrics.rejected();
-        let mut error = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "queue_full",
-            format!(
-                "the queue is full ({} jobs wait); retry later",
-                state.config.queue_capacity
-            ),
-        );
-        error.retry_after = Some(5);
-        return Err(error);
-    }
-    state.metrics.submitted();
+    let body: JobBody = if is_form(&request) {
+        let form = crate::form::Form::read(read_body(&state, request).await?).await?;
+        serde_json::from_value(serde_json::Value::Object(form.to_json(TEXT_FIELDS)))
+            .map_err(|e| ApiError::bad_request(format!("the form: {e}")))?
+    } else {
+        read_body::<Json<JobBody>>(&state, request).await?.0
+    };
+    let job = state.enqueue(body).await?;
     Ok((StatusCode::ACCEPTED, Json(view(&job))))
+}
+
+/// Whether the body is `multipart/form-data`.
+pub(crate) fn is_form(request: &Request) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"))
+}
+
+/// A refused JSON body as an error response (413 for one too large, else 400).
+pub(crate) fn rejected(rejection: JsonRejection) -> ApiError {
+    match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => too_large(rejection.body_text()),
+        _ => ApiError::bad_request(rejection.body_text()),
+    }
+}
+
+pub(crate) fn too_large(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
+}
+
+impl AppState {
+    /// Validates `body` (decoding its images off the async threads) and queues it: the job, or
+    /// 400 / 429 (`Retry-After`).
+    pub(crate) async fn enqueue(&self, body: JobBody) -> Result<Arc<Job>, ApiError> {
+        let limits = self.config.limits;
+        let request = tokio::task::spawn_blocking(move || {
+            body.into_request(&limits, crate::jobs::random_u64())
+        })
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "a panic"))?
+        .map_err(|e| ApiError::bad_request(e.0))?;
+        self.enqueue_request(request)
+    }
+
+    /// Queues a validated request.
+    pub(crate) fn enqueue_request(
+        &self,
+        request: kandinsky_pipeline::Request,
+    ) -> Result<Arc<Job>, ApiError> {
+        let job = Job::new(request);
+        self.store.insert(job.clone());
+        if let Err(job) = self.queue.push(job.clone()) {
+            self.store.remove(job.id());
+            self.metrics.rejected();
+            let mut error = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "queue_full",
+                format!(
+                    "the queue is full ({} jobs wait); retry later",
+                    self.config.queue_capacity
+                ),
+            );
+            error.retry_after = Some(5);
+            return Err(error);
+        }
+        self.metrics.submitted();
+        Ok(job)
+    }
+
+    /// Waits for `job` to finish (the synchronous APIs): its images, or the job's failure as
+    /// an error response. The job is cancelled if the client goes away first (this future is
+    /// dropped) or after [`ServerConfig::generation_timeout`].
+    pub(crate) async fn finished(&self, job: Arc<Job>) -> Result<Vec<Vec<u8>>, ApiError> {
+        struct CancelOnDrop(Option<Arc<Job>>);
+        impl Drop for CancelOnDrop {
+            fn drop(&mut self) {
+                if let Some(job) = self.0.take() {
+                    job.cancel();
+                }
+            }
+        }
+        let mut guard = CancelOnDrop(Some(job.clone()));
+        let mut receiver = job.subscribe();
+        let limit = self.config.generation_timeout;
+        let waited = tokio::time::timeout(limit, async {
+            loop {
+                if receiver.borrow_and_update().is_final() {
+                    return;
+                }
+                if receiver.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        if waited.is_err() {
+            self.cancel(&job);
+            return Err(ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                format!("the generation took longer than {limit:?} and was cancelled"),
+            ));
+        }
+        guard.0 = None;
+        match job.state() {
+            JobState::Done { .. } => Ok(job.images().map(<[_]>::to_vec).unwrap_or_default()),
+            JobState::Failed { code, message } => Err(ApiError::new(
+                match code {
+                    "invalid_request" => StatusCode::BAD_REQUEST,
+                    _ => StatusCode::INTERNAL_SERVER_ERROR,
+                },
+                code,
+                message,
+            )),
+            _ => Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cancelled",
+                "the job was cancelled (by a client or the server's shutdown)",
+            )),
+        }
+    }
+
+    /// Cancels a job: a waiting one at once, a running one at its next step.
+    pub(crate) fn cancel(&self, job: &Job) {
+        job.cancel();
+        if let Some(waiting) = self.queue.remove(job.id()) {
+            waiting.set_state(JobState::Cancelled);
+            self.metrics.finished(&JobState::Cancelled);
+            self.store.finished(&waiting);
+        }
+    }
 }
 
 fn job(state: &AppState, id: &str) -> Result<Arc<Job>, ApiError> {
@@ -272,12 +434,7 @@ async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
     let job = job(&state, &id)?;
-    job.cancel();
-    if let Some(waiting) = state.queue.remove(&id) {
-        waiting.set_state(JobState::Cancelled);
-        state.metrics.finished(&JobState::Cancelled);
-        state.store.finished(&waiting);
-    }
+    state.cancel(&job);
     Ok(Json(view(&job)))
 }
 
@@ -297,4 +454,24 @@ async fn image(
         .get(n)
         .ok_or_else(|| ApiError::not_found("such image"))?;
     Ok(([(header::CONTENT_TYPE, "image/png")], png.clone()).into_response())
+}
+
+/// The running job's latest preview (a small PNG at the latent resolution); 404 when there is
+/// none (not running, or no decoder step yet).
+async fn preview(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let job = job(&state, &id)?;
+    let (_, png) = job
+        .preview()
+        .ok_or_else(|| ApiError::not_found("preview (yet)"))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/png"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        png.to_vec(),
+    )
+        .into_response())
 }

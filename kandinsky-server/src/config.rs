@@ -23,10 +23,15 @@ pub struct ServerConfig {
     /// How long a request may take to be read and answered (408 beyond; a progress stream's
     /// events are not limited once it has started).
     pub request_timeout: std::time::Duration,
+    /// How long a synchronous generation (the OpenAI and AUTOMATIC1111 APIs) may wait and run
+    /// before it is cancelled (504).
+    pub generation_timeout: std::time::Duration,
     /// Log one JSON line per request to stderr (request id, method, path, status, time).
     pub log_requests: bool,
     /// The per-request bounds.
     pub limits: Limits,
+    /// What the model lists of the compatible APIs call the model (e.g. `kandinsky-2.2`).
+    pub model_name: String,
 }
 
 /// Bounds on what one request may ask, below the pipeline's own.
@@ -63,8 +68,10 @@ impl Default for ServerConfig {
             keep_finished: 64,
             max_body_bytes: 32 << 20,
             request_timeout: std::time::Duration::from_secs(30),
+            generation_timeout: std::time::Duration::from_secs(3600),
             log_requests: false,
             limits: Limits::default(),
+            model_name: "kandinsky-2.2".into(),
         }
     }
 }
@@ -105,11 +112,16 @@ impl ServerConfig {
         if !self.addr.ip().is_loopback() && self.api_key.is_none() && !self.allow_unauthenticated {
             return Err(ConfigError::OpenWithoutKey { addr: self.addr });
         }
-        if self.request_timeout.is_zero() {
-            return Err(ConfigError::Invalid {
-                what: "request_timeout",
-                message: "expected a positive duration".into(),
-            });
+        for (what, duration) in [
+            ("request_timeout", self.request_timeout),
+            ("generation_timeout", self.generation_timeout),
+        ] {
+            if duration.is_zero() {
+                return Err(ConfigError::Invalid {
+                    what,
+                    message: "expected a positive duration".into(),
+                });
+            }
         }
         let l = &self.limits;
         for (what, value, max) in [

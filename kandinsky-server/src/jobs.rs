@@ -76,6 +76,8 @@ pub struct Job {
     cancel: AtomicBool,
     state: watch::Sender<JobState>,
     images: OnceLock<Vec<Vec<u8>>>,
+    /// The latest preview: the decoder step it shows, and the PNG.
+    preview: Mutex<Option<(usize, Arc<[u8]>)>>,
 }
 
 impl Job {
@@ -87,6 +89,7 @@ impl Job {
             cancel: AtomicBool::new(false),
             state: watch::channel(JobState::Queued { position: 0 }).0,
             images: OnceLock::new(),
+            preview: Mutex::new(None),
         })
     }
 
@@ -129,8 +132,31 @@ impl Job {
     /// Stores the images of a finished job and marks it done.
     pub fn finish(&self, images: Vec<Vec<u8>>) {
         let n = images.len();
+        self.preview
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         let _ = self.images.set(images);
         self.set_state(JobState::Done { images: n });
+    }
+
+    /// Keeps `png` as the preview of decoder step `step` and tells the followers of the job.
+    pub fn set_preview(&self, step: usize, png: Vec<u8>) {
+        *self.preview.lock().unwrap_or_else(|e| e.into_inner()) = Some((step, png.into()));
+        if !self.state.borrow().is_final() {
+            self.state.send_modify(|_| {});
+        }
+    }
+
+    /// The latest preview (the decoder step it shows, the PNG), while the job runs.
+    pub fn preview(&self) -> Option<(usize, Arc<[u8]>)> {
+        if !matches!(self.state(), JobState::Running { .. }) {
+            return None;
+        }
+        self.preview
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The PNG files of a finished job.
@@ -313,6 +339,15 @@ impl JobStore {
                 job.cancel();
             }
         }
+    }
+
+    /// The running job, if one is.
+    pub fn running(&self) -> Option<Arc<Job>> {
+        self.lock()
+            .jobs
+            .values()
+            .find(|j| matches!(j.state(), JobState::Running { .. }))
+            .cloned()
     }
 
     /// How many jobs are in each state.

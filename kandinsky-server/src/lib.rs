@@ -43,13 +43,21 @@
 //! # }
 //! ```
 
+mod a1111;
 mod api;
 pub mod config;
+mod form;
 mod generator;
 pub mod jobs;
 mod metrics;
+mod openai;
 pub mod request;
+mod web;
 mod worker;
+
+/// The routes that answer when their generation is done (bounded by
+/// [`ServerConfig::generation_timeout`], not the request timeout).
+const SYNCHRONOUS: &[&str] = &["/v1/images/", "/sdapi/v1/txt2img", "/sdapi/v1/img2img"];
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -8,10 +8,11 @@ use serde::Deserialize;
 use crate::config::Limits;
 
 /// A generation mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Text-to-image.
+    #[default]
     Text2img,
     /// Image-to-image (`image`, `strength`).
     Img2img,
@@ -44,7 +45,7 @@ pub struct FusionItemBody {
 }
 
 /// `POST /v1/jobs`. Unknown fields are refused (a misspelt option is an error, not ignored).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobBody {
     /// The mode (default `text2img`).
@@ -124,15 +125,19 @@ fn bad(message: impl Into<String>) -> BadRequest {
 
 /// Decodes a base64 image field (`name` names it in errors), within `max_side` pixels a side.
 pub fn decode_image(name: &str, data: &str, max_side: u32) -> Result<Image, BadRequest> {
-    // A data URL's payload, or plain base64.
+    let bytes = base64_payload(name, data)?;
+    Image::decode_within(&bytes, name, max_side).map_err(|e| bad(format!("{e}")))
+}
+
+/// The bytes of a base64 field (plain, or a `data:` URL's payload).
+pub fn base64_payload(name: &str, data: &str) -> Result<Vec<u8>, BadRequest> {
     let payload = match data.split_once(";base64,") {
         Some((head, payload)) if head.starts_with("data:") => payload,
         _ => data,
     };
-    let bytes = base64::engine::general_purpose::STANDARD
+    base64::engine::general_purpose::STANDARD
         .decode(payload.trim())
-        .map_err(|e| bad(format!("{name}: not base64 ({e})")))?;
-    Image::decode_within(&bytes, name, max_side).map_err(|e| bad(format!("{e}")))
+        .map_err(|e| bad(format!("{name}: not base64 ({e})")))
 }
 
 impl JobBody {

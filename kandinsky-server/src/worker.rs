@@ -49,6 +49,11 @@ fn run(job: &Job, generator: &mut dyn Generator, metrics: &Metrics) {
                 last = Instant::now();
                 job.set_state(running(stage, step, of));
             }
+            Progress::Preview(png) => {
+                if let JobState::Running { step, .. } = job.state() {
+                    job.set_preview(step, png);
+                }
+            }
             Progress::Decoding => job.set_state(running("decoding", 0, 0)),
         }
         match job.is_cancelled() {

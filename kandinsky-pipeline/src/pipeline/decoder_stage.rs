@@ -24,6 +24,7 @@ use crate::layout::{
     DecoderKind, DecoderLayout, MOVQ, SCHEDULER_CONFIG, TEXT_ENCODER, TOKENIZER, UNET, Version,
     unet_embedding_width,
 };
+use crate::preview::LatentPreview;
 use crate::scheduler::Scheduler;
 
 /// The decoder's models.
@@ -44,6 +45,7 @@ pub struct DecoderStage {
     layout: DecoderLayout,
     embedding_width: usize,
     parts: Option<Parts>,
+    preview: Option<LatentPreview>,
 }
 
 impl std::fmt::Debug for DecoderStage {
@@ -67,6 +69,27 @@ impl DecoderStage {
         Self::from_repository(Repository::local(dir, layout.components())?, device)
     }
 
+    /// A decoder given as a Hub repository id (`org/name`, its components for the model its
+    /// UNet config names fetched into the Hugging Face cache now) or a local folder (an
+    /// existing path); nothing is loaded yet.
+    #[cfg(feature = "hub")]
+    pub fn from_pretrained(
+        spec: &str,
+        device: &Device,
+        options: &crate::hub::HubOptions,
+        progress: &mut dyn crate::hub::DownloadProgress,
+    ) -> Result<Self, PipelineError> {
+        let repo = Repository::open(spec, &[UNET], options, progress)?;
+        let layout = DecoderLayout::of_folder(repo.dir())?;
+        match &repo {
+            Repository::Local(dir) => crate::layout::check_folder(dir, layout.components())?,
+            Repository::Hub { repo, prefer_fp16 } => {
+                repo.fetch(layout.components(), *prefer_fp16, progress)?;
+            }
+        }
+        Self::from_repository(repo, device)
+    }
+
     pub(crate) fn from_repository(
         repo: Repository,
         device: &Device,
@@ -79,6 +102,7 @@ impl DecoderStage {
             layout: DecoderLayout::of_unet(&config),
             embedding_width: unet_embedding_width(&config),
             parts: None,
+            preview: None,
         })
     }
 
@@ -113,6 +137,20 @@ impl DecoderStage {
     /// Loads the models now.
     pub fn preload(&mut self) -> Result<(), PipelineError> {
         self.load(&mut Events::default()).map(drop)
+    }
+
+    /// The low-cost preview map of this decoder's latents (see [`LatentPreview`]): fitted to
+    /// its MoVQ the first time (loading the models if they are not), then kept.
+    pub fn latent_preview(&mut self) -> Result<LatentPreview, PipelineError> {
+        if let Some(preview) = &self.preview {
+            return Ok(preview.clone());
+        }
+        let device = self.device.clone();
+        let preview = LatentPreview::fit(&self.load(&mut Events::default())?.movq, &device)?;
+        if self.residency == Residency::Sequential {
+            self.release();
+        }
+        Ok(self.preview.insert(preview).clone())
     }
 
     /// Decodes `request` guided by `image_embeds` against `negative` (both (B, E), B the

@@ -143,6 +143,27 @@ impl Kandinsky {
         Ok(Self { prior, decoder })
     }
 
+    /// Puts `decoder` in place of the pipeline's decoder and returns the one it replaces (e.g. a
+    /// server switching to the inpainting decoder for an inpainting request). Refuses, and
+    /// keeps the pipeline as it was, a decoder whose embeddings the prior does not make.
+    pub fn replace_decoder(
+        &mut self,
+        decoder: DecoderStage,
+    ) -> Result<Option<DecoderStage>, (PipelineError, DecoderStage)> {
+        if let Some(p) = &self.prior
+            && p.embedding_width() != decoder.embedding_width()
+        {
+            let error = PipelineError::EmbeddingWidth {
+                prior_width: p.embedding_width(),
+                decoder_width: decoder.embedding_width(),
+                prior: p.source(),
+                decoder: decoder.source(),
+            };
+            return Err((error, decoder));
+        }
+        Ok(self.decoder.replace(decoder))
+    }
+
     /// A pipeline over a prior folder and a decoder folder in diffusers layout; nothing is
     /// loaded until needed (see [`preload`](Self::preload)).
     pub fn from_folders(
@@ -169,40 +190,17 @@ impl Kandinsky {
         options: &crate::hub::HubOptions,
         progress: &mut dyn crate::hub::DownloadProgress,
     ) -> Result<Self, PipelineError> {
-        use crate::hub::{HubRepo, Source};
-        use crate::layout::{DecoderLayout, PRIOR_CORE, PRIOR_IMAGES, UNET};
-        let open = |spec: &str,
-                    first: &[crate::layout::Component],
-                    progress: &mut dyn crate::hub::DownloadProgress|
-         -> Result<Repository, PipelineError> {
-            Ok(match Source::parse(spec) {
-                Source::Local(dir) => Repository::local(&dir, first)?,
-                Source::Hub(id) => {
-                    let repo = HubRepo::open(&id, options.offline)?;
-                    repo.fetch(first, options.prefer_fp16, progress)?;
-                    Repository::Hub {
-                        repo: Box::new(repo),
-                        prefer_fp16: options.prefer_fp16,
-                    }
-                }
-            })
-        };
+        use crate::layout::{PRIOR_CORE, PRIOR_IMAGES};
         let mut prior_components = PRIOR_CORE.to_vec();
         if options.image_encoder {
             prior_components.extend_from_slice(PRIOR_IMAGES);
         }
-        let prior = open(prior, &prior_components, progress)?;
-        let decoder = open(decoder, &[UNET], progress)?;
-        let layout = DecoderLayout::of_folder(decoder.dir())?;
-        match &decoder {
-            Repository::Local(dir) => crate::layout::check_folder(dir, layout.components())?,
-            Repository::Hub { repo, prefer_fp16 } => {
-                repo.fetch(layout.components(), *prefer_fp16, progress)?;
-            }
-        }
+        let prior = Repository::open(prior, &prior_components, options, progress)?;
         Self::new(
             Some(PriorStage::from_repository(prior, device)?),
-            Some(DecoderStage::from_repository(decoder, device)?),
+            Some(DecoderStage::from_pretrained(
+                decoder, device, options, progress,
+            )?),
         )
     }
 

@@ -27,6 +27,29 @@ impl Repository {
         Ok(Repository::Local(dir.to_path_buf()))
     }
 
+    /// `spec` as a Hub id (`org/name`, opened at its current commit, `first` fetched now) or
+    /// a local folder (an existing path; checked to hold `first`).
+    #[cfg(feature = "hub")]
+    pub fn open(
+        spec: &str,
+        first: &[Component],
+        options: &crate::hub::HubOptions,
+        progress: &mut dyn crate::hub::DownloadProgress,
+    ) -> Result<Self, PipelineError> {
+        use crate::hub::{HubRepo, Source};
+        Ok(match Source::parse(spec) {
+            Source::Local(dir) => Repository::local(&dir, first)?,
+            Source::Hub(id) => {
+                let repo = HubRepo::open(&id, options.offline)?;
+                repo.fetch(first, options.prefer_fp16, progress)?;
+                Repository::Hub {
+                    repo: Box::new(repo),
+                    prefer_fp16: options.prefer_fp16,
+                }
+            }
+        })
+    }
+
     /// The folder the components are in.
     pub fn dir(&self) -> &Path {
         match self {
