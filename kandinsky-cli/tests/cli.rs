@@ -73,6 +73,7 @@ fn generates_a_png_with_its_parameters() {
     );
     let chunks = text_chunks(&path);
     for (key, value) in [
+        ("mode", "text2img"),
         ("prompt", "a red cat"),
         ("negative_prompt", "blurry"),
         ("seed", "5"),

@@ -2,27 +2,16 @@
 //! anything, serves a job with the small fixture pipeline on a loopback port, and stops on
 //! SIGTERM with exit code 0.
 
+mod support;
+
 use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kandinsky_testing::corpus::Workspace;
 
-fn serve(work: &Workspace, extra: &[&str]) -> Command {
-    let home = work.path().join("home");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kandinsky"));
-    cmd.arg("serve")
-        .arg("--prior")
-        .arg(work.prior())
-        .arg("--decoder")
-        .arg(work.decoder())
-        .args(extra)
-        .env("HOME", &home)
-        .env("KANDINSKY_CACHE", home.join("kandinsky"))
-        .env("HF_HOME", home.join("hf"))
-        .env("HF_ENDPOINT", "http://127.0.0.1:9")
-        .env_remove("KANDINSKY_API_KEY");
-    cmd
+fn serve(work: &Workspace, extra: &[&str]) -> std::process::Command {
+    support::command(work, extra)
 }
 
 #[test]

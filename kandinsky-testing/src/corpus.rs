@@ -193,6 +193,23 @@ impl Workspace {
         Self { dir }
     }
 
+    /// Adds another decoder folder `name` (beside `decoder/`) with the fixture UNet folder
+    /// `unet` (e.g. `unet_22_inpaint`, `unet_22_controlnet32`) and the same MoVQ and
+    /// scheduler; its path.
+    pub fn add_decoder(&self, name: &str, unet: &str) -> PathBuf {
+        let fixtures = crate::fixtures_dir();
+        let decoder = self.path().join(name);
+        std::fs::create_dir_all(&decoder).unwrap();
+        std::fs::write(decoder.join("model_index.json"), "{}").unwrap();
+        link_tree(&fixtures.join(unet).join("unet"), &decoder.join("unet"));
+        link_tree(&fixtures.join("movq/movq"), &decoder.join("movq"));
+        link_tree(
+            &fixtures.join("schedulers/ddpm"),
+            &decoder.join("scheduler"),
+        );
+        decoder
+    }
+
     /// The workspace of `case`, its steps applied.
     pub fn of(case: &Case) -> Self {
         let workspace = Self::new(&case.unet);

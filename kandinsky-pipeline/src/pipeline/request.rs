@@ -374,6 +374,25 @@ impl Request {
         self.decoder.guidance_scale.unwrap_or(default)
     }
 
+    /// The mode as the CLI and the server name it: `text2img`, `img2img`, `inpaint` (also an
+    /// outpainting's canvas), `fusion`, `variation` (a fusion of one image of weight 1),
+    /// `controlnet` or `emb2emb`.
+    pub fn mode_name(&self) -> &'static str {
+        if self.hint.is_some() {
+            return "controlnet";
+        }
+        match (&self.embedding, &self.init) {
+            (_, Init::Inpaint { .. }) => "inpaint",
+            (Embedding::Fusion(items), _) => match items.as_slice() {
+                [(FusionInput::Image(_), w)] if *w == 1.0 => "variation",
+                _ => "fusion",
+            },
+            (Embedding::Emb2Emb { .. }, _) => "emb2emb",
+            (Embedding::Prompt, Init::Image { .. }) => "img2img",
+            (Embedding::Prompt, Init::Noise) => "text2img",
+        }
+    }
+
     /// The generation parameters as PNG text chunks (what the CLI and the server write beside
     /// each image): prompt, negative prompt, seed, steps, guidance and sampler of each stage,
     /// size; `version` gives the default guidance.
@@ -382,6 +401,7 @@ impl Request {
             choice.map_or_else(|| "default".to_string(), |c| c.label())
         };
         vec![
+            ("mode", self.mode_name().to_string()),
             ("prompt", self.prompt.clone()),
             (
                 "negative_prompt",
