@@ -69,7 +69,10 @@ fn start_driver(program: &Path) -> Driver {
     let url = format!("http://127.0.0.1:{port}");
     let start = Instant::now();
     while ureq::get(&format!("{url}/status")).call().is_err() {
-        assert!(start.elapsed() < Duration::from_secs(30), "chromedriver did not start");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "chromedriver did not start"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     Driver { child, url }
@@ -120,7 +123,11 @@ async fn until(client: &Client, script: &str, what: &str) {
             return;
         }
         if start.elapsed() > Duration::from_secs(60) {
-            let status = js(client, "return document.getElementById('status').textContent").await;
+            let status = js(
+                client,
+                "return document.getElementById('status').textContent",
+            )
+            .await;
             panic!("timed out waiting for {what}; status: {status}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -193,18 +200,42 @@ async fn the_web_app_in_a_headless_browser() {
         assert!(visible.as_u64().unwrap() >= 1, "{mode}");
         shot(&client, &format!("mode-{mode}")).await;
     }
-    let inpaint_only = js(&client, "return document.querySelector('#mask-stage').closest('.field').hidden").await;
-    assert_eq!(inpaint_only, Value::Bool(true), "the mask is shown only for inpainting");
+    let inpaint_only = js(
+        &client,
+        "return document.querySelector('#mask-stage').closest('.field').hidden",
+    )
+    .await;
+    assert_eq!(
+        inpaint_only,
+        Value::Bool(true),
+        "the mask is shown only for inpainting"
+    );
 
     // Text to image: type a prompt, generate, see the image in the gallery.
     choose_mode(&client, "text2img").await;
     set(&client, "prompt", "a red cat").await;
-    for (id, value) in [("width", "64"), ("height", "64"), ("steps", "2"), ("prior-steps", "2"), ("seed", "3")] {
+    for (id, value) in [
+        ("width", "64"),
+        ("height", "64"),
+        ("steps", "2"),
+        ("prior-steps", "2"),
+        ("seed", "3"),
+    ] {
         set(&client, id, value).await;
     }
-    client.find(Locator::Id("generate")).await.unwrap().click().await.unwrap();
+    client
+        .find(Locator::Id("generate"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     gallery_reaches(&client, 1).await;
-    let params = js(&client, "return document.querySelector('#gallery .params').textContent").await;
+    let params = js(
+        &client,
+        "return document.querySelector('#gallery .params').textContent",
+    )
+    .await;
     assert!(params.as_str().unwrap().contains("a red cat"), "{params}");
     shot(&client, "gallery-text2img").await;
 
@@ -226,10 +257,23 @@ async fn the_web_app_in_a_headless_browser() {
     .await;
     let canvas = client.find(Locator::Id("mask-canvas")).await.unwrap();
     let stroke = MouseActions::new("mouse".into())
-        .then(PointerAction::MoveToElement { element: canvas.clone(), duration: None, x: -20.0, y: 0.0 })
-        .then(PointerAction::Down { button: MOUSE_BUTTON_LEFT })
-        .then(PointerAction::MoveBy { duration: Some(Duration::from_millis(100)), x: 40.0, y: 10.0 })
-        .then(PointerAction::Up { button: MOUSE_BUTTON_LEFT });
+        .then(PointerAction::MoveToElement {
+            element: canvas.clone(),
+            duration: None,
+            x: -20.0,
+            y: 0.0,
+        })
+        .then(PointerAction::Down {
+            button: MOUSE_BUTTON_LEFT,
+        })
+        .then(PointerAction::MoveBy {
+            duration: Some(Duration::from_millis(100)),
+            x: 40.0,
+            y: 10.0,
+        })
+        .then(PointerAction::Up {
+            button: MOUSE_BUTTON_LEFT,
+        });
     client.perform_actions(stroke).await.unwrap();
     // The stroke is white on the mask, the rest black.
     let painted = js(
@@ -243,16 +287,32 @@ async fn the_web_app_in_a_headless_browser() {
     let (white, all) = (painted[0].as_u64().unwrap(), painted[1].as_u64().unwrap());
     assert!(white > 0 && white < all, "painted {white} of {all} pixels");
     shot(&client, "inpaint-mask").await;
-    client.find(Locator::Id("generate")).await.unwrap().click().await.unwrap();
+    client
+        .find(Locator::Id("generate"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     gallery_reaches(&client, 2).await;
-    let params = js(&client, "return document.querySelector('#gallery .params').textContent").await;
+    let params = js(
+        &client,
+        "return document.querySelector('#gallery .params').textContent",
+    )
+    .await;
     assert!(params.as_str().unwrap().starts_with("inpaint"), "{params}");
 
     // Start a long job and cancel it: the status says so and the gallery is unchanged.
     choose_mode(&client, "text2img").await;
     set(&client, "steps", "200").await;
     set(&client, "prior-steps", "200").await;
-    client.find(Locator::Id("generate")).await.unwrap().click().await.unwrap();
+    client
+        .find(Locator::Id("generate"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     until(
         &client,
         "return /step \\d+ of/.test(document.getElementById('status').textContent)",
@@ -260,7 +320,13 @@ async fn the_web_app_in_a_headless_browser() {
     )
     .await;
     shot(&client, "running").await;
-    client.find(Locator::Id("cancel")).await.unwrap().click().await.unwrap();
+    client
+        .find(Locator::Id("cancel"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     until(
         &client,
         "return document.getElementById('status').textContent === 'Cancelled.'",
@@ -268,7 +334,11 @@ async fn the_web_app_in_a_headless_browser() {
     )
     .await;
     assert_eq!(gallery(&client).await, 2);
-    let generate_enabled = js(&client, "return !document.getElementById('generate').disabled").await;
+    let generate_enabled = js(
+        &client,
+        "return !document.getElementById('generate').disabled",
+    )
+    .await;
     assert_eq!(generate_enabled, Value::Bool(true));
 
     // The keyboard: Ctrl+Enter in the prompt generates.
@@ -307,7 +377,10 @@ async fn the_web_app_in_a_headless_browser() {
         "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
     )
     .await;
-    assert!(overflow.as_i64().unwrap() <= 0, "{overflow} px wider than a phone");
+    assert!(
+        overflow.as_i64().unwrap() <= 0,
+        "{overflow} px wider than a phone"
+    );
     shot(&client, "phone-fusion").await;
 
     client.close().await.unwrap();

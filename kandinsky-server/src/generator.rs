@@ -36,7 +36,7 @@ pub type DecoderLoader = Box<dyn FnMut() -> Result<DecoderStage, PipelineError> 
 /// A decoder of another kind than the one in the pipeline.
 enum Other {
     /// Opened before (its weights released while another decoder runs).
-    Open(DecoderStage),
+    Open(Box<DecoderStage>),
     /// Not yet opened.
     Later(DecoderLoader),
 }
@@ -131,7 +131,7 @@ impl PipelineGenerator {
         };
         let (_, other) = self.others.swap_remove(index);
         let stage = match other {
-            Other::Open(stage) => stage,
+            Other::Open(stage) => *stage,
             Other::Later(mut open) => {
                 let _ = progress(Progress::Loading("decoder"));
                 match open() {
@@ -145,24 +145,21 @@ impl PipelineGenerator {
         };
         if stage.layout().kind != wanted {
             let found = stage.layout().kind;
-            self.others.push((found, Other::Open(stage)));
+            self.others.push((found, Other::Open(Box::new(stage))));
             return Err(PipelineError::Device(format!(
                 "the decoder given for {wanted:?} requests is a {found:?} decoder"
             )));
         }
-        match self.pipeline.replace_decoder(stage) {
-            Ok(Some(mut old)) => {
-                old.release();
-                let kind = old.layout().kind;
-                self.others.push((kind, Other::Open(old)));
-                Ok(())
-            }
-            Ok(None) => Ok(()),
-            Err((e, stage)) => {
-                self.others.push((wanted, Other::Open(stage)));
-                Err(e)
-            }
+        if let Err(e) = self.pipeline.accepts(&stage) {
+            self.others.push((wanted, Other::Open(Box::new(stage))));
+            return Err(e);
         }
+        if let Some(mut old) = self.pipeline.replace_decoder(stage)? {
+            old.release();
+            let kind = old.layout().kind;
+            self.others.push((kind, Other::Open(Box::new(old))));
+        }
+        Ok(())
     }
 }
 

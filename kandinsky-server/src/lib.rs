@@ -158,6 +158,8 @@ impl Server {
         for job in state.queue.close() {
             job.cancel();
             job.set_state(JobState::Cancelled);
+            state.metrics.finished(&JobState::Cancelled);
+            state.store.finished(&job);
         }
         state.store.cancel_unfinished();
         let _ = tokio::task::spawn_blocking(move || worker.join()).await;

@@ -143,24 +143,31 @@ impl Kandinsky {
         Ok(Self { prior, decoder })
     }
 
+    /// Checks that `decoder` takes the embeddings this pipeline's prior makes (what
+    /// [`replace_decoder`](Self::replace_decoder) checks), without giving it up.
+    pub fn accepts(&self, decoder: &DecoderStage) -> Result<(), PipelineError> {
+        match &self.prior {
+            Some(p) if p.embedding_width() != decoder.embedding_width() => {
+                Err(PipelineError::EmbeddingWidth {
+                    prior_width: p.embedding_width(),
+                    decoder_width: decoder.embedding_width(),
+                    prior: p.source(),
+                    decoder: decoder.source(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Puts `decoder` in place of the pipeline's decoder and returns the one it replaces (e.g. a
-    /// server switching to the inpainting decoder for an inpainting request). Refuses, and
-    /// keeps the pipeline as it was, a decoder whose embeddings the prior does not make.
+    /// server switching to the inpainting decoder for an inpainting request). Refuses a decoder
+    /// whose embeddings the prior does not make (see [`accepts`](Self::accepts)), leaving the
+    /// pipeline as it was.
     pub fn replace_decoder(
         &mut self,
         decoder: DecoderStage,
-    ) -> Result<Option<DecoderStage>, (PipelineError, DecoderStage)> {
-        if let Some(p) = &self.prior
-            && p.embedding_width() != decoder.embedding_width()
-        {
-            let error = PipelineError::EmbeddingWidth {
-                prior_width: p.embedding_width(),
-                decoder_width: decoder.embedding_width(),
-                prior: p.source(),
-                decoder: decoder.source(),
-            };
-            return Err((error, decoder));
-        }
+    ) -> Result<Option<DecoderStage>, PipelineError> {
+        self.accepts(&decoder)?;
         Ok(self.decoder.replace(decoder))
     }
 
