@@ -237,6 +237,7 @@ impl Generator for Gate {
                 of,
             })
             .is_break()
+                || progress(Progress::Preview(format!("preview {step}").into_bytes())).is_break()
             {
                 return Err(cancelled(step));
             }
@@ -488,4 +489,195 @@ fn a_slow_request_times_out() {
     let _ = stream.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("\"timeout\""), "{answer}");
+}
+
+/// The preview of the running job: its URL in the job's state, its bytes, gone once done.
+#[test]
+fn the_latest_preview_is_served_while_running() {
+    let (server, permit) = gated(loopback(), 3);
+    let url = &server.url;
+    let (_, job, _) = post(
+        &format!("{url}/v1/jobs"),
+        &serde_json::from_str(SMALL).unwrap(),
+    );
+    let id = job["id"].as_str().unwrap().to_string();
+    let (status, _) = get(&format!("{url}/v1/jobs/{id}/preview"));
+    assert_eq!(status, 404, "no preview before a step");
+    permit.send(()).unwrap();
+    let job = wait_for(url, &id, |j| j["preview"].is_string());
+    assert_eq!(job["preview"], format!("/v1/jobs/{id}/preview?step=1"));
+    let (status, bytes, _) = call("GET", &format!("{url}/v1/jobs/{id}/preview"), None, None);
+    assert_eq!((status, bytes.as_slice()), (200, b"preview 1".as_slice()));
+    permit.send(()).unwrap();
+    let job = wait_for(url, &id, |j| {
+        j["preview"].as_str().is_some_and(|p| p.ends_with("=2"))
+    });
+    assert_eq!(job["step"], 2);
+    permit.send(()).unwrap();
+    let job = wait_for(url, &id, |j| j["state"] == "done");
+    assert!(job.get("preview").is_none(), "{job}");
+    assert_eq!(get(&format!("{url}/v1/jobs/{id}/preview")).0, 404);
+}
+
+/// The OpenAI and AUTOMATIC1111 routes sit behind the same key, body limit, queue bound and
+/// timeouts as the job API; the web app's page needs no key.
+#[test]
+fn the_compatible_apis_share_the_guards() {
+    let config = ServerConfig {
+        api_key: Some("k".into()),
+        max_body_bytes: 64 << 10,
+        queue_capacity: 1,
+        request_timeout: Duration::from_millis(500),
+        generation_timeout: Duration::from_secs(2),
+        ..loopback()
+    };
+    let (server, permit) = gated(config, 1);
+    let url = &server.url;
+    let key = Some("k");
+    for (method, path) in [
+        ("POST", "/v1/images/generations"),
+        ("POST", "/v1/images/edits"),
+        ("POST", "/v1/images/variations"),
+        ("POST", "/sdapi/v1/txt2img"),
+        ("POST", "/sdapi/v1/img2img"),
+        ("GET", "/sdapi/v1/progress"),
+        ("POST", "/sdapi/v1/interrupt"),
+        ("GET", "/sdapi/v1/samplers"),
+        ("GET", "/v1/jobs/x/preview"),
+    ] {
+        let body = (method == "POST").then_some("{}");
+        let (status, bytes, _) = call(method, &format!("{url}{path}"), body, None);
+        assert_eq!(status, 401, "{path}");
+        assert_eq!(json_of(&bytes)["error"]["code"], "unauthorized", "{path}");
+    }
+    // The page and its script and style: no key, a strict content policy.
+    for path in ["/", "/app.js", "/app.css"] {
+        let response = ureq::get(&format!("{url}{path}")).call().unwrap();
+        let policy = response
+            .header("content-security-policy")
+            .unwrap()
+            .to_string();
+        assert!(policy.contains("default-src 'self'"), "{policy}");
+        assert!(response.into_string().unwrap().len() > 500, "{path}");
+    }
+
+    // Too large, as JSON and as a form.
+    let big = format!(r#"{{"prompt": "{}"}}"#, "x".repeat(65 << 10));
+    for path in ["/v1/images/generations", "/sdapi/v1/txt2img", "/v1/jobs"] {
+        let (status, bytes, _) = call("POST", &format!("{url}{path}"), Some(&big), key);
+        assert_eq!(status, 413, "{path}: {}", String::from_utf8_lossy(&bytes));
+    }
+    let boundary = "b0undary";
+    let mut form = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n\r\n"
+    )
+    .into_bytes();
+    form.extend(std::iter::repeat_n(b'x', 70 << 10));
+    form.extend(format!("\r\n--{boundary}--\r\n").into_bytes());
+    for path in ["/v1/images/edits", "/v1/jobs"] {
+        let response = ureq::post(&format!("{url}{path}"))
+            .set("Authorization", "Bearer k")
+            .set(
+                "Content-Type",
+                &format!("multipart/form-data; boundary={boundary}"),
+            )
+            .send_bytes(&form);
+        let status = match response {
+            Ok(r) => r.status(),
+            Err(ureq::Error::Status(code, _)) => code,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(status, 413, "{path}");
+    }
+
+    // A synchronous request reads its body within the request timeout too.
+    {
+        use std::io::{Read, Write};
+        let addr = url.strip_prefix("http://").unwrap();
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .write_all(b"POST /sdapi/v1/txt2img HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+            .unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    }
+
+    // One job runs (no permit: it waits), one waits; the next synchronous one gets 429.
+    let running = call("POST", &format!("{url}/v1/jobs"), Some(SMALL), key);
+    assert_eq!(running.0, 202);
+    let running_id = json_of(&running.1)["id"].as_str().unwrap().to_string();
+    let start = Instant::now();
+    loop {
+        let (_, bytes, _) = call("GET", &format!("{url}/v1/jobs/{running_id}"), None, key);
+        if json_of(&bytes)["state"] == "running" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The waiting one is a synchronous generation, cancelled by the generation timeout (504).
+    let waiter = {
+        let url = url.clone();
+        std::thread::spawn(move || {
+            call(
+                "POST",
+                &format!("{url}/v1/images/generations"),
+                Some(r#"{"prompt": "x", "size": "64x64"}"#),
+                Some("k"),
+            )
+        })
+    };
+    let start = Instant::now();
+    loop {
+        let (_, bytes, _) = call("GET", &format!("{url}/health"), None, None);
+        if json_of(&bytes)["queue_length"] == 1 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (status, bytes, retry) = call(
+        "POST",
+        &format!("{url}/sdapi/v1/txt2img"),
+        Some(r#"{"prompt": "x"}"#),
+        key,
+    );
+    assert_eq!(
+        (status, retry.as_deref()),
+        (429, Some("5")),
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    let (status, bytes, _) = waiter.join().unwrap();
+    assert_eq!(status, 504, "{}", String::from_utf8_lossy(&bytes));
+    assert_eq!(json_of(&bytes)["error"]["code"], "timeout");
+    let (_, bytes, _) = call("GET", &format!("{url}/health"), None, None);
+    assert_eq!(
+        json_of(&bytes)["queue_length"],
+        0,
+        "the timed-out job left the queue"
+    );
+
+    // Interrupt cancels the running job.
+    let (status, _, _) = call(
+        "POST",
+        &format!("{url}/sdapi/v1/interrupt"),
+        Some("{}"),
+        key,
+    );
+    assert_eq!(status, 200);
+    let start = Instant::now();
+    loop {
+        let (_, bytes, _) = call("GET", &format!("{url}/v1/jobs/{running_id}"), None, key);
+        if json_of(&bytes)["state"] == "cancelled" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(permit);
 }
