@@ -10,7 +10,8 @@ pub struct ServerConfig {
     /// Where to listen. Any address but a loopback one needs an [`api_key`](Self::api_key)
     /// unless [`allow_unauthenticated`](Self::allow_unauthenticated) is set.
     pub addr: SocketAddr,
-    /// When set, every request but `GET /health` must carry `Authorization: Bearer <key>`.
+    /// When set, every request but `GET /health` and the web app's static files must carry
+    /// `Authorization: Bearer <key>`.
     pub api_key: Option<String>,
     /// The operator's explicit opt-out: serve a non-loopback address without a key.
     pub allow_unauthenticated: bool,

@@ -1,5 +1,6 @@
 //! An HTTP server for Kandinsky: the resident pipeline behind a job API with a bounded queue,
-//! progress, cancellation and result fetching (`kandinsky serve` runs it).
+//! progress, previews, cancellation and result fetching, the OpenAI Images and AUTOMATIC1111
+//! APIs on the same queue, and a web app (`kandinsky serve` runs it).
 //!
 //! **Policy.** One generation runs at a time, on one worker thread that owns the pipeline
 //! (a [`Generator`]); jobs wait in a bounded first-in first-out queue ([`JobQueue`]; a
@@ -9,20 +10,30 @@
 //! cancels the waiting jobs and the running one (at its next step), and returns.
 //!
 //! **Safety.** It binds 127.0.0.1 by default; any other address needs an API key
-//! (`Authorization: Bearer <key>` on every route but `/health`) unless the operator opts out
+//! (`Authorization: Bearer <key>` on every route but `/health` and the web app's static files)
+//! unless the operator opts out
 //! explicitly. Bodies are bounded ([`ServerConfig::max_body_bytes`], 413), uploaded images are
 //! checked on their declared size before decoding, and every option is bounded
-//! ([`Limits`]) before the request is queued.
+//! ([`Limits`]) before the request is queued; bodies must arrive within
+//! [`ServerConfig::request_timeout`], and the synchronous APIs' jobs are cancelled after
+//! [`ServerConfig::generation_timeout`] or when their client goes away.
 //!
 //! | route | what |
 //! | --- | --- |
-//! | `POST /v1/jobs` | submit a job (JSON, every mode: [`JobBody`]); 202 with its id and queue position |
-//! | `GET /v1/jobs/{id}` | its state: `queued` (position), `running` (stage, step, of), `done` (image URLs), `failed` (code, message), `cancelled` |
+//! | `GET /` | the web app (every mode, mask brush, live preview, gallery; no key needed to load it) |
+//! | `POST /v1/jobs` | submit a job (JSON or multipart, every mode: [`JobBody`]); 202 with its id and queue position |
+//! | `GET /v1/jobs/{id}` | its state: `queued` (position), `running` (stage, step, of, preview URL), `done` (image URLs), `failed` (code, message), `cancelled` |
 //! | `GET /v1/jobs/{id}/events` | the same as server-sent events until a final state |
+//! | `GET /v1/jobs/{id}/preview` | the latest low-cost preview (a PNG at the latent resolution) |
 //! | `POST /v1/jobs/{id}/cancel` | cancel it |
 //! | `GET /v1/jobs/{id}/images/{n}` | the n-th PNG (with the generation's parameters as text chunks) |
+//! | `POST /v1/images/generations`, `/edits`, `/variations` | the OpenAI Images API, answering when done |
+//! | `POST /sdapi/v1/txt2img`, `/img2img`; `GET /sdapi/v1/progress`; `POST /sdapi/v1/interrupt` | AUTOMATIC1111's API (and its `samplers`, `sd-models`, `options` lists) |
 //! | `GET /health` | `{"status": "ok", "queue_length": n}` |
 //! | `GET /metrics` | Prometheus: queue length, jobs by state and outcome, step time |
+//!
+//! `docs/http-api.md` in the repository lists every field, and which OpenAI and A1111 fields
+//! are honoured or ignored.
 //!
 //! ```no_run
 //! use kandinsky_pipeline::Kandinsky;
