@@ -1,7 +1,7 @@
 //! The web app of `kandinsky serve`, driven end to end in a real headless browser (Debian's
 //! `chromium` and `chromium-driver`, over WebDriver): every mode's panel (a screenshot of
 //! each under `target/web-screenshots/`), a text-to-image generation into the gallery, a mask
-//! painted with the pointer and inpainted, a job started and cancelled, the keyboard
+//! painted with the pointer and inpainted, a job's live preview, the job cancelled, the keyboard
 //! shortcut, "use these settings again", and a phone-width layout.
 //!
 //! Without chromedriver the test says so and passes, unless `KANDINSKY_REQUIRE_BROWSER=1`
@@ -302,10 +302,12 @@ async fn the_web_app_in_a_headless_browser() {
     .await;
     assert!(params.as_str().unwrap().starts_with("inpaint"), "{params}");
 
-    // Start a long job and cancel it: the status says so and the gallery is unchanged.
+    // Start a long job, see its live preview, cancel it: the status says so and the gallery
+    // is unchanged.
     choose_mode(&client, "text2img").await;
-    set(&client, "steps", "200").await;
-    set(&client, "prior-steps", "200").await;
+    for (id, value) in [("width", "512"), ("height", "512"), ("steps", "200")] {
+        set(&client, id, value).await;
+    }
     client
         .find(Locator::Id("generate"))
         .await
@@ -315,11 +317,13 @@ async fn the_web_app_in_a_headless_browser() {
         .unwrap();
     until(
         &client,
-        "return /step \\d+ of/.test(document.getElementById('status').textContent)",
-        "the job running",
+        "const p = document.getElementById('preview'); \
+         return !p.hidden && p.complete && p.naturalWidth === 64 && \
+                /Decoder step \\d+ of 200/.test(document.getElementById('status').textContent)",
+        "the live preview of the decoder",
     )
     .await;
-    shot(&client, "running").await;
+    shot(&client, "running-preview").await;
     client
         .find(Locator::Id("cancel"))
         .await
@@ -342,6 +346,8 @@ async fn the_web_app_in_a_headless_browser() {
     assert_eq!(generate_enabled, Value::Bool(true));
 
     // The keyboard: Ctrl+Enter in the prompt generates.
+    set(&client, "width", "64").await;
+    set(&client, "height", "64").await;
     set(&client, "steps", "2").await;
     set(&client, "prior-steps", "2").await;
     let prompt = client.find(Locator::Id("prompt")).await.unwrap();
