@@ -11,6 +11,11 @@ check). Prints the median of N timed runs after one warm-up.
         timestep 999, 77 text tokens of which the first 12 are unmasked.
   clip: transformers CLIPTextModelWithProjection at the ViT-bigG/14 text config (the 2.2 prior's
         text encoder), batch 2 x 77 tokens (SOT, 10 tokens, EOT, EOT padding).
+  whole: a whole 2.2 text-to-image generation from the prior and decoder folders given
+        (--prior, --decoder: e.g. the real-size random folders of reference.py
+        --pipeline22-full), loading included: KandinskyV22PriorPipeline (its image encoder too,
+        for the zero-image negative), freed, then KandinskyV22Pipeline, as the Rust side's
+        sequential residency does; one run, its wall time and the process's peak RSS.
 """
 
 import argparse
@@ -22,7 +27,12 @@ import torch
 from reference import CLIP_TEXT_G, MOVQ_REAL_CONFIG, PRIOR_REAL_22, UNET_REAL_BASE, UNET_V22, unet_config
 
 parser = argparse.ArgumentParser()
-parser.add_argument("component", choices=["movq", "unet", "prior", "clip"])
+parser.add_argument("component", choices=["movq", "unet", "prior", "clip", "whole"])
+parser.add_argument("--prior", help="whole: the prior folder")
+parser.add_argument("--decoder", help="whole: the decoder folder")
+parser.add_argument("--prior-steps", type=int, default=25)
+parser.add_argument("--steps", type=int, default=25)
+parser.add_argument("--size", type=int, default=512)
 parser.add_argument("--threads", type=int, default=2)
 parser.add_argument("--samples", type=int, default=3)
 parser.add_argument("--device", default="cpu")
@@ -32,6 +42,31 @@ DEVICE, DTYPE = torch.device(args.device), getattr(torch, args.dtype)
 
 torch.set_num_threads(args.threads)
 torch.manual_seed(0)
+if args.component == "whole":
+    import gc
+    import resource
+
+    from diffusers import KandinskyV22Pipeline, KandinskyV22PriorPipeline
+
+    start = time.perf_counter()
+    with torch.inference_mode():
+        prior = KandinskyV22PriorPipeline.from_pretrained(args.prior, torch_dtype=DTYPE).to(DEVICE)
+        embeds = prior("a red cat sitting on a windowsill", num_inference_steps=args.prior_steps,
+                       generator=torch.Generator().manual_seed(0))
+        image_embeds, negative = embeds.image_embeds, embeds.negative_image_embeds
+        del prior, embeds
+        gc.collect()
+        decoder = KandinskyV22Pipeline.from_pretrained(args.decoder, torch_dtype=DTYPE).to(DEVICE)
+        image = decoder(image_embeds=image_embeds, negative_image_embeds=negative,
+                        num_inference_steps=args.steps, height=args.size, width=args.size,
+                        generator=torch.Generator().manual_seed(0)).images[0]
+    took = time.perf_counter() - start
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+    print(f"pytorch {torch.__version__} whole on {args.device} {args.dtype}, threads "
+          f"{args.threads}: {image.size[0]}x{image.size[1]} image, prior {args.prior_steps} steps, "
+          f"decoder {args.steps} steps, in {took:.1f} s; peak RSS {peak_gb:.2f} GB; "
+          f"median {took:.4f} s")
+    raise SystemExit(0)
 if args.component == "movq":
     from diffusers import VQModel
 
