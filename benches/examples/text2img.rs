@@ -7,10 +7,11 @@
 //!     [PRIOR_STEPS DECODER_STEPS SIZE]
 //! ```
 
+use std::ops::ControlFlow;
 use std::time::Instant;
 
 use kandinsky_benches::{backend_name, bench_device};
-use kandinsky_pipeline::{Kandinsky, Request, Residency};
+use kandinsky_pipeline::{Event, Hooks, Kandinsky, Request, Residency};
 
 fn peak_rss_gb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -42,7 +43,36 @@ fn main() {
         .with_steps(number(3, 100))
         .with_size(size, size);
     let start = Instant::now();
-    match pipeline.generate(&request).and_then(|out| out.images()) {
+    // Where the time goes: loading each component, the prior's and the decoder's steps, the
+    // MoVQ decode (printed to stderr; the last stdout line stays the summary).
+    let mut phases: Vec<(String, f64)> = Vec::new();
+    let mut mark = Instant::now();
+    let mut current = String::from("start");
+    let mut on_event = |event: Event<'_>| {
+        let next = match event {
+            Event::Loading(what) => format!("load {what}"),
+            Event::Loaded(_) => "compute".to_string(),
+            Event::PriorStep(_) => "prior steps".to_string(),
+            Event::DecoderStep(_) => "decoder steps".to_string(),
+            Event::Decoding => "movq decode".to_string(),
+        };
+        let took = mark.elapsed().as_secs_f64();
+        mark = Instant::now();
+        match phases.last_mut() {
+            Some((name, t)) if *name == current => *t += took,
+            _ => phases.push((current.clone(), took)),
+        }
+        current = next;
+        ControlFlow::Continue(())
+    };
+    let result = pipeline
+        .generate_with(&request, Hooks::default().on_event(&mut on_event))
+        .and_then(|out| out.images());
+    phases.push((current, mark.elapsed().as_secs_f64()));
+    for (name, seconds) in &phases {
+        eprintln!("  {name}: {seconds:.1} s");
+    }
+    match result {
         Ok(images) => {
             let path = std::env::temp_dir().join("kandinsky-text2img.png");
             images[0].save_png(&path).expect("write the PNG");
