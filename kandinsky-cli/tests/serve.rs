@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::io::BufRead;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kandinsky_testing::corpus::Workspace;
@@ -27,21 +25,11 @@ fn a_public_address_without_a_key_is_refused_before_loading() {
 
 #[test]
 fn serves_a_job_and_stops_on_sigterm() {
-    let work = Workspace::new("decoder_unet32");
-    let mut child = serve(&work, &["--port", "0", "--quiet"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("{line}"))
-        .to_string();
+    let mut served = support::start_in(
+        Workspace::new("decoder_unet32"),
+        &["--port", "0", "--quiet"],
+    );
+    let url = served.url.clone();
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
 
     let body = serde_json::json!({"prompt": "a red cat", "width": 64, "height": 64,
@@ -72,22 +60,10 @@ fn serves_a_job_and_stops_on_sigterm() {
     assert_eq!(png.content_type(), "image/png");
 
     // SIGTERM: a clean stop.
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(start.elapsed() < Duration::from_secs(20), "still running");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = served.stop();
     assert_eq!(status.code(), Some(0));
     // The zero-image embedding the job computed was kept for the next start.
-    let cached = std::fs::read_dir(work.path().join("home/kandinsky/zero-image-embeds"))
+    let cached = std::fs::read_dir(served.work.path().join("home/kandinsky/zero-image-embeds"))
         .unwrap()
         .count();
     assert_eq!(cached, 1);

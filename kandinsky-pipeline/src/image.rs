@@ -152,6 +152,17 @@ impl Image {
     /// [`decode`](Self::decode) with a smaller limit on each side, in pixels (a server's
     /// limit; at most [`MAX_INPUT_SIDE`]), checked on the declared size before decoding.
     pub fn decode_within(bytes: &[u8], name: &str, max_side: u32) -> Result<Self, PipelineError> {
+        let decoded = Self::decode_bytes(bytes, name, max_side)?;
+        Ok(Self::from_decoded(decoded))
+    }
+
+    /// Decodes an image held in memory with [`decode_dynamic`](Self::decode_dynamic)'s
+    /// limits, at most `max_side` (and [`MAX_INPUT_SIDE`]) a side; `name` names it in errors.
+    fn decode_bytes(
+        bytes: &[u8],
+        name: &str,
+        max_side: u32,
+    ) -> Result<image::DynamicImage, PipelineError> {
         let fail = |source: image::ImageError| PipelineError::Image {
             path: PathBuf::from(name),
             source,
@@ -159,7 +170,7 @@ impl Image {
         let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
             .with_guessed_format()
             .map_err(|e| fail(e.into()))?;
-        Self::decode_with(reader, max_side.min(MAX_INPUT_SIDE)).map_err(fail)
+        Self::decode_dynamic(reader, max_side.min(MAX_INPUT_SIDE)).map_err(fail)
     }
 
     /// The inpainting mask an image's transparency says (the OpenAI Images API's convention:
@@ -171,14 +182,7 @@ impl Image {
         name: &str,
         max_side: u32,
     ) -> Result<Option<Self>, PipelineError> {
-        let fail = |source: image::ImageError| PipelineError::Image {
-            path: PathBuf::from(name),
-            source,
-        };
-        let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
-            .with_guessed_format()
-            .map_err(|e| fail(e.into()))?;
-        let decoded = Self::decode_dynamic(reader, max_side.min(MAX_INPUT_SIDE)).map_err(fail)?;
+        let decoded = Self::decode_bytes(bytes, name, max_side)?;
         if !decoded.color().has_alpha() {
             return Ok(None);
         }
@@ -196,7 +200,11 @@ impl Image {
         reader: image::ImageReader<R>,
         max_side: u32,
     ) -> Result<Self, image::ImageError> {
-        let decoded = Self::decode_dynamic(reader, max_side)?;
+        Ok(Self::from_decoded(Self::decode_dynamic(reader, max_side)?))
+    }
+
+    /// A decoded image as 8-bit RGB, as Pillow's `convert("RGB")` makes it.
+    fn from_decoded(decoded: image::DynamicImage) -> Self {
         let rgb = match decoded {
             // Pillow reads 16-bit RGB(A) PNGs as 8-bit RGB by their high bytes (load_image's
             // convert("RGB")); the image crate would round instead.
@@ -212,11 +220,11 @@ impl Image {
             }
             other => other.to_rgb8(),
         };
-        Ok(Self {
+        Self {
             width: rgb.width() as usize,
             height: rgb.height() as usize,
             rgb: rgb.into_raw(),
-        })
+        }
     }
 
     /// Decodes with limits: the declared size is checked before a byte is decoded; an empty

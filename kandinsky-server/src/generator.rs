@@ -146,9 +146,11 @@ impl PipelineGenerator {
         if stage.layout().kind != wanted {
             let found = stage.layout().kind;
             self.others.push((found, Other::Open(Box::new(stage))));
-            return Err(PipelineError::Device(format!(
-                "the decoder given for {wanted:?} requests is a {found:?} decoder"
-            )));
+            return Err(PipelineError::UnsupportedMode {
+                mode: request.mode_name(),
+                needs: format!("a {wanted:?} decoder"),
+                found: format!("the decoder given for it is a {found:?} decoder"),
+            });
         }
         if let Err(e) = self.pipeline.accepts(&stage) {
             self.others.push((wanted, Other::Open(Box::new(stage))));

@@ -178,22 +178,15 @@ impl Workspace {
         let fixtures = crate::fixtures_dir();
         link_tree(&fixtures.join("prior_pipeline22"), &root.join("prior"));
         let _ = std::fs::remove_file(root.join("prior/reference.safetensors"));
-        let decoder = root.join("decoder");
-        std::fs::create_dir_all(&decoder).unwrap();
-        std::fs::write(decoder.join("model_index.json"), "{}").unwrap();
-        link_tree(&fixtures.join(unet).join("unet"), &decoder.join("unet"));
-        link_tree(&fixtures.join("movq/movq"), &decoder.join("movq"));
-        link_tree(
-            &fixtures.join("schedulers/ddpm"),
-            &decoder.join("scheduler"),
-        );
         for name in ["source.png", "mask.png"] {
             link(&fixtures.join("modes").join(name), &root.join(name));
         }
-        Self { dir }
+        let workspace = Self { dir };
+        workspace.add_decoder("decoder", unet);
+        workspace
     }
 
-    /// Adds another decoder folder `name` (beside `decoder/`) with the fixture UNet folder
+    /// Adds a decoder folder `name` (e.g. beside `decoder/`) with the fixture UNet folder
     /// `unet` (e.g. `unet_22_inpaint`, `unet_22_controlnet32`) and the same MoVQ and
     /// scheduler; its path.
     pub fn add_decoder(&self, name: &str, unet: &str) -> PathBuf {

@@ -60,7 +60,12 @@ pub fn start(extra: &[&str]) -> Served {
         controlnet.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    let mut child = command(&work, &args)
+    start_in(work, &args)
+}
+
+/// Starts `kandinsky serve` over `work` with `args` and waits for the URL it prints.
+pub fn start_in(work: Workspace, args: &[&str]) -> Served {
+    let mut child = command(&work, args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
