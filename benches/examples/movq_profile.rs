@@ -1,5 +1,6 @@
 //! Time of each MoVQ decoder block for a 64×64 latent at the real config (random weights):
-//! `cargo run --release -p kandinsky-benches --example movq_profile`.
+//! `cargo run --release -p kandinsky-benches --example movq_profile`. `SIDE` sets the latent's
+//! side, `SCALE` its standard deviation (1 by default).
 
 use std::time::Instant;
 
@@ -10,7 +11,19 @@ use kandinsky_movq::MoVQConfig;
 fn main() {
     let device = bench_device();
     let movq = MoVQConfig::kandinsky().init(&device);
-    let latents = Tensor::<4>::random([1, 4, 64, 64], Distribution::Normal(0.0, 1.0), &device);
+    let side: usize = std::env::var("SIDE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(64);
+    let scale: f64 = std::env::var("SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    let latents = Tensor::<4>::random(
+        [1, 4, side, side],
+        Distribution::Normal(0.0, scale),
+        &device,
+    );
     let _ = movq.decode(latents.clone(), true).expect("warm-up");
     device.sync().expect("sync");
     println!("backend {}", backend_name());

@@ -35,7 +35,9 @@ pub fn median_seconds<T>(device: &Device, runs: usize, mut f: impl FnMut() -> T)
 
 /// The device the benchmarks run on: the best backend compiled in
 /// ([`Backend::best`](kandinsky_pipeline::device::Backend::best)), configured to the float dtype
-/// `KANDINSKY_DTYPE` names.
+/// `KANDINSKY_DTYPE` names. Denormals are flushed to zero on the calling thread and the compute
+/// threads from here on, as every generation of the pipeline does
+/// ([`FlushDenormals`](kandinsky_pipeline::denormals::FlushDenormals)).
 ///
 /// # Panics
 /// On an unknown `KANDINSKY_DTYPE`, or one the backend does not compute in.
@@ -47,6 +49,7 @@ pub fn bench_device() -> Device {
         "bf16" => FloatDType::BF16,
         other => panic!("KANDINSKY_DTYPE={other}: expected f32, f16 or bf16"),
     };
+    std::mem::forget(kandinsky_pipeline::denormals::FlushDenormals::enter());
     device(Backend::Auto, float).unwrap_or_else(|e| panic!("{e}"))
 }
 

@@ -81,6 +81,7 @@
 //! ```
 
 pub mod decoder;
+pub mod denormals;
 pub mod device;
 pub mod embed_cache;
 pub mod error;

@@ -90,6 +90,7 @@ pub(crate) fn with_run<T>(
     f: impl FnOnce(&mut Run<'_, '_>) -> Result<T, PipelineError>,
 ) -> Result<T, PipelineError> {
     request.validate()?;
+    let _flush = crate::denormals::FlushDenormals::enter();
     let mut rng = Rng::new(request.seed);
     f(&mut Run::new(hooks, &mut rng))
 }
