@@ -11,9 +11,9 @@ use burn::nn::conv::Conv2dConfig;
 use burn::nn::{GroupNormConfig, PaddingConfig2d};
 use burn::tensor::{Distribution, Tensor};
 use kandinsky_benches::{backend_name, bench_device, median_seconds};
+use kandinsky_common::conv::conv3x3;
 use kandinsky_common::tensors::f32_tensor;
 use kandinsky_unet::attention::Attention;
-use kandinsky_unet::conv::conv3x3;
 use kandinsky_unet::resnet::{Resample, ResnetBlock2D, ResnetSizes};
 use kandinsky_unet::{Conditioning, UNetConfig};
 

@@ -37,7 +37,9 @@ pub fn median_seconds<T>(device: &Device, runs: usize, mut f: impl FnMut() -> T)
 /// ([`Backend::best`](kandinsky_pipeline::device::Backend::best)), configured to the float dtype
 /// `KANDINSKY_DTYPE` names. Denormals are flushed to zero on the calling thread and the compute
 /// threads from here on, as every generation of the pipeline does
-/// ([`FlushDenormals`](kandinsky_pipeline::denormals::FlushDenormals)).
+/// ([`FlushDenormals`](kandinsky_pipeline::denormals::FlushDenormals)), and freed memory is
+/// kept for reuse as the `kandinsky` command keeps it
+/// ([`retain_freed_memory`](kandinsky_pipeline::allocator::retain_freed_memory)).
 ///
 /// # Panics
 /// On an unknown `KANDINSKY_DTYPE`, or one the backend does not compute in.
@@ -50,6 +52,7 @@ pub fn bench_device() -> Device {
         other => panic!("KANDINSKY_DTYPE={other}: expected f32, f16 or bf16"),
     };
     std::mem::forget(kandinsky_pipeline::denormals::FlushDenormals::enter());
+    kandinsky_pipeline::allocator::retain_freed_memory();
     device(Backend::Auto, float).unwrap_or_else(|e| panic!("{e}"))
 }
 

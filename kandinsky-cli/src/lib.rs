@@ -94,6 +94,8 @@ impl Command {
 /// The `kandinsky` command: parses the process's arguments, runs the job and gives the exit
 /// code (the error printed to stderr).
 pub fn main() -> ExitCode {
+    // One generation, or a server keeping its models: freed tensors are reused, not unmapped.
+    kandinsky_pipeline::allocator::retain_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(a) => serve::run(a),

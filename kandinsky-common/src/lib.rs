@@ -30,7 +30,9 @@
 //! assert_eq!(names, ["proj.weight 5,3", "proj.bias 5"]);
 //! ```
 
+pub mod activation;
 pub mod config;
+pub mod conv;
 pub mod embeddings;
 pub mod files;
 pub mod manifest;

@@ -86,3 +86,11 @@ pub fn f32_tensor<const D: usize>(data: TensorData, device: &Device) -> Tensor<D
 pub fn default_float(device: &Device) -> DType {
     device.settings().float_dtype.into()
 }
+
+/// Whether `device` is burn's `flex` CPU backend, whose tensors live in host memory (so host
+/// loops can read and write them without a transfer: [`crate::conv`]).
+pub fn is_flex(device: &Device) -> bool {
+    // The backend's variant exists only when burn's `flex` feature is on, which this library
+    // does not enable itself; the device's debug form names it either way.
+    format!("{device:?}").contains("Flex")
+}

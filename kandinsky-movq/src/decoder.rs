@@ -8,7 +8,7 @@ use burn::tensor::{Device, Tensor};
 use crate::blocks::{MidBlock2D, UpDecoderBlock2D};
 use crate::config::{MoVQConfig, UpBlockType};
 use crate::norm::SpatialNorm;
-use crate::resnet::conv3x3;
+use kandinsky_common::conv::{conv3x3, new_conv3x3};
 use kandinsky_common::trace::{Activation, Trace};
 
 /// diffusers `Decoder` with `norm_type = "spatial"`.
@@ -50,17 +50,17 @@ impl Decoder {
             })
             .collect();
         Self {
-            conv_in: conv3x3(config.latent_channels, reversed[0], device),
+            conv_in: new_conv3x3(config.latent_channels, reversed[0], device),
             mid_block: MidBlock2D::spatial(reversed[0], zq, config.mid_block_add_attention, device),
             up_blocks,
             conv_norm_out: SpatialNorm::new(reversed[last], zq, device),
-            conv_out: conv3x3(reversed[last], config.out_channels, device),
+            conv_out: new_conv3x3(reversed[last], config.out_channels, device),
         }
     }
 
     /// Decodes `z` (after `post_quant_conv`) conditioned on `zq` (before it).
     pub fn forward(&self, z: Tensor<4>, zq: &Tensor<4>, trace: Trace<'_>) -> Tensor<4> {
-        let mut h = self.conv_in.forward(z);
+        let mut h = conv3x3(&self.conv_in, z);
         trace("decoder.conv_in", Activation::Map(&h));
         h = self.mid_block.forward(h, Some(zq));
         trace("decoder.mid_block", Activation::Map(&h));
@@ -70,7 +70,7 @@ impl Decoder {
         }
         h = self.conv_norm_out.forward(h, zq);
         trace("decoder.conv_norm_out", Activation::Map(&h));
-        h = self.conv_out.forward(silu(h));
+        h = conv3x3(&self.conv_out, silu(h));
         trace("decoder.conv_out", Activation::Map(&h));
         h
     }

@@ -2,10 +2,11 @@
 //! spatial norm (decoder). No time embedding, output scale 1.
 
 use burn::module::Module;
-use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
+
+use kandinsky_common::conv::{conv3x3, new_conv3x3};
 
 use crate::norm::{Norm, SpatialNorm, group_norm};
 
@@ -22,13 +23,6 @@ pub struct ResnetBlock {
     pub(crate) conv2: Conv2d,
     /// 1×1 conv on the shortcut when the channel count changes.
     pub(crate) conv_shortcut: Option<Conv2d>,
-}
-
-/// A 3×3 convolution with padding 1.
-pub fn conv3x3(in_channels: usize, out_channels: usize, device: &Device) -> Conv2d {
-    Conv2dConfig::new([in_channels, out_channels], [3, 3])
-        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-        .init(device)
 }
 
 impl ResnetBlock {
@@ -57,9 +51,9 @@ impl ResnetBlock {
     fn with_norms(norm1: Norm, norm2: Norm, inp: usize, out: usize, device: &Device) -> Self {
         Self {
             norm1,
-            conv1: conv3x3(inp, out, device),
+            conv1: new_conv3x3(inp, out, device),
             norm2,
-            conv2: conv3x3(out, out, device),
+            conv2: new_conv3x3(out, out, device),
             conv_shortcut: (inp != out).then(|| Conv2dConfig::new([inp, out], [1, 1]).init(device)),
         }
     }
@@ -70,9 +64,9 @@ impl ResnetBlock {
     /// If the block has spatial norms and `zq` is `None`.
     pub fn forward(&self, x: Tensor<4>, zq: Option<&Tensor<4>>) -> Tensor<4> {
         let h = silu(self.norm1.forward(x.clone(), zq));
-        let h = self.conv1.forward(h);
+        let h = conv3x3(&self.conv1, h);
         let h = silu(self.norm2.forward(h, zq));
-        let h = self.conv2.forward(h);
+        let h = conv3x3(&self.conv2, h);
         let shortcut = match &self.conv_shortcut {
             Some(conv) => conv.forward(x),
             None => x,

@@ -7,7 +7,7 @@ use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor};
 
-use crate::resnet::conv3x3;
+use kandinsky_common::conv::{conv3x3, new_conv3x3};
 
 /// diffusers `Downsample2D(use_conv=True, padding=0)`: zero-pad right and bottom by one, then a
 /// 3×3 stride-2 convolution.
@@ -45,7 +45,7 @@ impl Upsample2D {
     /// An upsampler keeping `channels`.
     pub fn new(channels: usize, device: &Device) -> Self {
         Self {
-            conv: conv3x3(channels, channels, device),
+            conv: new_conv3x3(channels, channels, device),
         }
     }
 
@@ -56,6 +56,6 @@ impl Upsample2D {
             x,
             InterpolateOptions::new(InterpolateMode::Nearest).with_output_size([h * 2, w * 2]),
         );
-        self.conv.forward(x)
+        conv3x3(&self.conv, x)
     }
 }

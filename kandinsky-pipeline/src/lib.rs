@@ -80,6 +80,7 @@
 //! # }
 //! ```
 
+pub mod allocator;
 pub mod decoder;
 pub mod denormals;
 pub mod device;

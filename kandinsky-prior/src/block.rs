@@ -3,8 +3,8 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::gelu;
 use burn::tensor::{Bool, Device, Tensor};
+use kandinsky_common::activation::gelu;
 
 use crate::attention::Attention;
 

@@ -10,7 +10,8 @@
 //! - `embeddings`: the context builders
 //!   (`encoder_hid_proj`) and the conditioning embeddings (`add_embedding`, with the ControlNet
 //!   hint encoder);
-//! - `conv`: the resnets' 3×3 convolution, with a matrix-product path for small maps;
+//! - the resnets' 3×3 convolution is `kandinsky_common::conv` (shared with the MoVQ: a
+//!   matrix-product path for small maps, Winograd F(2×2, 3×3) on the CPU);
 //! - `resnet`: the scale-shift resnet with resnet-based down/up sampling;
 //! - `attention`: added-KV cross-attention through burn's fused attention op;
 //! - `blocks`: down, mid and up blocks;
@@ -56,10 +57,6 @@ pub mod blocks;
 #[cfg(not(feature = "blocks"))]
 mod blocks;
 pub mod config;
-#[cfg(feature = "blocks")]
-pub mod conv;
-#[cfg(not(feature = "blocks"))]
-mod conv;
 #[cfg(feature = "blocks")]
 pub mod embeddings;
 #[cfg(not(feature = "blocks"))]

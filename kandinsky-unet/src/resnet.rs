@@ -10,7 +10,7 @@ use burn::tensor::module::{avg_pool2d, interpolate};
 use burn::tensor::ops::{AvgPoolOptions, InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor};
 
-use crate::conv::{conv3x3, new_conv3x3};
+use kandinsky_common::conv::{conv3x3, new_conv3x3};
 
 /// Resampling done inside a resnet (diffusers `down=True` / `up=True`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,13 +15,13 @@ use kandinsky_common::weights::find_diffusers_weights;
 
 use crate::blocks::{BlockSizes, DownBlock, MidBlock, UpBlock, UpChannels};
 use crate::config::{AdditionEmbedType, EncoderHidDimType, UNetConfig};
-use crate::conv::new_conv3x3;
 use crate::embeddings::{
     AddEmbedding, EncoderHidProj, ImageHintTimeEmbedding, ImageProjection, ImageTimeEmbedding,
     TextImageProjection, TextImageTimeEmbedding,
 };
 use crate::error::UNetError;
 use crate::resnet::ResnetSizes;
+use kandinsky_common::conv::new_conv3x3;
 
 /// The conditioning of one forward pass; which variant a checkpoint takes follows from its
 /// `addition_embed_type`.
