@@ -36,6 +36,7 @@ pub mod conv;
 pub mod embeddings;
 pub mod files;
 pub mod manifest;
+pub mod norm;
 pub mod tensors;
 pub mod trace;
 pub mod weights;

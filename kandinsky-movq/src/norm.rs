@@ -3,9 +3,8 @@
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig};
-use burn::tensor::module::interpolate;
-use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor};
+use kandinsky_common::norm::{After, group_norm_then};
 
 use crate::config::SPATIAL_NORM_GROUPS;
 
@@ -43,19 +42,22 @@ impl SpatialNorm {
 
     /// Normalises `f` (B, C, H, W) conditioned on `zq` (B, zq_channels, h, w).
     pub fn forward(&self, f: Tensor<4>, zq: &Tensor<4>) -> Tensor<4> {
-        let [_, _, h, w] = f.dims();
-        let [_, _, zh, zw] = zq.dims();
-        let zq = if (zh, zw) == (h, w) {
-            zq.clone()
-        } else {
-            // PyTorch's legacy "nearest" (floor), what diffusers uses here.
-            interpolate(
-                zq.clone(),
-                InterpolateOptions::new(InterpolateMode::Nearest).with_output_size([h, w]),
-            )
+        self.forward_then(f, zq, false)
+    }
+
+    /// [`Self::forward`], then SiLU if `silu`. The 1×1 convolutions run on `zq` at its own
+    /// resolution and their outputs are nearest-upsampled, where the reference upsamples `zq`
+    /// first: a 1×1 convolution acts on each position alone and nearest upsampling copies
+    /// positions, so the two commute exactly (the same dot products), at 1/64 of the work at
+    /// 512×512.
+    pub fn forward_then(&self, f: Tensor<4>, zq: &Tensor<4>, silu: bool) -> Tensor<4> {
+        let scale = self.conv_y.forward(zq.clone());
+        let shift = self.conv_b.forward(zq.clone());
+        let after = After {
+            modulation: Some((&scale, &shift)),
+            silu,
         };
-        let normed = self.norm_layer.forward(f);
-        normed * self.conv_y.forward(zq.clone()) + self.conv_b.forward(zq)
+        group_norm_then(&self.norm_layer, f, after)
     }
 }
 
@@ -72,14 +74,22 @@ pub enum Norm {
 }
 
 impl Norm {
-    /// Applies the norm; `zq` is required by (and only used by) the spatial variant.
+    /// Applies the norm, then SiLU if `silu` (fused into the norm's pass on the CPU); `zq` is
+    /// required by (and only used by) the spatial variant.
     ///
     /// # Panics
     /// If the norm is spatial and `zq` is `None` (the decoder always passes it).
-    pub fn forward(&self, x: Tensor<4>, zq: Option<&Tensor<4>>) -> Tensor<4> {
+    pub fn forward_then(&self, x: Tensor<4>, zq: Option<&Tensor<4>>, silu: bool) -> Tensor<4> {
         match (self, zq) {
-            (Norm::Group(norm), _) => norm.forward(x),
-            (Norm::Spatial(norm), Some(zq)) => norm.forward(x, zq),
+            (Norm::Group(norm), _) => group_norm_then(
+                norm,
+                x,
+                After {
+                    modulation: None,
+                    silu,
+                },
+            ),
+            (Norm::Spatial(norm), Some(zq)) => norm.forward_then(x, zq, silu),
             (Norm::Spatial(_), None) => {
                 unreachable!("the decoder always passes the latent to its spatial norms")
             }

@@ -3,7 +3,6 @@
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
 
 use kandinsky_common::conv::{conv3x3, new_conv3x3};
@@ -63,9 +62,9 @@ impl ResnetBlock {
     /// # Panics
     /// If the block has spatial norms and `zq` is `None`.
     pub fn forward(&self, x: Tensor<4>, zq: Option<&Tensor<4>>) -> Tensor<4> {
-        let h = silu(self.norm1.forward(x.clone(), zq));
+        let h = self.norm1.forward_then(x.clone(), zq, true);
         let h = conv3x3(&self.conv1, h);
-        let h = silu(self.norm2.forward(h, zq));
+        let h = self.norm2.forward_then(h, zq, true);
         let h = conv3x3(&self.conv2, h);
         let shortcut = match &self.conv_shortcut {
             Some(conv) => conv.forward(x),
