@@ -20,6 +20,7 @@ fn main() {
         ("UNet level 0", 2, 384, 384, 64),
         ("UNet level 1", 2, 768, 768, 32),
         ("UNet level 2", 2, 1152, 1152, 16),
+        ("UNet level 3", 2, 1536, 1536, 8),
         ("MoVQ mid / up 0", 1, 512, 512, 64),
         ("MoVQ up 0", 1, 512, 512, 128),
         ("MoVQ up 1", 1, 256, 256, 256),
@@ -27,6 +28,9 @@ fn main() {
         ("MoVQ up 2 upsample", 1, 256, 256, 512),
         ("MoVQ up 3 (256 -> 128)", 1, 256, 128, 512),
         ("MoVQ up 3", 1, 128, 128, 512),
+        ("MoVQ conv_out", 1, 128, 3, 512),
+        ("UNet conv_in", 2, 8, 384, 64),
+        ("UNet conv_out", 2, 384, 8, 64),
     ];
     for (what, b, c_in, c_out, side) in shapes {
         let conv = Conv2dConfig::new([c_in, c_out], [3, 3])

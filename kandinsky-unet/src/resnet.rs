@@ -5,7 +5,7 @@
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::silu;
+use kandinsky_common::norm::{After, group_norm_then};
 use burn::tensor::module::{avg_pool2d, interpolate};
 use burn::tensor::ops::{AvgPoolOptions, InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor};
@@ -96,7 +96,14 @@ impl ResnetBlock2D {
     /// Applies the block to `x` (B, in, H, W); `emb_act` is SiLU(time embedding), (B, time),
     /// computed once per forward pass by the UNet.
     pub fn forward(&self, x: Tensor<4>, emb_act: &Tensor<2>) -> Tensor<4> {
-        let h = silu(self.norm1.forward(x.clone()));
+        let h = group_norm_then(
+            &self.norm1,
+            x.clone(),
+            After {
+                modulation: None,
+                silu: true,
+            },
+        );
         let (x, h) = (resample(x, self.resample), resample(h, self.resample));
         let h = conv3x3(&self.conv1, h);
         let [b, c, _, _] = h.dims();
@@ -104,10 +111,18 @@ impl ResnetBlock2D {
             .time_emb_proj
             .forward(emb_act.clone())
             .reshape([b, 2 * c, 1, 1]);
-        let scale = t.clone().narrow(1, 0, c);
+        let scale = t.clone().narrow(1, 0, c) + 1.0;
         let shift = t.narrow(1, c, c);
-        let h = self.norm2.forward(h) * (scale + 1.0) + shift;
-        let h = conv3x3(&self.conv2, silu(h));
+        // norm2(h)·(1 + scale) + shift, then SiLU: one pass on the CPU.
+        let h = group_norm_then(
+            &self.norm2,
+            h,
+            After {
+                modulation: Some((&scale, &shift)),
+                silu: true,
+            },
+        );
+        let h = conv3x3(&self.conv2, h);
         let residual = match &self.conv_shortcut {
             Some(conv) => conv.forward(x),
             None => x,
