@@ -31,6 +31,7 @@
 //! ```
 
 pub mod activation;
+pub mod attention;
 pub mod config;
 pub mod conv;
 pub mod embeddings;

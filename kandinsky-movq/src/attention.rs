@@ -2,9 +2,8 @@
 
 use burn::module::Module;
 use burn::nn::{GroupNorm, Linear, LinearConfig};
-use burn::tensor::module::attention as sdpa;
-use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Tensor};
+use kandinsky_common::attention::attention;
 
 use crate::norm::{SpatialNorm, group_norm};
 
@@ -81,8 +80,7 @@ impl Attention {
         let q = self.to_q.forward(hidden.clone()).unsqueeze_dim::<4>(1);
         let k = self.to_k.forward(hidden.clone()).unsqueeze_dim::<4>(1);
         let v = self.to_v.forward(hidden).unsqueeze_dim::<4>(1);
-        // Default scale 1/sqrt(C): no explicit scale, so GPU backends keep the fused kernel.
-        let out = sdpa(q, k, v, None, None, AttentionModuleOptions::default());
+        let out = attention(q, k, v);
         let out = self.to_out[0].forward(out.squeeze_dim::<3>(1));
         out.swap_dims(1, 2).reshape([b, c, h, w]) + x
     }

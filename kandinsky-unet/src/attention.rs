@@ -3,9 +3,8 @@
 
 use burn::module::Module;
 use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig};
-use burn::tensor::module::attention as sdpa;
-use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Tensor};
+use kandinsky_common::attention::attention;
 
 /// Epsilon of the attention's GroupNorm (diffusers' `Attention` default; the blocks do not pass
 /// the UNet's `norm_eps`).
@@ -96,8 +95,7 @@ impl Attention {
             ],
             2,
         );
-        // Default scale 1/√d: no explicit scale, so GPU backends keep the fused kernel.
-        let out = sdpa(q, k, v, None, None, AttentionModuleOptions::default());
+        let out = attention(q, k, v);
         let out = out.swap_dims(1, 2).reshape([b, h * w, c]);
         let out = self.to_out[0].forward(out);
         out.swap_dims(1, 2).reshape([b, c, h, w]) + x

@@ -5,10 +5,10 @@
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig};
-use kandinsky_common::norm::{After, group_norm_then};
 use burn::tensor::module::{avg_pool2d, interpolate};
 use burn::tensor::ops::{AvgPoolOptions, InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor};
+use kandinsky_common::norm::{After, group_norm_then};
 
 use kandinsky_common::conv::{conv3x3, new_conv3x3};
 
