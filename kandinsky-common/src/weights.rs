@@ -396,21 +396,38 @@ fn read_at(file: &std::fs::File, mut buf: &mut [u8], mut offset: u64) -> std::io
 }
 
 /// The row-major (cols, rows) transpose of a row-major (rows, cols) matrix of `size`-byte
-/// elements. Done once per Linear weight at load time, in cache-friendly tiles.
+/// elements. Done once per Linear weight at load time, in cache-friendly tiles, in parallel
+/// over bands of output rows.
 fn transpose_bytes(src: &[u8], rows: usize, cols: usize, size: usize) -> Vec<u8> {
+    match size {
+        2 => transpose_elements::<2>(src, rows, cols),
+        4 => transpose_elements::<4>(src, rows, cols),
+        8 => transpose_elements::<8>(src, rows, cols),
+        _ => unreachable!("float elements are 2, 4 or 8 bytes"),
+    }
+}
+
+fn transpose_elements<const N: usize>(src: &[u8], rows: usize, cols: usize) -> Vec<u8> {
+    use rayon::prelude::*;
     const TILE: usize = 32;
-    let mut dst = vec![0u8; src.len()];
-    for r0 in (0..rows).step_by(TILE) {
-        for c0 in (0..cols).step_by(TILE) {
-            for r in r0..(r0 + TILE).min(rows) {
-                for c in c0..(c0 + TILE).min(cols) {
-                    let from = (r * cols + c) * size;
-                    let to = (c * rows + r) * size;
-                    dst[to..to + size].copy_from_slice(&src[from..from + size]);
+    let (src, _) = src.as_chunks::<N>();
+    let mut dst = vec![0u8; src.len() * N];
+    let (out, _) = dst.as_chunks_mut::<N>();
+    // Band b holds output rows (source columns) b·TILE … b·TILE + TILE.
+    out.par_chunks_mut(TILE * rows)
+        .enumerate()
+        .for_each(|(band, out)| {
+            let c0 = band * TILE;
+            let width = out.len() / rows;
+            for r0 in (0..rows).step_by(TILE) {
+                for r in r0..(r0 + TILE).min(rows) {
+                    let from = &src[r * cols + c0..][..width];
+                    for (c, value) in from.iter().enumerate() {
+                        out[c * rows + r] = *value;
+                    }
                 }
             }
-        }
-    }
+        });
     dst
 }
 
@@ -433,6 +450,32 @@ impl ModuleMapper for Loader {
                 param.transform_for_load(tensor, id)
             }
             None => param,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::transpose_bytes;
+
+    /// Every element lands at its transposed place, for each element size, on shapes that are
+    /// and are not multiples of the tile (and wider than one band).
+    #[test]
+    fn transposes_every_element_size() {
+        for size in [2usize, 4, 8] {
+            for (rows, cols) in [(1, 1), (3, 5), (70, 33), (33, 70)] {
+                let src: Vec<u8> = (0..rows * cols * size)
+                    .map(|i| (i * 7 % 251) as u8)
+                    .collect();
+                let dst = transpose_bytes(&src, rows, cols, size);
+                for r in 0..rows {
+                    for c in 0..cols {
+                        let from = &src[(r * cols + c) * size..][..size];
+                        let to = &dst[(c * rows + r) * size..][..size];
+                        assert_eq!(from, to, "size {size}, {rows}x{cols}, ({r}, {c})");
+                    }
+                }
+            }
         }
     }
 }
