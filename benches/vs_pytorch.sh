@@ -21,9 +21,14 @@ if [ "$component" = whole ]; then
     prior="$(realpath "$prior")" decoder="$(realpath "$decoder")"
     export RAYON_NUM_THREADS="$threads"
     cargo build --release -p kandinsky-benches --example text2img
+    # The same page cache for both sides: each starts right after reading every weight file
+    # (as much of the 18.4 GB as the machine caches), not after the other side's run.
+    warm() { find "$prior" "$decoder" -name '*.safetensors' -exec cat {} + > /dev/null; }
+    warm
     ours=$(cargo run --release -q -p kandinsky-benches --example text2img -- \
         "$prior" "$decoder" "$prior_steps" "$steps" "$size" | tail -1)
     echo "$ours"
+    warm
     theirs=$(cd tools/reference && .venv/bin/python bench.py whole --threads "$threads" \
         --prior "$prior" --decoder "$decoder" --prior-steps "$prior_steps" --steps "$steps" \
         --size "$size" 2>/dev/null | tail -1)

@@ -3,11 +3,9 @@
 use burn::module::Module;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::tensor::module::interpolate;
-use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor};
 
-use kandinsky_common::conv::{conv3x3, new_conv3x3};
+use kandinsky_common::conv::{new_conv3x3, upsample2x_conv3x3};
 
 /// diffusers `Downsample2D(use_conv=True, padding=0)`: zero-pad right and bottom by one, then a
 /// 3×3 stride-2 convolution.
@@ -49,13 +47,9 @@ impl Upsample2D {
         }
     }
 
-    /// Doubles H and W.
+    /// Doubles H and W (on the CPU as four 2×2 convolutions of `x`, without the upsampled
+    /// map: `kandinsky_common::conv::upsample2x_conv3x3`).
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let [_, _, h, w] = x.dims();
-        let x = interpolate(
-            x,
-            InterpolateOptions::new(InterpolateMode::Nearest).with_output_size([h * 2, w * 2]),
-        );
-        conv3x3(&self.conv, x)
+        upsample2x_conv3x3(&self.conv, x)
     }
 }

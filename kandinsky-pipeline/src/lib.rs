@@ -38,6 +38,11 @@
 //! # Ok::<(), kandinsky_pipeline::PipelineError>(())
 //! ```
 //!
+//! On the CPU (burn's `flex` backend), every generation flushes denormal floats to zero on the
+//! compute threads ([`denormals`]), and a program should keep freed memory in malloc with one
+//! call of [`allocator::retain_freed_memory`] at the start of `main` (the `kandinsky` command
+//! does): large tensors are then not faulted in afresh on every op.
+//!
 //! Inpainting and outpainting need an inpainting decoder (`kandinsky-2-2-decoder-inpaint`),
 //! a hint the ControlNet-depth one (`kandinsky-2-2-controlnet-depth`); [`layout`] lists which
 //! repository holds what. Each stage also runs on its own ([`PriorStage::embed`]: a request's
