@@ -47,7 +47,8 @@ fn composed(norm: &GroupNorm, x: Tensor<4>, after: After<'_>) -> Tensor<4> {
     if let Some((scale, shift)) = after.modulation {
         let up = |t: &Tensor<4>| {
             let [_, _, th, tw] = t.dims();
-            if (th, tw) == (h, w) {
+            // Same size, or one value per channel (the UNet's scale-shift): broadcast as is.
+            if (th, tw) == (h, w) || (th, tw) == (1, 1) {
                 t.clone()
             } else {
                 // PyTorch's legacy "nearest" (floor), what diffusers uses.
@@ -159,9 +160,14 @@ mod tests {
         let x = Tensor::<4>::random([2, 16, 64, 48], Distribution::Normal(0.5, 2.0), &device);
         let scale = Tensor::<4>::random([2, 16, 8, 12], Distribution::Normal(0.0, 1.0), &device);
         let shift = Tensor::<4>::random([2, 16, 8, 12], Distribution::Normal(0.0, 1.0), &device);
-        for (modulation, silu) in [(false, false), (false, true), (true, false), (true, true)] {
+        // One value per channel, as the UNet's time scale-shift.
+        let scale1 = Tensor::<4>::random([2, 16, 1, 1], Distribution::Normal(1.0, 0.5), &device);
+        let shift1 = Tensor::<4>::random([2, 16, 1, 1], Distribution::Normal(0.0, 0.5), &device);
+        let cases = [(0, false), (0, true), (1, false), (1, true), (2, true)];
+        for (modulation, silu) in cases {
+            let maps = [None, Some((&scale, &shift)), Some((&scale1, &shift1))];
             let after = || After {
-                modulation: modulation.then_some((&scale, &shift)),
+                modulation: maps[modulation],
                 silu,
             };
             let ours = fused(&norm, x.clone(), after());
