@@ -22,6 +22,9 @@
 //!   the transforms add a few roundings per term: the error stays within a small multiple of
 //!   the direct convolution's (the tests below bound it).
 //! - Otherwise (GPU backends, other dtypes): burn's `conv2d`.
+//!
+//! [`upsample2x_conv3x3`] is the MoVQ upsampler's nearest ×2 followed by such a convolution,
+//! computed on the CPU as four 2×2 convolutions of the low-resolution map.
 
 use std::ops::Range;
 
