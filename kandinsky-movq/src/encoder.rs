@@ -9,7 +9,7 @@ use burn::tensor::{Device, Tensor};
 use crate::blocks::{DownEncoderBlock2D, MidBlock2D};
 use crate::config::{DownBlockType, MoVQConfig};
 use crate::norm::group_norm;
-use kandinsky_common::conv::{conv3x3, new_conv3x3};
+use kandinsky_common::conv::{conv3x3_direct, new_conv3x3};
 use kandinsky_common::trace::{Activation, Trace};
 
 /// diffusers `Encoder` with `double_z = False`.
@@ -66,7 +66,7 @@ impl Encoder {
 
     /// Encodes `x` (B, C, H, W), reporting each block's output to `trace`.
     pub fn forward(&self, x: Tensor<4>, trace: Trace<'_>) -> Tensor<4> {
-        let mut h = conv3x3(&self.conv_in, x);
+        let mut h = conv3x3_direct(&self.conv_in, x);
         trace("encoder.conv_in", Activation::Map(&h));
         for (i, block) in self.down_blocks.iter().enumerate() {
             h = block.forward(h);
@@ -76,7 +76,7 @@ impl Encoder {
         trace("encoder.mid_block", Activation::Map(&h));
         h = self.conv_norm_out.forward(h);
         trace("encoder.conv_norm_out", Activation::Map(&h));
-        h = conv3x3(&self.conv_out, silu(h));
+        h = conv3x3_direct(&self.conv_out, silu(h));
         trace("encoder.conv_out", Activation::Map(&h));
         h
     }
