@@ -115,6 +115,15 @@ fn kandinsky_2_2_matches_reference_at_every_block() {
     check_variant("unet_22", &load("unet_22", &device), &device);
 }
 
+/// The same model on a 32×24 latent, whose first level (768 positions) takes the CPU's
+/// Winograd convolution rather than the small-map product the other fixtures stay on; same
+/// bound.
+#[test]
+fn kandinsky_2_2_on_a_larger_map_matches_reference_at_every_block() {
+    let device = test_device();
+    check_variant("unet_22_large_map", &load("unet_22", &device), &device);
+}
+
 #[test]
 fn kandinsky_2_2_controlnet_matches_reference_at_every_block() {
     let device = test_device();

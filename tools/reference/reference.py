@@ -1816,7 +1816,37 @@ def prior_modes() -> None:
     save_reference(ref, root / "emb2emb22.safetensors")
 
 
-COMPONENTS = {"movq": movq, "unet": unet, "prior": prior, "clip": clip, "tokenizers": tokenizers,
+def unet_large_map() -> None:
+    """The unet_22 fixture's model on a 32×24 latent: its first level then runs at 768 positions,
+    above the 16×16 where our CPU convolutions switch from the small-map product to Winograd's
+    F(2×2, 3×3) (the other fixtures stay below it)."""
+    from diffusers import UNet2DConditionModel
+
+    print("unet_large_map")
+    model = UNet2DConditionModel.from_pretrained(FIXTURES / "unet_22" / "unet").eval()
+    gen = torch.Generator().manual_seed(131)
+    batch = 2
+    sample = torch.randn((batch, 4, 32, 24), generator=gen)
+    timestep = torch.tensor([999.0, 17.0])
+    image_embeds = torch.randn((batch, model.config.encoder_hid_dim), generator=gen)
+    ref = {"sample": sample, "timestep": timestep, "image_embeds": image_embeds}
+    levels = len(model.config.block_out_channels)
+    names = (["time_embedding", "add_embedding", "encoder_hid_proj", "conv_in"]
+             + [f"down_blocks.{i}" for i in range(levels)] + ["mid_block"]
+             + [f"up_blocks.{i}" for i in range(levels)] + ["conv_norm_out", "conv_out"])
+    with torch.no_grad():
+        store, handles = capture(model, names)
+        ref["output"] = model(sample, timestep, encoder_hidden_states=None,
+                              added_cond_kwargs={"image_embeds": image_embeds}).sample
+        for h in handles:
+            h.remove()
+        ref.update(store)
+    out_dir = FIXTURES / "unet_22_large_map"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_reference(ref, out_dir / "reference.safetensors")
+
+
+COMPONENTS = {"movq": movq, "unet": unet, "unet_large_map": unet_large_map, "prior": prior, "clip": clip, "tokenizers": tokenizers,
               "preprocessing": preprocessing, "schedulers": schedulers, "pipeline22": pipeline22,
               "prior_pipeline22": prior_pipeline22, "prior_pipeline21": prior_pipeline21,
               "pipeline21": pipeline21, "modes": modes, "resize": resize_corpus,
