@@ -28,10 +28,17 @@ pub struct After<'a> {
 
 /// `norm(x)` (B, C, H, W), then `after`.
 pub fn group_norm_then(norm: &GroupNorm, x: Tensor<4>, after: After<'_>) -> Tensor<4> {
-    let [_, _, h, w] = x.dims();
-    let fits = after.modulation.is_none_or(|(scale, _)| {
-        let [_, _, sh, sw] = scale.dims();
-        sh > 0 && sw > 0 && h % sh == 0 && w % sw == 0
+    let [b, c, h, w] = x.dims();
+    // The fused pass indexes the maps as (B, C, h, w) of x's batch and channels, both the same
+    // size; anything else (a broadcast batch, say) goes through burn's broadcasting ops.
+    let fits = after.modulation.is_none_or(|(scale, shift)| {
+        let [sb, sc, sh, sw] = scale.dims();
+        shift.dims() == scale.dims()
+            && (sb, sc) == (b, c)
+            && sh > 0
+            && sw > 0
+            && h % sh == 0
+            && w % sw == 0
     });
     if fits && x.dtype() == DType::F32 && crate::tensors::is_flex(&x.device()) {
         fused(norm, x, after)
