@@ -255,15 +255,11 @@ pub(crate) fn prior_loop(
             (first, scheduler.add_noise_nd(init, eps, first)?)
         }
     };
+    // The prompt's tokens are the same at every step: through the transformer once.
+    let prompt = prior.encode_prompt(embeds, hidden, mask)?;
     let mut model = |input: Tensor<2>, t: f64| -> Result<Tensor<2>, PipelineError> {
         let timestep = f32_tensor::<1>(TensorData::from([t as f32]), &device);
-        Ok(prior.forward(
-            input,
-            timestep,
-            embeds.clone(),
-            hidden.clone(),
-            mask.clone(),
-        )?)
+        Ok(prior.forward_with_prompt(&prompt, input, timestep)?)
     };
     let latents = guided_loop(
         Stage::Prior,

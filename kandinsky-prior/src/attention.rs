@@ -55,16 +55,62 @@ impl Attention {
         masked: Option<Tensor<4, Bool>>,
         causal: bool,
     ) -> Tensor<3> {
-        let [b, l, _] = x.dims();
-        let q = self.split_heads(self.to_q.forward(x.clone()));
+        self.forward_keeping(x, masked, causal).0
+    }
+
+    /// [`forward`](Self::forward), also returning the keys and values of `x`'s tokens, each
+    /// (B, heads, L, head width): what later tokens attend to.
+    pub fn forward_keeping(
+        &self,
+        x: Tensor<3>,
+        masked: Option<Tensor<4, Bool>>,
+        causal: bool,
+    ) -> (Tensor<3>, Tensor<4>, Tensor<4>) {
+        let (k, v) = self.keys_values(x.clone());
+        let q = self.split_heads(self.to_q.forward(x));
+        let out = self.attend(q, k.clone(), v.clone(), masked, causal);
+        (out, k, v)
+    }
+
+    /// The keys and values of `x`'s tokens (B, L, dim), each (B, heads, L, head width).
+    pub fn keys_values(&self, x: Tensor<3>) -> (Tensor<4>, Tensor<4>) {
         let k = self.split_heads(self.to_k.forward(x.clone()));
         let v = self.split_heads(self.to_v.forward(x));
+        (k, v)
+    }
+
+    /// Attends `x` (B, L, dim) to the tokens before it, whose keys and values `past` holds
+    /// (each (B, heads, P, head width)), and to itself: the queries are `x`'s, the keys and
+    /// values `past`'s followed by `x`'s. `masked` (B, heads, L, P + L) is true where a query
+    /// must not see a key.
+    pub fn forward_after(
+        &self,
+        x: Tensor<3>,
+        past: (&Tensor<4>, &Tensor<4>),
+        masked: Tensor<4, Bool>,
+    ) -> Tensor<3> {
+        let (k, v) = self.keys_values(x.clone());
+        let q = self.split_heads(self.to_q.forward(x));
+        let k = Tensor::cat(vec![past.0.clone(), k], 2);
+        let v = Tensor::cat(vec![past.1.clone(), v], 2);
+        self.attend(q, k, v, Some(masked), false)
+    }
+
+    /// softmax(Q Kᵀ / √d + mask) V, heads merged, then `to_out.0`: (B, L, dim).
+    fn attend(
+        &self,
+        q: Tensor<4>,
+        k: Tensor<4>,
+        v: Tensor<4>,
+        masked: Option<Tensor<4, Bool>>,
+        causal: bool,
+    ) -> Tensor<3> {
+        let [b, heads, l, d] = q.dims();
         let options = AttentionModuleOptions {
             is_causal: causal,
             ..Default::default()
         };
         let out = sdpa(q, k, v, masked, None, options);
-        let inner = out.dims()[1] * out.dims()[3];
-        self.to_out[0].forward(out.swap_dims(1, 2).reshape([b, l, inner]))
+        self.to_out[0].forward(out.swap_dims(1, 2).reshape([b, l, heads * d]))
     }
 }

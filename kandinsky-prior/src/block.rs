@@ -104,6 +104,46 @@ impl BasicTransformerBlock {
             .attn1
             .forward(self.norm1.forward(x.clone()), masked, causal)
             + x;
+        self.feed_forward(x)
+    }
+
+    /// [`forward`](Self::forward), also returning the keys and values the block's attention
+    /// made of `x`'s tokens (see [`Attention::forward_keeping`]).
+    pub fn forward_keeping(
+        &self,
+        x: Tensor<3>,
+        masked: Option<Tensor<4, Bool>>,
+        causal: bool,
+    ) -> (Tensor<3>, Tensor<4>, Tensor<4>) {
+        let (attended, k, v) =
+            self.attn1
+                .forward_keeping(self.norm1.forward(x.clone()), masked, causal);
+        (self.feed_forward(attended + x), k, v)
+    }
+
+    /// The keys and values the block's attention makes of `x`'s tokens, without the rest of the
+    /// block.
+    pub fn keys_values(&self, x: Tensor<3>) -> (Tensor<4>, Tensor<4>) {
+        self.attn1.keys_values(self.norm1.forward(x))
+    }
+
+    /// Applies the block to `x` (B, L, dim), tokens that come after those whose keys and
+    /// values `past` holds (see [`Attention::forward_after`]).
+    pub fn forward_after(
+        &self,
+        x: Tensor<3>,
+        past: (&Tensor<4>, &Tensor<4>),
+        masked: Tensor<4, Bool>,
+    ) -> Tensor<3> {
+        let x = self
+            .attn1
+            .forward_after(self.norm1.forward(x.clone()), past, masked)
+            + x;
+        self.feed_forward(x)
+    }
+
+    /// `x + ff(norm3(x))`.
+    fn feed_forward(&self, x: Tensor<3>) -> Tensor<3> {
         self.ff.forward(self.norm3.forward(x.clone())) + x
     }
 }

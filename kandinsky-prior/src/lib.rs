@@ -6,9 +6,12 @@
 //! - [`config`]: the checkpoint's `config.json`, validated;
 //! - `attention`: masked self-attention through burn's fused attention op;
 //! - `block`: the pre-LN transformer block and its GELU feed-forward;
-//! - `prior`: the model, loading, the forward pass and `post_process_latents`.
+//! - `prior`: the model, loading, the forward pass and `post_process_latents`, and the
+//!   denoising loop's faster step: the prompt's tokens encoded once ([`PriorPrompt`]), each
+//!   step then running only the last three tokens.
 //!
-//! The public surface is [`PriorTransformer`] and its [`PriorConfig`]; the blocks stay private.
+//! The public surface is [`PriorTransformer`], its [`PriorConfig`] and [`PriorPrompt`]; the
+//! blocks stay private.
 //!
 //! The crate enables no burn backend: the caller picks one by creating the
 //! `burn::tensor::Device`.
@@ -36,8 +39,14 @@
 //! // Prompts of 4 and 7 tokens.
 //! let mask = Tensor::<2, Bool>::from_data([[true, true, true, true, false, false, false], [true; 7]], &device);
 //! let timestep = Tensor::from_floats([999.0], &device);
-//! let x0 = prior.forward(x_t, timestep, text_embeds, text_hidden, mask).unwrap();
+//! let x0 = prior
+//!     .forward(x_t.clone(), timestep.clone(), text_embeds.clone(), text_hidden.clone(), mask.clone())
+//!     .unwrap();
 //! assert_eq!(x0.dims(), [2, 32]);
+//! // In a denoising loop: the prompt once, then each step (the same x0 up to rounding).
+//! let prompt = prior.encode_prompt(text_embeds, text_hidden, mask).unwrap();
+//! let step = prior.forward_with_prompt(&prompt, x_t, timestep).unwrap();
+//! assert_eq!(step.dims(), [2, 32]);
 //! let embedding = prior.post_process_latents(x0); // clip_std · x0 + clip_mean
 //! # let _ = embedding;
 //! ```
@@ -55,4 +64,4 @@ pub use kandinsky_common::trace::{Activation, Trace};
 pub use kandinsky_common::weights::{
     DIFFUSERS_FP16 as WEIGHTS_FP16, DIFFUSERS_FP32 as WEIGHTS_FP32,
 };
-pub use prior::PriorTransformer;
+pub use prior::{PriorPrompt, PriorTransformer};

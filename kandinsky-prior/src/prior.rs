@@ -5,7 +5,7 @@ use std::path::Path;
 
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, Linear, LinearConfig};
-use burn::tensor::{Bool, DType, Device, Int, Tensor};
+use burn::tensor::{Bool, DType, Device, Int, Tensor, TensorData};
 use kandinsky_common::embeddings::{TimestepEmbedding, timestep_features};
 use kandinsky_common::load_safetensors;
 use kandinsky_common::trace::{Activation, Trace};
@@ -88,6 +88,53 @@ impl PriorConfig {
 
 fn no_trace(_: &str, _: Activation<'_>) {}
 
+/// The tokens after the prompt's: time, x_t and `prd`.
+const STEP_TOKENS: usize = 3;
+
+/// An error unless `found == expected` and the batch (the first dimension) is at least 1.
+fn check_shape(
+    input: &'static str,
+    found: Vec<usize>,
+    expected: Vec<usize>,
+) -> Result<(), PriorError> {
+    if found == expected && expected.first().is_some_and(|&b| b > 0) {
+        Ok(())
+    } else {
+        let shape: Vec<String> = expected.iter().map(|d| d.to_string()).collect();
+        Err(PriorError::InvalidInput {
+            input,
+            expected: format!("({}), batch ≥ 1", shape.join(", ")),
+            found,
+        })
+    }
+}
+
+/// The prompt's tokens run through the prior once ([`PriorTransformer::encode_prompt`]): in
+/// every block, the keys and values of the projected text hidden states and text embedding.
+///
+/// Each token of the prior's sequence sees only itself and the tokens before it, and the
+/// prompt's tokens come first, so their keys and values depend on neither the timestep nor the
+/// noisy embedding: a denoising loop computes them once, and each step runs 3 of the
+/// `num_embeddings + 4` tokens through the transformer
+/// ([`PriorTransformer::forward_with_prompt`]). At the real size in f32, 1.3 MB per block and
+/// prompt.
+#[derive(Debug, Clone)]
+pub struct PriorPrompt {
+    /// Per block: the prompt's keys and values, each (B, heads, prompt tokens, head width).
+    past: Vec<(Tensor<4>, Tensor<4>)>,
+    /// (B, heads, 3, prompt tokens + 3): the keys each step token must not see.
+    masked: Tensor<4, Bool>,
+    /// B.
+    batch: usize,
+}
+
+impl PriorPrompt {
+    /// The batch size B of the prompts encoded.
+    pub fn batch_size(&self) -> usize {
+        self.batch
+    }
+}
+
 impl PriorTransformer {
     /// Loads a diffusers `prior/` folder: `config.json` and
     /// `diffusion_pytorch_model.safetensors`, or the `.fp16.safetensors` variant when it is the
@@ -159,27 +206,37 @@ impl PriorTransformer {
         encoder_hidden_states: &Tensor<3>,
         attention_mask: &Tensor<2, Bool>,
     ) -> Result<(), PriorError> {
-        let c = &self.config;
         let [b, _] = hidden_states.dims();
-        let (e, t) = (c.embedding_dim, c.num_embeddings);
-        let check = |input, found: Vec<usize>, expected: Vec<usize>| {
-            if found == expected && b > 0 {
-                Ok(())
-            } else {
-                let shape: Vec<String> = expected.iter().map(|d| d.to_string()).collect();
-                Err(PriorError::InvalidInput {
-                    input,
-                    expected: format!("({}), batch ≥ 1", shape.join(", ")),
-                    found,
-                })
-            }
-        };
-        check("hidden_states", hidden_states.dims().to_vec(), vec![b, e])?;
-        let p = c.embedding_proj_dim();
-        check("proj_embedding", proj_embedding.dims().to_vec(), vec![b, p])?;
+        self.check_prompt(b, proj_embedding, encoder_hidden_states, attention_mask)?;
+        self.check_step(b, hidden_states, timesteps)
+    }
+
+    /// Checks the prompt's inputs against the batch size `b`.
+    fn check_prompt(
+        &self,
+        b: usize,
+        proj_embedding: &Tensor<2>,
+        encoder_hidden_states: &Tensor<3>,
+        attention_mask: &Tensor<2, Bool>,
+    ) -> Result<(), PriorError> {
+        let c = &self.config;
+        let (e, t, p) = (c.embedding_dim, c.num_embeddings, c.embedding_proj_dim());
+        let pe = proj_embedding.dims().to_vec();
+        check_shape("proj_embedding", pe, vec![b, p])?;
         let ehs = encoder_hidden_states.dims().to_vec();
-        check("encoder_hidden_states", ehs, vec![b, t, e])?;
-        check("attention_mask", attention_mask.dims().to_vec(), vec![b, t])?;
+        check_shape("encoder_hidden_states", ehs, vec![b, t, e])?;
+        check_shape("attention_mask", attention_mask.dims().to_vec(), vec![b, t])
+    }
+
+    /// Checks a step's inputs against the batch size `b`.
+    fn check_step(
+        &self,
+        b: usize,
+        hidden_states: &Tensor<2>,
+        timesteps: &Tensor<1>,
+    ) -> Result<(), PriorError> {
+        let e = self.config.embedding_dim;
+        check_shape("hidden_states", hidden_states.dims().to_vec(), vec![b, e])?;
         let n = timesteps.dims()[0];
         if n != 1 && n != b {
             return Err(PriorError::InvalidInput {
@@ -189,6 +246,136 @@ impl PriorTransformer {
             });
         }
         Ok(())
+    }
+
+    /// The time embedding of `timesteps` (1 or B values) for a batch of `b`: (B, inner).
+    fn time_embedding(&self, timesteps: Tensor<1>, b: usize) -> Tensor<2> {
+        let timesteps = match timesteps.dims()[0] {
+            1 if b > 1 => timesteps.expand([b]),
+            _ => timesteps,
+        };
+        let features =
+            timestep_features(timesteps, self.config.inner_dim(), true, 0.0, self.dtype());
+        self.time_embedding.forward(features)
+    }
+
+    /// The positional embedding of tokens `range`: (1, range's length, inner).
+    fn positions(&self, range: std::ops::Range<usize>) -> Tensor<3> {
+        let inner = self.config.inner_dim();
+        self.positional_embedding
+            .val()
+            .slice([0..1, range, 0..inner])
+    }
+
+    /// Runs the prompt's tokens — the projected text hidden states and the projected text
+    /// embedding, the first `num_embeddings + 1` of the sequence — through the transformer once,
+    /// keeping what the remaining tokens attend to in each block: for a denoising loop, which
+    /// calls the prior with the same prompt at every step, then runs only the last three tokens
+    /// through [`forward_with_prompt`](Self::forward_with_prompt).
+    ///
+    /// The inputs are [`forward`](Self::forward)'s prompt inputs, batch B ≥ 1.
+    pub fn encode_prompt(
+        &self,
+        proj_embedding: Tensor<2>,
+        encoder_hidden_states: Tensor<3>,
+        attention_mask: Tensor<2, Bool>,
+    ) -> Result<PriorPrompt, PriorError> {
+        let b = proj_embedding.dims()[0];
+        self.check_prompt(b, &proj_embedding, &encoder_hidden_states, &attention_mask)?;
+        let dtype = self.dtype();
+        let device = proj_embedding.device();
+        let p = self.config.num_embeddings + 1;
+        let heads = self.config.num_attention_heads;
+
+        let text_embedding = self.embedding_proj.forward(proj_embedding.cast(dtype));
+        let text = self
+            .encoder_hidden_states_proj
+            .forward(encoder_hidden_states.cast(dtype));
+        let mut x =
+            Tensor::cat(vec![text, text_embedding.unsqueeze_dim::<3>(1)], 1) + self.positions(0..p);
+
+        // The prompt's padding, hidden from every query; the text embedding is always visible.
+        let padding = Tensor::cat(
+            vec![
+                attention_mask.int(),
+                Tensor::<2, Int>::ones([b, 1], &device),
+            ],
+            1,
+        )
+        .equal_elem(0)
+        .reshape([b, 1, 1, p]);
+        let masked = padding.clone().expand([b, heads, p, p]);
+        let last = self.transformer_blocks.len().saturating_sub(1);
+        let mut past = Vec::with_capacity(self.transformer_blocks.len());
+        for (i, block) in self.transformer_blocks.iter().enumerate() {
+            if i == last {
+                // Only the step tokens read the last block's output.
+                past.push(block.keys_values(x.clone()));
+            } else {
+                let (next, k, v) = block.forward_keeping(x.clone(), Some(masked.clone()), true);
+                past.push((k, v));
+                x = next;
+            }
+        }
+        // The step tokens (time, x_t, prd) see the prompt but its padding, themselves and the
+        // step tokens before them.
+        let later = Tensor::<2, Bool>::from_data(
+            TensorData::from([
+                [false, true, true],
+                [false, false, true],
+                [false, false, false],
+            ]),
+            &device,
+        )
+        .reshape([1, 1, STEP_TOKENS, STEP_TOKENS]);
+        let masked = Tensor::cat(
+            vec![
+                padding.expand([b, heads, STEP_TOKENS, p]),
+                later.expand([b, heads, STEP_TOKENS, STEP_TOKENS]),
+            ],
+            3,
+        );
+        Ok(PriorPrompt {
+            past,
+            masked,
+            batch: b,
+        })
+    }
+
+    /// [`forward`](Self::forward) for a prompt [`encode_prompt`](Self::encode_prompt) has run:
+    /// only the time, x_t and `prd` tokens go through the transformer, attending to the
+    /// prompt's kept keys and values. Equal to `forward` with the same inputs up to float
+    /// rounding; `hidden_states` and `timesteps` as there, with the prompt's batch size.
+    pub fn forward_with_prompt(
+        &self,
+        prompt: &PriorPrompt,
+        hidden_states: Tensor<2>,
+        timesteps: Tensor<1>,
+    ) -> Result<Tensor<2>, PriorError> {
+        let b = prompt.batch;
+        self.check_step(b, &hidden_states, &timesteps)?;
+        if prompt.past.len() != self.transformer_blocks.len() {
+            return Err(PriorError::InvalidInput {
+                input: "prompt",
+                expected: format!("{} blocks' keys and values", self.transformer_blocks.len()),
+                found: vec![prompt.past.len()],
+            });
+        }
+        let dtype = self.dtype();
+        let inner = self.config.inner_dim();
+        let p = self.config.num_embeddings + 1;
+        let time = self.time_embedding(timesteps, b);
+        let image = self.proj_in.forward(hidden_states.cast(dtype));
+        let prd = self.prd_embedding.val().expand([b, 1, inner]);
+        let token = |t: Tensor<2>| t.unsqueeze_dim::<3>(1);
+        let mut x = Tensor::cat(vec![token(time), token(image), prd], 1)
+            + self.positions(p..p + STEP_TOKENS);
+        for (block, (k, v)) in self.transformer_blocks.iter().zip(&prompt.past) {
+            x = block.forward_after(x, (k, v), prompt.masked.clone());
+        }
+        let prd = x.slice([0..b, STEP_TOKENS - 1..STEP_TOKENS, 0..inner]);
+        let prd = self.norm_out.forward(prd).reshape([b, inner]);
+        Ok(self.proj_to_clip_embeddings.forward(prd))
     }
 
     /// [`forward`](Self::forward), reporting each step's output to `trace`: `time_embedding`,
@@ -216,12 +403,7 @@ impl PriorTransformer {
         let inner = self.config.inner_dim();
         let len = self.config.sequence_len();
 
-        let timesteps = match timesteps.dims()[0] {
-            1 if b > 1 => timesteps.expand([b]),
-            _ => timesteps,
-        };
-        let features = timestep_features(timesteps, inner, true, 0.0, dtype);
-        let time = self.time_embedding.forward(features);
+        let time = self.time_embedding(timesteps, b);
         trace("time_embedding", Activation::Vector(&time));
         let text_embedding = self.embedding_proj.forward(proj_embedding.cast(dtype));
         trace("embedding_proj", Activation::Vector(&text_embedding));

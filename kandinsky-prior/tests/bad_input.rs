@@ -97,4 +97,31 @@ fn bad_forward_inputs_are_errors() {
     assert_eq!(input(r), "timesteps");
     let r = prior.forward(x([2, 20]), ts(2), x([2, 18]), seq([2, 9, 20]), mask(2, 9));
     assert!(r.is_ok());
+
+    // The same checks for a prompt encoded once and its steps.
+    let r = prior.encode_prompt(x([2, 18]), seq([2, 9, 20]), mask(1, 9));
+    assert!(matches!(
+        r,
+        Err(PriorError::InvalidInput {
+            input: "attention_mask",
+            ..
+        })
+    ));
+    let r = prior.encode_prompt(x([0, 18]), seq([0, 9, 20]), mask(0, 9));
+    assert!(matches!(
+        r,
+        Err(PriorError::InvalidInput {
+            input: "proj_embedding",
+            ..
+        })
+    ));
+    let prompt = prior
+        .encode_prompt(x([2, 18]), seq([2, 9, 20]), mask(2, 9))
+        .unwrap();
+    let r = prior.forward_with_prompt(&prompt, x([3, 20]), ts(1));
+    assert_eq!(input(r), "hidden_states");
+    let r = prior.forward_with_prompt(&prompt, x([2, 20]), ts(3));
+    assert_eq!(input(r), "timesteps");
+    let r = prior.forward_with_prompt(&prompt, x([2, 20]), ts(2));
+    assert!(r.is_ok());
 }

@@ -75,6 +75,39 @@ fn prior_matches_reference_at_every_block() {
     );
 }
 
+/// The prompt's tokens run once (`encode_prompt`), then only the step tokens
+/// (`forward_with_prompt`), as the denoising loop does: the reference's output (a whole
+/// forward) within the same bound; the prompt is encoded once and used for two steps, the
+/// second one at the reference's inputs.
+#[test]
+fn forward_with_an_encoded_prompt_matches_reference() {
+    let device = test_device();
+    let prior = PriorTransformer::load(&fixtures().join("prior/prior"), &device).unwrap();
+    let r = reference();
+    let mask: Tensor<2, Bool> =
+        Tensor::<2, Int>::from_data(r["attention_mask"].clone().convert::<i64>(), &device)
+            .equal_elem(1);
+    let prompt = prior
+        .encode_prompt(
+            t(&r["proj_embedding"], &device),
+            t(&r["encoder_hidden_states"], &device),
+            mask,
+        )
+        .unwrap();
+    assert_eq!(prompt.batch_size(), 2);
+    let hidden: Tensor<2> = t(&r["hidden_states"], &device);
+    let other = prior.forward_with_prompt(
+        &prompt,
+        hidden.clone() * 0.5,
+        t(&r["timestep"], &device) * 0.5,
+    );
+    assert!(other.is_ok());
+    let out = prior
+        .forward_with_prompt(&prompt, hidden, t(&r["timestep"], &device))
+        .unwrap();
+    assert_close("output", out.to_host(), &r["output"], TOLERANCE);
+}
+
 /// The fp16 file onto an f32 device computes with the fp16 values widened to f32, as the
 /// reference's `from_pretrained(variant="fp16", torch_dtype=float32)` does: same f32 bound.
 #[test]
