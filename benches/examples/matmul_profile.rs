@@ -31,14 +31,24 @@ fn main() {
             "{what:<20} {m}x{k}x{n}: {:>8.2} ms {gflops:>7.1} GFLOP/s",
             t * 1e3
         );
-        if m < 16 {
-            let t = median_seconds(&device, 5, || {
-                b.clone()
-                    .transpose()
-                    .matmul(a.clone().transpose())
-                    .transpose()
-            });
-            println!("{:<20} transposed: {:>8.2} ms", "", t * 1e3);
-        }
+        // The weight as PyTorch stores it, (n, k), used through a transposed view.
+        let bt = b.clone().transpose().into_data();
+        let bt = Tensor::<2>::from_data(bt, &device).transpose();
+        let t = median_seconds(&device, 5, || a.clone().matmul(bt.clone()));
+        println!(
+            "{:<20} (n, k) weight viewed transposed: {:>8.2} ms",
+            "",
+            t * 1e3
+        );
+        let w = bt.clone().transpose();
+        let t = median_seconds(&device, 5, || {
+            let out = w.clone().matmul(a.clone().transpose()).transpose();
+            out + 0.0
+        });
+        println!(
+            "{:<20} (n, k) weight times xT, transposed back: {:>8.2} ms",
+            "",
+            t * 1e3
+        );
     }
 }

@@ -10,15 +10,8 @@
 use std::ops::ControlFlow;
 use std::time::Instant;
 
-use kandinsky_benches::{backend_name, bench_device};
+use kandinsky_benches::{backend_name, bench_device, peak_rss_gb};
 use kandinsky_pipeline::{Event, Hooks, Kandinsky, Request, Residency};
-
-fn peak_rss_gb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024.0 / 1e9)
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -65,3 +65,11 @@ pub fn dtype_name() -> String {
 pub fn backend_name() -> &'static str {
     Backend::best().name()
 }
+
+/// The process's peak resident memory so far in GB (`VmHWM`; Linux only, `None` elsewhere).
+pub fn peak_rss_gb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024.0 / 1e9)
+}

@@ -3,12 +3,19 @@
 //! The file is memory-mapped and its header checked against what the module expects (see
 //! [`crate::manifest`]) before any tensor is read: a missing key, an unexpected key, a shape
 //! mismatch or a non-float dtype is reported with the file, the key and the expected versus
-//! found value, all problems at once. Only then are the tensors read, one at a time, each with
-//! a positioned read into its own buffer: PyTorch layouts are converted (Linear weights
-//! transposed, norm `weight`/`bias` renamed) and every float tensor is cast to the device's
-//! float dtype, so fp32, fp16 and bf16 files load onto f32 or f16 devices alike. The data is
-//! not memory-mapped: mapped pages would count towards the process's resident memory on top
-//! of the loaded copy (2x the file at peak, measured with the 5 GB UNet).
+//! found value, all problems at once. Only then are the tensors read, one at a time: PyTorch
+//! layouts are converted (Linear weights transposed, norm `weight`/`bias` renamed) and every
+//! float tensor is cast to the device's float dtype, so fp32, fp16 and bf16 files load onto f32
+//! or f16 devices alike.
+//!
+//! A tensor of at least [`MAPPED_TENSOR_BYTES`] that is used as stored (no transpose, no cast)
+//! is memory-mapped and the tensor built on the mapped pages, without a copy (the pages are
+//! the operating system's file cache, read-only; a write would copy them first); anything else
+//! is read with a positioned read, a transposed weight through one reused scratch buffer. A
+//! transposed weight's source pages are therefore never mapped, so they do not count towards
+//! the process's resident memory beside the transposed copy. As with any memory-mapped loader
+//! (diffusers' too), a weights file must not be truncated or rewritten in place while a model
+//! loaded from it is in use (replacing it, as downloads do, is fine).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -260,11 +267,10 @@ fn problem_key(p: &WeightProblem) -> &str {
 
 /// Loads a diffusers/transformers safetensors file into `module`, strictly.
 ///
-/// The file is checked first ([`check_safetensors`]); then each tensor is read with a
-/// positioned read into its own buffer (no memory map, so the file's pages never count
-/// towards the process's memory), converted from the PyTorch layout (Linear weights
-/// transposed) and cast to `device`'s float dtype. Peak memory is the loaded model plus a few
-/// copies of its largest tensor. The module's parameters should still be lazily initialised
+/// The file is checked first ([`check_safetensors`]); then each tensor is mapped or read (see
+/// the module's documentation), converted from the PyTorch layout (Linear weights transposed)
+/// and cast to `device`'s float dtype. Peak memory is the loaded model plus a few copies of
+/// its largest tensor. The module's parameters should still be lazily initialised
 /// (freshly built from a config) so no random weights are ever allocated.
 pub fn load_safetensors<M: Module>(
     module: M,
@@ -283,6 +289,7 @@ pub fn load_safetensors<M: Module>(
         header: read_header(path)?,
         target: device.settings().float_dtype.into(),
         device: device.clone(),
+        scratch: Vec::new(),
         error: None,
     };
     let module = module.map(&mut mapper);
@@ -335,6 +342,8 @@ struct Loader {
     header: Header,
     target: DType,
     device: Device,
+    /// Holds a tensor to be transposed (reused: the largest one's size).
+    scratch: Vec<u8>,
     error: Option<std::io::Error>,
 }
 
@@ -350,28 +359,112 @@ impl Loader {
         } = self.at.torch_key(shape);
         // check_safetensors has matched every key, shape and dtype.
         let (dtype, range) = self.header.get(&key).expect("checked key").clone();
-        let mut bytes = vec![0u8; (range.end - range.start) as usize];
-        if let Err(e) = read_at(&self.file, &mut bytes, range.start) {
-            self.error = Some(e);
-            return None;
-        }
         let dtype = match dtype {
             Dtype::F16 => DType::F16,
             Dtype::BF16 => DType::BF16,
             Dtype::F64 => DType::F64,
             _ => DType::F32,
         };
-        let (bytes, shape) = if transposed {
+        match self.tensor_data(dtype, range, shape, transposed) {
+            Ok(data) => Some(
+                burn::tensor::Tensor::<D>::from_data(data, (&self.device, dtype)).cast(self.target),
+            ),
+            Err(e) => {
+                self.error = Some(e);
+                None
+            }
+        }
+    }
+
+    /// The tensor at `range` of the file, `shape` as stored, in the module's layout.
+    fn tensor_data(
+        &mut self,
+        dtype: DType,
+        range: std::ops::Range<u64>,
+        shape: Vec<usize>,
+        transposed: bool,
+    ) -> std::io::Result<TensorData> {
+        let len = (range.end - range.start) as usize;
+        let size = dtype.size();
+        if transposed {
+            self.scratch.resize(len, 0);
+            read_at(&self.file, &mut self.scratch, range.start)?;
             let [rows, cols] = [shape[0], shape[1]];
-            (
-                transpose_bytes(&bytes, rows, cols, dtype.size()),
+            let mut out = ElementBuffer::zeroed(size, len / size);
+            transpose_bytes(&self.scratch, out.bytes_mut(), rows, cols, size);
+            return Ok(TensorData::from_bytes(
+                out.into_bytes(),
                 vec![cols, rows],
-            )
-        } else {
-            (bytes, shape)
-        };
-        let data = TensorData::from_bytes_vec(bytes, shape, dtype);
-        Some(burn::tensor::Tensor::<D>::from_data(data, (&self.device, dtype)).cast(self.target))
+                dtype,
+            ));
+        }
+        if len >= MAPPED_TENSOR_BYTES
+            && range.start.is_multiple_of(size as u64)
+            && dtype == self.target
+            && let Some(bytes) = map_range(&self.file, &range)
+        {
+            return Ok(TensorData::from_bytes(bytes, shape, dtype));
+        }
+        let mut out = ElementBuffer::zeroed(size, len / size);
+        read_at(&self.file, out.bytes_mut(), range.start)?;
+        Ok(TensorData::from_bytes(out.into_bytes(), shape, dtype))
+    }
+}
+
+/// Tensors of at least this many bytes, used as stored, are memory-mapped rather than read
+/// (1 MiB: smaller ones are not worth a mapping each).
+pub const MAPPED_TENSOR_BYTES: usize = 1 << 20;
+
+/// The bytes at `range` of `file`, memory-mapped (read-only, private, pages populated on
+/// Linux), or `None` when the mapping fails (the caller then reads them).
+fn map_range(file: &std::fs::File, range: &std::ops::Range<u64>) -> Option<burn::tensor::Bytes> {
+    let mut options = memmap2::MmapOptions::new();
+    options
+        .offset(range.start)
+        .len((range.end - range.start) as usize)
+        .populate();
+    // SAFETY: the mapping is read-only; the module documents that a weights file must not be
+    // truncated or rewritten in place while a model loaded from it is in use.
+    let map = unsafe { options.map(file) }.ok()?;
+    let shared = bytes::Bytes::from_owner(map);
+    Some(burn::tensor::Bytes::from_shared(
+        shared,
+        burn::tensor::AllocationProperty::File,
+    ))
+}
+
+/// A zeroed buffer of elements of 2, 4 or 8 bytes, allocated with the element's alignment (so
+/// the tensor built on it is not copied to align it).
+enum ElementBuffer {
+    B2(Vec<u16>),
+    B4(Vec<u32>),
+    B8(Vec<u64>),
+}
+
+impl ElementBuffer {
+    fn zeroed(size: usize, n: usize) -> Self {
+        match size {
+            2 => Self::B2(vec![0; n]),
+            4 => Self::B4(vec![0; n]),
+            8 => Self::B8(vec![0; n]),
+            _ => unreachable!("float elements are 2, 4 or 8 bytes"),
+        }
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        match self {
+            Self::B2(v) => bytemuck::cast_slice_mut(v),
+            Self::B4(v) => bytemuck::cast_slice_mut(v),
+            Self::B8(v) => bytemuck::cast_slice_mut(v),
+        }
+    }
+
+    fn into_bytes(self) -> burn::tensor::Bytes {
+        match self {
+            Self::B2(v) => burn::tensor::Bytes::from_elems(v),
+            Self::B4(v) => burn::tensor::Bytes::from_elems(v),
+            Self::B8(v) => burn::tensor::Bytes::from_elems(v),
+        }
     }
 }
 
@@ -395,23 +488,22 @@ fn read_at(file: &std::fs::File, mut buf: &mut [u8], mut offset: u64) -> std::io
     Ok(())
 }
 
-/// The row-major (cols, rows) transpose of a row-major (rows, cols) matrix of `size`-byte
-/// elements. Done once per Linear weight at load time, in cache-friendly tiles, in parallel
-/// over bands of output rows.
-fn transpose_bytes(src: &[u8], rows: usize, cols: usize, size: usize) -> Vec<u8> {
+/// Writes into `dst` the row-major (cols, rows) transpose of the row-major (rows, cols) matrix
+/// `src` of `size`-byte elements. Done once per Linear weight at load time, in cache-friendly
+/// tiles, in parallel over bands of output rows.
+fn transpose_bytes(src: &[u8], dst: &mut [u8], rows: usize, cols: usize, size: usize) {
     match size {
-        2 => transpose_elements::<2>(src, rows, cols),
-        4 => transpose_elements::<4>(src, rows, cols),
-        8 => transpose_elements::<8>(src, rows, cols),
+        2 => transpose_elements::<2>(src, dst, rows, cols),
+        4 => transpose_elements::<4>(src, dst, rows, cols),
+        8 => transpose_elements::<8>(src, dst, rows, cols),
         _ => unreachable!("float elements are 2, 4 or 8 bytes"),
     }
 }
 
-fn transpose_elements<const N: usize>(src: &[u8], rows: usize, cols: usize) -> Vec<u8> {
+fn transpose_elements<const N: usize>(src: &[u8], dst: &mut [u8], rows: usize, cols: usize) {
     use rayon::prelude::*;
     const TILE: usize = 32;
     let (src, _) = src.as_chunks::<N>();
-    let mut dst = vec![0u8; src.len() * N];
     let (out, _) = dst.as_chunks_mut::<N>();
     // Band b holds output rows (source columns) b·TILE … b·TILE + TILE.
     out.par_chunks_mut(TILE * rows)
@@ -428,7 +520,6 @@ fn transpose_elements<const N: usize>(src: &[u8], rows: usize, cols: usize) -> V
                 }
             }
         });
-    dst
 }
 
 impl ModuleMapper for Loader {
@@ -456,7 +547,64 @@ impl ModuleMapper for Loader {
 
 #[cfg(test)]
 mod tests {
-    use super::transpose_bytes;
+    use burn::module::{Module, Param};
+    use burn::nn::{Linear, LinearConfig};
+    use burn::tensor::{Device, Tensor, TensorData};
+
+    use super::{MAPPED_TENSOR_BYTES, load_safetensors, transpose_bytes};
+
+    #[derive(Module, Debug)]
+    struct Tiny {
+        proj: Linear,
+        table: Param<Tensor<2>>,
+    }
+
+    /// A tensor over [`MAPPED_TENSOR_BYTES`] used as stored (mapped, no copy), a Linear weight
+    /// (read and transposed) and a small bias (read) all load with the file's values, and the
+    /// mapped one survives the loader, the file's handle and an in-place edit of a clone.
+    #[test]
+    fn mapped_read_and_transposed_tensors_load_the_files_values() {
+        let device = Device::flex();
+        let (rows, cols, out, inp) = (600, 512, 48, 40);
+        assert!(rows * cols * 4 >= MAPPED_TENSOR_BYTES);
+        let table: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+        let weight: Vec<f32> = (0..out * inp).map(|i| -(i as f32)).collect();
+        let bias: Vec<f32> = (0..out).map(|i| i as f32 * 0.5).collect();
+        let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let (tb, wb, bb) = (bytes(&table), bytes(&weight), bytes(&bias));
+        fn view(data: &[u8], shape: Vec<usize>) -> safetensors::tensor::TensorView<'_> {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, data).unwrap()
+        }
+        let views = vec![
+            ("table", view(&tb, vec![rows, cols])),
+            ("proj.weight", view(&wb, vec![out, inp])),
+            ("proj.bias", view(&bb, vec![out])),
+        ];
+        let path =
+            std::env::temp_dir().join(format!("kandinsky-weights-{}.st", std::process::id()));
+        safetensors::serialize_to_file(views, None, &path).unwrap();
+
+        let module = Tiny {
+            proj: LinearConfig::new(inp, out).init(&device),
+            table: Param::from_tensor(Tensor::zeros([rows, cols], &device)),
+        };
+        let loaded = load_safetensors(module, &path, &device).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let values = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+        let table_tensor = loaded.table.val();
+        // An in-place edit of a clone copies first: the loaded values stay.
+        let edited = values(table_tensor.clone() + 1.0);
+        assert_eq!(edited[7], 8.0);
+        assert_eq!(values(table_tensor), table);
+        let w = values(loaded.proj.weight.val());
+        for o in 0..out {
+            for i in 0..inp {
+                assert_eq!(w[i * out + o], weight[o * inp + i]);
+            }
+        }
+        let b = loaded.proj.bias.as_ref().unwrap().val().into_data();
+        assert_eq!(b, TensorData::new(bias, [out]));
+    }
 
     /// Every element lands at its transposed place, for each element size, on shapes that are
     /// and are not multiples of the tile (and wider than one band).
@@ -467,7 +615,8 @@ mod tests {
                 let src: Vec<u8> = (0..rows * cols * size)
                     .map(|i| (i * 7 % 251) as u8)
                     .collect();
-                let dst = transpose_bytes(&src, rows, cols, size);
+                let mut dst = vec![0u8; src.len()];
+                transpose_bytes(&src, &mut dst, rows, cols, size);
                 for r in 0..rows {
                     for c in 0..cols {
                         let from = &src[(r * cols + c) * size..][..size];
