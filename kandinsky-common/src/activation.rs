@@ -46,7 +46,11 @@ pub(crate) fn silu_f32(x: f32) -> f32 {
 pub(crate) fn exp_f32(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0; // 1.5·2^23: adding and subtracting it rounds to an integer
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let t = x * std::f32::consts::LOG2_E + ROUND;
+    let n = t - ROUND;
+    // n as an integer without a float-to-int conversion (which the compiler does not
+    // vectorise): t lies in [2^23, 2^24), where one unit is one step of the bits.
+    let n_int = t.to_bits().wrapping_sub(ROUND.to_bits());
     let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
     let mut p = 1.987_569_1e-4_f32;
     p = p * r + 1.398_2e-3;
@@ -55,7 +59,7 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
-    e * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    e * f32::from_bits(n_int.wrapping_add(127) << 23)
 }
 
 #[inline(always)]
