@@ -29,9 +29,11 @@ if [ "$component" = whole ]; then
         "$prior" "$decoder" "$prior_steps" "$steps" "$size" | tail -1)
     echo "$ours"
     warm
+    phases="$(mktemp)"
     theirs=$(cd tools/reference && .venv/bin/python bench.py whole --threads "$threads" \
         --prior "$prior" --decoder "$decoder" --prior-steps "$prior_steps" --steps "$steps" \
-        --size "$size" 2>/dev/null | tail -1)
+        --size "$size" 2>"$phases" | tail -1)
+    grep '^  ' "$phases" >&2 || true
     echo "$theirs"
     python3 - "$ours" "$theirs" "$threads" <<'PY'
 import re, sys

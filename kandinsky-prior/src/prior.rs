@@ -188,12 +188,13 @@ impl PriorTransformer {
         encoder_hidden_states: Tensor<3>,
         attention_mask: Tensor<2, Bool>,
     ) -> Result<Tensor<2>, PriorError> {
-        self.forward_traced(
+        self.run(
             hidden_states,
             timesteps,
             proj_embedding,
             encoder_hidden_states,
             attention_mask,
+            true,
             &mut no_trace,
         )
     }
@@ -284,26 +285,22 @@ impl PriorTransformer {
         self.check_prompt(b, &proj_embedding, &encoder_hidden_states, &attention_mask)?;
         let dtype = self.dtype();
         let device = proj_embedding.device();
-        let p = self.config.num_embeddings + 1;
         let heads = self.config.num_attention_heads;
 
         let text_embedding = self.embedding_proj.forward(proj_embedding.cast(dtype));
         let text = self
             .encoder_hidden_states_proj
             .forward(encoder_hidden_states.cast(dtype));
-        let mut x =
-            Tensor::cat(vec![text, text_embedding.unsqueeze_dim::<3>(1)], 1) + self.positions(0..p);
+        let t = self.config.num_embeddings;
+        let (text, keep) = self.prompt_tokens(text, attention_mask, true);
+        let text_embedding = text_embedding.unsqueeze_dim::<3>(1) + self.positions(t..t + 1);
+        let mut x = Tensor::cat(vec![text, text_embedding], 1);
+        let p = x.dims()[1];
 
         // The prompt's padding, hidden from every query; the text embedding is always visible.
-        let padding = Tensor::cat(
-            vec![
-                attention_mask.int(),
-                Tensor::<2, Int>::ones([b, 1], &device),
-            ],
-            1,
-        )
-        .equal_elem(0)
-        .reshape([b, 1, 1, p]);
+        let padding = Tensor::cat(vec![keep.int(), Tensor::<2, Int>::ones([b, 1], &device)], 1)
+            .equal_elem(0)
+            .reshape([b, 1, 1, p]);
         let masked = padding.clone().expand([b, heads, p, p]);
         let last = self.transformer_blocks.len().saturating_sub(1);
         let mut past = Vec::with_capacity(self.transformer_blocks.len());
@@ -380,7 +377,8 @@ impl PriorTransformer {
 
     /// [`forward`](Self::forward), reporting each step's output to `trace`: `time_embedding`,
     /// `embedding_proj`, `encoder_hidden_states_proj`, `proj_in`, `transformer_blocks.{i}`,
-    /// `norm_out`, `proj_to_clip_embeddings`.
+    /// `norm_out`, `proj_to_clip_embeddings`. Unlike `forward`, it runs the prompt's padding
+    /// tokens too, so that the traced sequences have the reference's shape.
     pub fn forward_traced(
         &self,
         hidden_states: Tensor<2>,
@@ -388,6 +386,81 @@ impl PriorTransformer {
         proj_embedding: Tensor<2>,
         encoder_hidden_states: Tensor<3>,
         attention_mask: Tensor<2, Bool>,
+        trace: Trace<'_>,
+    ) -> Result<Tensor<2>, PriorError> {
+        self.run(
+            hidden_states,
+            timesteps,
+            proj_embedding,
+            encoder_hidden_states,
+            attention_mask,
+            false,
+            trace,
+        )
+    }
+
+    /// The prompt's tokens with their positional embeddings, and which are real, (B, n, inner)
+    /// and (B, n). With `compact`, only the real ones (the mask's), in order, each prompt's
+    /// filled up to the longest with masked rows: a padding token is a key no query may see
+    /// and its own output is read by nothing, so leaving it out changes no result. Without,
+    /// all `num_embeddings` of them.
+    fn prompt_tokens(
+        &self,
+        text: Tensor<3>,
+        attention_mask: Tensor<2, Bool>,
+        compact: bool,
+    ) -> (Tensor<3>, Tensor<2, Bool>) {
+        let [b, t, inner] = text.dims();
+        let positions = self.positions(0..t);
+        if !compact {
+            return (text + positions, attention_mask);
+        }
+        let flags: Vec<i64> = attention_mask
+            .clone()
+            .int()
+            .into_data()
+            .convert::<i64>()
+            .try_into_vec()
+            .expect("i64 mask");
+        let real: Vec<Vec<i64>> = flags
+            .chunks(t)
+            .map(|row| (0..t as i64).filter(|&i| row[i as usize] != 0).collect())
+            .collect();
+        // At least one row, so that every sequence has a prompt part (all masked if need be).
+        let n = real.iter().map(Vec::len).max().unwrap_or(0).max(1);
+        if n == t {
+            return (text + positions, attention_mask);
+        }
+        let device = text.device();
+        let mut texts = Vec::with_capacity(b);
+        let mut places = Vec::with_capacity(b);
+        let mut keep = Vec::with_capacity(b * n);
+        for (i, rows) in real.iter().enumerate() {
+            // Fillers repeat row 0; they are masked like padding.
+            let mut index = rows.clone();
+            index.resize(n, 0);
+            keep.extend((0..n).map(|j| j < rows.len()));
+            let index = Tensor::<1, Int>::from_data(TensorData::new(index, [n]), &device);
+            texts.push(
+                text.clone()
+                    .slice([i..i + 1, 0..t, 0..inner])
+                    .select(1, index.clone()),
+            );
+            places.push(positions.clone().select(1, index));
+        }
+        let keep = Tensor::<2, Bool>::from_data(TensorData::new(keep, [b, n]), &device);
+        (Tensor::cat(texts, 0) + Tensor::cat(places, 0), keep)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        hidden_states: Tensor<2>,
+        timesteps: Tensor<1>,
+        proj_embedding: Tensor<2>,
+        encoder_hidden_states: Tensor<3>,
+        attention_mask: Tensor<2, Bool>,
+        compact: bool,
         trace: Trace<'_>,
     ) -> Result<Tensor<2>, PriorError> {
         self.check_inputs(
@@ -401,7 +474,7 @@ impl PriorTransformer {
         let device = hidden_states.device();
         let [b, _] = hidden_states.dims();
         let inner = self.config.inner_dim();
-        let len = self.config.sequence_len();
+        let t = self.config.num_embeddings;
 
         let time = self.time_embedding(timesteps, b);
         trace("time_embedding", Activation::Vector(&time));
@@ -416,20 +489,17 @@ impl PriorTransformer {
 
         let token = |t: Tensor<2>| t.unsqueeze_dim::<3>(1);
         let prd = self.prd_embedding.val().expand([b, 1, inner]);
-        let mut x = Tensor::cat(
-            vec![text, token(text_embedding), token(time), token(image), prd],
+        let extra = Tensor::cat(
+            vec![token(text_embedding), token(time), token(image), prd],
             1,
-        ) + self.positional_embedding.val();
+        ) + self.positions(t..t + 4);
+        let (text, keep) = self.prompt_tokens(text, attention_mask, compact);
+        let mut x = Tensor::cat(vec![text, extra], 1);
+        let len = x.dims()[1];
 
         // Keys a query must not see: the prompt's padding (the 4 extra tokens are always
         // visible); later tokens are hidden by the causal flag.
-        let keep = Tensor::cat(
-            vec![
-                attention_mask.int(),
-                Tensor::<2, Int>::ones([b, 4], &device),
-            ],
-            1,
-        );
+        let keep = Tensor::cat(vec![keep.int(), Tensor::<2, Int>::ones([b, 4], &device)], 1);
         let heads = self.config.num_attention_heads;
         let masked = keep
             .equal_elem(0)

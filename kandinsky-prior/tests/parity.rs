@@ -75,6 +75,55 @@ fn prior_matches_reference_at_every_block() {
     );
 }
 
+/// `forward` leaves the prompts' padding tokens out of the sequence: both prompts padded (5
+/// and 5 of 9 tokens, the second with a gap), the reference's output with every token run.
+/// The same bound. `forward_with_prompt` after `encode_prompt` leaves them out too.
+#[test]
+fn forward_without_the_padding_matches_reference() {
+    let device = test_device();
+    let prior = PriorTransformer::load(&fixtures().join("prior/prior"), &device).unwrap();
+    let r = reference();
+    let mask = || -> Tensor<2, Bool> {
+        Tensor::<2, Int>::from_data(r["attention_mask_padded"].clone().convert::<i64>(), &device)
+            .equal_elem(1)
+    };
+    let out = prior
+        .forward(
+            t(&r["hidden_states"], &device),
+            t(&r["timestep"], &device),
+            t(&r["proj_embedding"], &device),
+            t(&r["encoder_hidden_states"], &device),
+            mask(),
+        )
+        .unwrap();
+    assert_close(
+        "output_padded",
+        out.to_host(),
+        &r["output_padded"],
+        TOLERANCE,
+    );
+    let prompt = prior
+        .encode_prompt(
+            t(&r["proj_embedding"], &device),
+            t(&r["encoder_hidden_states"], &device),
+            mask(),
+        )
+        .unwrap();
+    let step = prior
+        .forward_with_prompt(
+            &prompt,
+            t(&r["hidden_states"], &device),
+            t(&r["timestep"], &device),
+        )
+        .unwrap();
+    assert_close(
+        "output_padded (step)",
+        step.to_host(),
+        &r["output_padded"],
+        TOLERANCE,
+    );
+}
+
 /// The prompt's tokens run once (`encode_prompt`), then only the step tokens
 /// (`forward_with_prompt`), as the denoising loop does: the reference's output (a whole
 /// forward) within the same bound; the prompt is encoded once and used for two steps, the

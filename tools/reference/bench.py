@@ -20,6 +20,7 @@ check). Prints the median of N timed runs after one warm-up.
 
 import argparse
 import statistics
+import sys
 import time
 
 import torch
@@ -48,19 +49,48 @@ if args.component == "whole":
 
     from diffusers import KandinskyV22Pipeline, KandinskyV22PriorPipeline
 
+    # Phase times to stderr (the last stdout line stays the summary): each phase is the time up
+    # to its stamp; each step's end is stamped by the pipelines' callback.
+    stamps = []
+
+    def stamp(what):
+        stamps.append((what, time.perf_counter()))
+
+    def on_step_end(what):
+        def callback(_pipe, _step, _timestep, kwargs):
+            stamp(what)
+            return kwargs
+        return callback
+
     start = time.perf_counter()
+    stamp("start")
     with torch.inference_mode():
         prior = KandinskyV22PriorPipeline.from_pretrained(args.prior, torch_dtype=DTYPE).to(DEVICE)
+        stamp("load prior pipeline")
         embeds = prior("a red cat sitting on a windowsill", num_inference_steps=args.prior_steps,
-                       generator=torch.Generator().manual_seed(0))
+                       generator=torch.Generator().manual_seed(0),
+                       callback_on_step_end=on_step_end("prior: encoders and steps"))
         image_embeds, negative = embeds.image_embeds, embeds.negative_image_embeds
         del prior, embeds
         gc.collect()
+        stamp("prior: after the steps")
         decoder = KandinskyV22Pipeline.from_pretrained(args.decoder, torch_dtype=DTYPE).to(DEVICE)
+        stamp("load decoder pipeline")
         image = decoder(image_embeds=image_embeds, negative_image_embeds=negative,
                         num_inference_steps=args.steps, height=args.size, width=args.size,
-                        generator=torch.Generator().manual_seed(0)).images[0]
+                        generator=torch.Generator().manual_seed(0),
+                        callback_on_step_end=on_step_end("decoder steps")).images[0]
+        stamp("movq decode")
     took = time.perf_counter() - start
+    # Consecutive stamps of one kind are summed into one phase.
+    phases = []
+    for (_, before), (what, at) in zip(stamps, stamps[1:]):
+        if phases and phases[-1][0] == what:
+            phases[-1][1] += at - before
+        else:
+            phases.append([what, at - before])
+    for what, seconds in phases:
+        print(f"  {what}: {seconds:.1f} s", file=sys.stderr)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
     print(f"pytorch {torch.__version__} whole on {args.device} {args.dtype}, threads "
           f"{args.threads}: {image.size[0]}x{image.size[1]} image, prior {args.prior_steps} steps, "

@@ -524,6 +524,15 @@ def prior() -> None:
         ref["output_fp16_weights"] = half(x_t, timestep, proj_embedding=proj,
                                           encoder_hidden_states=hidden,
                                           attention_mask=mask).predicted_image_embedding
+        # Both prompts padded, the second with a gap (tokens 0, 1, 3, 4, 5): a forward that
+        # leaves the padding out has something to leave out.
+        padded = torch.zeros((batch, tokens), dtype=torch.bool)
+        padded[0, :5] = True
+        padded[1, [0, 1, 3, 4, 5]] = True
+        ref["attention_mask_padded"] = padded.to(torch.uint8)
+        ref["output_padded"] = model(x_t, timestep, proj_embedding=proj,
+                                     encoder_hidden_states=hidden,
+                                     attention_mask=padded).predicted_image_embedding
     save_reference(ref, out_dir / "reference.safetensors")
 
     for name, config in (("prior_21", PRIOR_REAL_21), ("prior_22", PRIOR_REAL_22)):
