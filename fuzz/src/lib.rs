@@ -30,7 +30,7 @@ fn scratch(name: &str, data: &[u8]) -> PathBuf {
 }
 
 /// A safetensors file loaded into a small module (a Linear 2 → 3 with bias): the header
-/// parser, the checks against the module, the positioned reads and dtype conversions.
+/// parser, the checks against the module, the mapped and positioned reads and dtype conversions.
 pub fn safetensors(data: &[u8]) {
     use burn::nn::LinearConfig;
     let path = scratch("model.safetensors", data);
