@@ -74,63 +74,62 @@ fn attend_block(q: &[f32], k: &[f32], v: &[f32], d: usize, scores: &mut Vec<f32>
     let rows = q.len() / d;
     let s = k.len() / d;
     scores.resize(rows * s, 0.0);
-    let (d_, s_) = (d as isize, s as isize);
-    // SAFETY: every pointer covers the matrix its strides describe: q is rows × d and k, v are
-    // s × d, row-major (k read as its transpose, d × s, through swapped strides); scores is
-    // rows × s and out rows × d, row-major, both exclusively borrowed; the slices outlive the
-    // calls, which run on this thread.
-    unsafe {
-        gemm::gemm(
-            rows,
-            s,
-            d,
-            scores.as_mut_ptr(),
-            1,
-            s_,
-            false,
-            q.as_ptr(),
-            1,
-            d_,
-            k.as_ptr(),
-            d_,
-            1,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
+    // Scores: q (rows × d) times kᵀ, k's element (j, c) read at j·d + c.
+    product(rows, s, d, scores, q, k, (1, d));
     let mut sums = [0.0f32; QUERY_BLOCK];
     exp_rows(scores, s, &mut sums);
-    // SAFETY: as above.
-    unsafe {
-        gemm::gemm(
-            rows,
-            d,
-            s,
-            out.as_mut_ptr(),
-            1,
-            d_,
-            false,
-            scores.as_ptr(),
-            1,
-            s_,
-            v.as_ptr(),
-            1,
-            d_,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
+    product(rows, d, s, out, scores, v, (d, 1));
     for (row, sum) in out.chunks_exact_mut(d).zip(&sums) {
         let inv = 1.0 / sum;
         row.iter_mut().for_each(|x| *x *= inv);
+    }
+}
+
+/// `dst` (m × n, row-major) = `lhs` (m × k, row-major) · R, R's element (i, j) being
+/// `rhs[i·rs + j·cs]` for `(rs, cs) = strides`, by `gemm` on this thread.
+///
+/// # Panics
+/// If a slice is shorter than the matrix it must hold.
+fn product(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    lhs: &[f32],
+    rhs: &[f32],
+    (rs, cs): (usize, usize),
+) {
+    if m == 0 || n == 0 || k == 0 {
+        dst[..m * n].fill(0.0);
+        return;
+    }
+    assert!(dst.len() >= m * n && lhs.len() >= m * k);
+    assert!(rhs.len() > (k - 1) * rs + (n - 1) * cs);
+    // SAFETY: the assertions above make every pointer cover the matrix its strides describe;
+    // `dst` is exclusively borrowed and none of the slices is freed before the call returns (it
+    // runs on this thread).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            lhs.as_ptr(),
+            1,
+            k as isize,
+            rhs.as_ptr(),
+            cs as isize,
+            rs as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
     }
 }
 

@@ -351,11 +351,27 @@ impl PriorTransformer {
     ) -> Result<Tensor<2>, PriorError> {
         let b = prompt.batch;
         self.check_step(b, &hidden_states, &timesteps)?;
-        if prompt.past.len() != self.transformer_blocks.len() {
+        // A prompt encoded by another prior: as many blocks, heads and head widths, or an error.
+        let (blocks, heads) = (
+            self.transformer_blocks.len(),
+            self.config.num_attention_heads,
+        );
+        let head_dim = self.config.attention_head_dim;
+        let found: Vec<usize> = match prompt.past.first() {
+            Some((k, _)) => {
+                let [_, h, _, d] = k.dims();
+                vec![prompt.past.len(), h, d]
+            }
+            None => vec![0],
+        };
+        if found != [blocks, heads, head_dim] {
             return Err(PriorError::InvalidInput {
                 input: "prompt",
-                expected: format!("{} blocks' keys and values", self.transformer_blocks.len()),
-                found: vec![prompt.past.len()],
+                expected: format!(
+                    "keys and values of {blocks} blocks, {heads} heads of {head_dim} \
+                     (blocks, heads, head width)"
+                ),
+                found,
             });
         }
         let dtype = self.dtype();

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{Bool, Distribution, Tensor};
 use kandinsky_common::{ConfigError, WeightProblem, WeightsError};
-use kandinsky_prior::{PriorError, PriorTransformer, WEIGHTS_FP32};
+use kandinsky_prior::{PriorConfig, PriorError, PriorTransformer, WEIGHTS_FP32};
 
 fn fixture() -> PathBuf {
     fixtures_dir().join("prior/prior")
@@ -124,4 +124,15 @@ fn bad_forward_inputs_are_errors() {
     assert_eq!(input(r), "timesteps");
     let r = prior.forward_with_prompt(&prompt, x([2, 20]), ts(2));
     assert!(r.is_ok());
+    // A prompt encoded by a prior with one block less.
+    let shallower = PriorConfig {
+        num_layers: prior.config().num_layers - 1,
+        ..prior.config().clone()
+    }
+    .init(&device);
+    let other = shallower
+        .encode_prompt(x([2, 18]), seq([2, 9, 20]), mask(2, 9))
+        .unwrap();
+    let r = prior.forward_with_prompt(&other, x([2, 20]), ts(2));
+    assert_eq!(input(r), "prompt");
 }

@@ -31,15 +31,18 @@ fn t<const D: usize>(data: &TensorData, device: &Device) -> Tensor<D> {
     Tensor::from_data(data.clone(), device)
 }
 
+/// The reference's mask `key` (uint8, 1 for real tokens) as the prior takes it.
+fn mask(r: &BTreeMap<String, TensorData>, key: &str, device: &Device) -> Tensor<2, Bool> {
+    Tensor::<2, Int>::from_data(r[key].clone().convert::<i64>(), device).equal_elem(1)
+}
+
 fn run(
     prior: &PriorTransformer,
     r: &BTreeMap<String, TensorData>,
     device: &Device,
     trace: kandinsky_prior::Trace<'_>,
 ) -> Tensor<2> {
-    let mask: Tensor<2, Bool> =
-        Tensor::<2, Int>::from_data(r["attention_mask"].clone().convert::<i64>(), device)
-            .equal_elem(1);
+    let mask = mask(r, "attention_mask", device);
     prior
         .forward_traced(
             t(&r["hidden_states"], device),
@@ -83,17 +86,14 @@ fn forward_without_the_padding_matches_reference() {
     let device = test_device();
     let prior = PriorTransformer::load(&fixtures().join("prior/prior"), &device).unwrap();
     let r = reference();
-    let mask = || -> Tensor<2, Bool> {
-        Tensor::<2, Int>::from_data(r["attention_mask_padded"].clone().convert::<i64>(), &device)
-            .equal_elem(1)
-    };
+    let padded = || mask(&r, "attention_mask_padded", &device);
     let out = prior
         .forward(
             t(&r["hidden_states"], &device),
             t(&r["timestep"], &device),
             t(&r["proj_embedding"], &device),
             t(&r["encoder_hidden_states"], &device),
-            mask(),
+            padded(),
         )
         .unwrap();
     assert_close(
@@ -106,7 +106,7 @@ fn forward_without_the_padding_matches_reference() {
         .encode_prompt(
             t(&r["proj_embedding"], &device),
             t(&r["encoder_hidden_states"], &device),
-            mask(),
+            padded(),
         )
         .unwrap();
     let step = prior
@@ -133,9 +133,7 @@ fn forward_with_an_encoded_prompt_matches_reference() {
     let device = test_device();
     let prior = PriorTransformer::load(&fixtures().join("prior/prior"), &device).unwrap();
     let r = reference();
-    let mask: Tensor<2, Bool> =
-        Tensor::<2, Int>::from_data(r["attention_mask"].clone().convert::<i64>(), &device)
-            .equal_elem(1);
+    let mask = mask(&r, "attention_mask", &device);
     let prompt = prior
         .encode_prompt(
             t(&r["proj_embedding"], &device),
