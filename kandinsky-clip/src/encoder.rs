@@ -8,6 +8,7 @@ use burn::tensor::module::attention as sdpa;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Tensor};
 use kandinsky_common::activation::gelu;
+use kandinsky_common::linear::linear;
 
 use crate::config::HiddenAct;
 
@@ -60,16 +61,15 @@ impl ClipAttention {
     /// (B, L, dim) → (B, L, dim); scale 1/√(head width).
     pub fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
         let [b, l, c] = x.dims();
-        let q = self.split(self.q_proj.forward(x.clone()));
-        let k = self.split(self.k_proj.forward(x.clone()));
-        let v = self.split(self.v_proj.forward(x));
+        let q = self.split(linear(&self.q_proj, x.clone()));
+        let k = self.split(linear(&self.k_proj, x.clone()));
+        let v = self.split(linear(&self.v_proj, x));
         let options = AttentionModuleOptions {
             is_causal: causal,
             ..Default::default()
         };
         let out = sdpa(q, k, v, None, None, options);
-        self.out_proj
-            .forward(out.swap_dims(1, 2).reshape([b, l, c]))
+        linear(&self.out_proj, out.swap_dims(1, 2).reshape([b, l, c]))
     }
 }
 
@@ -96,7 +96,7 @@ impl ClipMlp {
 
     /// (B, L, dim) → (B, L, dim).
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.fc2.forward(activate(self.fc1.forward(x), self.act))
+        linear(&self.fc2, activate(linear(&self.fc1, x), self.act))
     }
 }
 

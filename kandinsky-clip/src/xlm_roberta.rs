@@ -7,6 +7,7 @@
 
 #![allow(non_snake_case)]
 
+use kandinsky_common::linear::linear;
 use std::path::Path;
 
 use burn::module::Module;
@@ -186,9 +187,9 @@ impl XlmLayer {
         let [b, l, c] = x.dims();
         let split = |t: Tensor<3>| t.reshape([b, l, heads, c / heads]).swap_dims(1, 2);
         let s = &self.attention.self_;
-        let q = split(s.query.forward(x.clone()));
-        let k = split(s.key.forward(x.clone()));
-        let v = split(s.value.forward(x.clone()));
+        let q = split(linear(&s.query, x.clone()));
+        let k = split(linear(&s.key, x.clone()));
+        let v = split(linear(&s.value, x.clone()));
         let a = sdpa(
             q,
             k,
@@ -197,16 +198,15 @@ impl XlmLayer {
             None,
             AttentionModuleOptions::default(),
         );
-        let a = self
-            .attention
-            .output
-            .dense
-            .forward(a.swap_dims(1, 2).reshape([b, l, c]));
+        let a = linear(
+            &self.attention.output.dense,
+            a.swap_dims(1, 2).reshape([b, l, c]),
+        );
         let h = self.attention.output.LayerNorm.forward(a + x);
-        let m = activate(self.intermediate.dense.forward(h.clone()), act);
+        let m = activate(linear(&self.intermediate.dense, h.clone()), act);
         self.output
             .LayerNorm
-            .forward(self.output.dense.forward(m) + h)
+            .forward(linear(&self.output.dense, m) + h)
     }
 }
 

@@ -16,6 +16,7 @@ use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
 use crate::activation::exp_f32;
+use crate::matmul::{Matrix, product};
 
 /// softmax(Q Kᵀ / √d) V for `q` (B, heads, L, d), `k` and `v` (B, heads, S, d).
 pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
@@ -75,61 +76,25 @@ fn attend_block(q: &[f32], k: &[f32], v: &[f32], d: usize, scores: &mut Vec<f32>
     let s = k.len() / d;
     scores.resize(rows * s, 0.0);
     // Scores: q (rows × d) times kᵀ, k's element (j, c) read at j·d + c.
-    product(rows, s, d, scores, q, k, (1, d));
+    let keys_t = Matrix {
+        data: k,
+        rows: d,
+        cols: s,
+        row_stride: 1,
+        col_stride: d,
+    };
+    product(scores, Matrix::row_major(q, rows, d), keys_t, false);
     let mut sums = [0.0f32; QUERY_BLOCK];
     exp_rows(scores, s, &mut sums);
-    product(rows, d, s, out, scores, v, (d, 1));
+    product(
+        out,
+        Matrix::row_major(scores, rows, s),
+        Matrix::row_major(v, s, d),
+        false,
+    );
     for (row, sum) in out.chunks_exact_mut(d).zip(&sums) {
         let inv = 1.0 / sum;
         row.iter_mut().for_each(|x| *x *= inv);
-    }
-}
-
-/// `dst` (m × n, row-major) = `lhs` (m × k, row-major) · R, R's element (i, j) being
-/// `rhs[i·rs + j·cs]` for `(rs, cs) = strides`, by `gemm` on this thread.
-///
-/// # Panics
-/// If a slice is shorter than the matrix it must hold.
-fn product(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: &mut [f32],
-    lhs: &[f32],
-    rhs: &[f32],
-    (rs, cs): (usize, usize),
-) {
-    if m == 0 || n == 0 || k == 0 {
-        dst[..m * n].fill(0.0);
-        return;
-    }
-    assert!(dst.len() >= m * n && lhs.len() >= m * k);
-    assert!(rhs.len() > (k - 1) * rs + (n - 1) * cs);
-    // SAFETY: the assertions above make every pointer cover the matrix its strides describe;
-    // `dst` is exclusively borrowed and none of the slices is freed before the call returns (it
-    // runs on this thread).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            lhs.as_ptr(),
-            1,
-            k as isize,
-            rhs.as_ptr(),
-            cs as isize,
-            rs as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
     }
 }
 

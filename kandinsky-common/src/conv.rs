@@ -34,6 +34,9 @@ use burn::tensor::ops::PadMode;
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use rayon::prelude::*;
 
+use crate::host::HostF32;
+use crate::matmul::{Matrix, product, product_parallel};
+
 /// A 3×3 convolution with stride 1 and padding 1, lazily initialised (its weights are then
 /// loaded from a checkpoint).
 pub fn new_conv3x3(inp: usize, out: usize, device: &Device) -> Conv2d {
@@ -47,10 +50,10 @@ pub const SMALL_MAP: usize = 16 * 16;
 
 /// Applies `conv`, a 3×3 convolution with stride 1 and padding 1, to `x` (B, C_in, H, W).
 pub fn conv3x3(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    let [_, _, h, w] = x.dims();
+    let [_, c_in, h, w] = x.dims();
     if h * w <= SMALL_MAP {
         stacked_taps(conv, x)
-    } else if x.dtype() == DType::F32 && crate::tensors::is_flex(&x.device()) {
+    } else if x.dtype() == DType::F32 && crate::tensors::is_flex(&x.device()) && c_in >= 32 {
         winograd(conv, x)
     } else {
         conv.forward(x)
@@ -141,6 +144,9 @@ fn stacked_taps(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         })
         .collect();
     let columns = Tensor::stack::<5>(taps, 2).reshape([b, 9 * c_in, h * w]);
+    if let Some(out) = stacked_taps_on_host(conv, &columns) {
+        return out.reshape([b, c_out, h, w]);
+    }
     let out = weight.reshape([1, c_out, 9 * c_in]).matmul(columns);
     let out = match &conv.bias {
         Some(bias) => out + bias.val().reshape([1, c_out, 1]),
@@ -149,43 +155,103 @@ fn stacked_taps(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     out.reshape([b, c_out, h, w])
 }
 
-/// G ⊗ G as a (9, 16) matrix: row (k, l) of the filter, column ξ = (a, b) of U = G g Gᵀ.
-fn filter_transform(device: &Device) -> Tensor<2> {
-    const G: [[f32; 3]; 4] = [
-        [1.0, 0.0, 0.0],
-        [0.5, 0.5, 0.5],
-        [0.5, -0.5, 0.5],
-        [0.0, 0.0, 1.0],
-    ];
-    let mut m = [0f32; 9 * 16];
-    for k in 0..3 {
-        for l in 0..3 {
-            for a in 0..4 {
-                for b in 0..4 {
-                    m[(k * 3 + l) * 16 + a * 4 + b] = G[a][k] * G[b][l];
+/// [`stacked_taps`]' products with the weight and the columns read in place and the bias as the
+/// products' starting value, split across the threads ([`product_parallel`]); `None` where they
+/// cannot be read in place.
+fn stacked_taps_on_host(conv: &Conv2d, columns: &Tensor<3>) -> Option<Tensor<3>> {
+    let [b, k, positions] = columns.dims();
+    let weight = HostF32::new(conv.weight.val())?;
+    let weight = weight.contiguous()?;
+    let c_out = conv.weight.dims()[0];
+    let weight = Matrix::row_major(weight.get(..c_out * k)?, c_out, k);
+    let host = HostF32::new(columns.clone())?;
+    let columns_data = host.contiguous()?.get(..b * k * positions)?;
+    let bias = match &conv.bias {
+        Some(bias) => Some(HostF32::new(bias.val())?),
+        None => None,
+    };
+    let bias = match &bias {
+        Some(bias) => Some(bias.contiguous()?.get(..c_out)?),
+        None => None,
+    };
+    let mut out = vec![0f32; b * c_out * positions];
+    for (image, out) in out.chunks_mut(c_out * positions).enumerate() {
+        if let Some(bias) = bias {
+            for (row, &value) in out.chunks_mut(positions).zip(bias) {
+                row.fill(value);
+            }
+        }
+        let columns = &columns_data[image * k * positions..][..k * positions];
+        product_parallel(out, weight, Matrix::row_major(columns, k, positions), true);
+    }
+    Some(Tensor::from_data(
+        TensorData::new(out, [b, c_out, positions]),
+        &columns.device(),
+    ))
+}
+
+/// U = G g Gᵀ for every filter g of `weight` (C_out, C_in, 3, 3) (contiguous), as 16 matrices
+/// U_ξ (C_out × C_in, row-major) one after the other: ξ = 4a + b is row a, column b of U.
+fn transform_filters(weight: &[f32], c_out: usize, c_in: usize) -> Vec<f32> {
+    let plane = c_out * c_in;
+    let mut u = vec![0f32; 16 * plane];
+    // Each task writes rows `co` of all 16 matrices: split them per position first.
+    let mut planes: Vec<&mut [f32]> = u.chunks_mut(plane).collect();
+    let mut rows: Vec<Vec<&mut [f32]>> = (0..c_out).map(|_| Vec::with_capacity(16)).collect();
+    for plane in &mut planes {
+        for (co, row) in std::mem::take(plane).chunks_mut(c_in).enumerate() {
+            rows[co].push(row);
+        }
+    }
+    rows.par_iter_mut().enumerate().for_each(|(co, u)| {
+        for ci in 0..c_in {
+            let g = &weight[(co * c_in + ci) * 9..][..9];
+            // G g: four rows of three (G's rows: g0; (g0 + g1 + g2)/2; (g0 − g1 + g2)/2; g2).
+            let mut t = [[0f32; 3]; 4];
+            for l in 0..3 {
+                let (g0, g1, g2) = (g[l], g[3 + l], g[6 + l]);
+                t[0][l] = g0;
+                t[1][l] = 0.5 * (g0 + g1 + g2);
+                t[2][l] = 0.5 * (g0 - g1 + g2);
+                t[3][l] = g2;
+            }
+            // (G g) Gᵀ, the same combination along the columns.
+            for (a, t) in t.iter().enumerate() {
+                let row = [
+                    t[0],
+                    0.5 * (t[0] + t[1] + t[2]),
+                    0.5 * (t[0] - t[1] + t[2]),
+                    t[2],
+                ];
+                for (b, value) in row.into_iter().enumerate() {
+                    u[4 * a + b][ci] = value;
                 }
             }
         }
-    }
-    Tensor::from_data(TensorData::new(m.to_vec(), [9, 16]), device)
+    });
+    u
 }
 
 /// Floats of the transformed input (or output) held at once: bands of tile rows are sized to it.
 const BAND_FLOATS: usize = 16 << 20;
 
-/// The Winograd F(2×2, 3×3) path (see the module documentation).
+/// The Winograd F(2×2, 3×3) path (see the module documentation). The weight is read in place
+/// where it can be (burn-flex with this crate's `flex` feature), else copied out.
 fn winograd(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let device = x.device();
     let [n, c_in, h, w] = x.dims();
     let weight = conv.weight.val();
     let c_out = weight.dims()[0];
     let (ht, wt) = (h.div_ceil(2), w.div_ceil(2));
-    // U_ξ (C_out, C_in) as a strided view of the (C_out, C_in, 16) product.
-    let u = weight
-        .reshape([c_out * c_in, 9])
-        .matmul(filter_transform(&device))
-        .reshape([c_out, c_in, 16])
-        .permute([2, 0, 1]);
+    let u = match HostF32::new(weight.clone()) {
+        Some(host) if host.contiguous().is_some() => {
+            transform_filters(host.contiguous().expect("contiguous"), c_out, c_in)
+        }
+        _ => {
+            let data = weight.into_data();
+            transform_filters(data.as_slice().expect("f32 weight"), c_out, c_in)
+        }
+    };
     let bias = conv.bias.as_ref().map(|b| b.val().into_data());
     let bias: Option<&[f32]> = bias.as_ref().map(|b| b.as_slice().expect("f32 bias"));
     let input = x.into_data();
@@ -194,15 +260,27 @@ fn winograd(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let mut out = vec![0f32; n * c_out * h * w];
     let per_row = 16 * c_in.max(c_out) * n * wt;
     let band = (BAND_FLOATS / per_row).clamp(1, ht);
+    let mut m = Vec::new();
     for start in (0..ht).step_by(band) {
         let rows = start..(start + band).min(ht);
-        let tiles = rows.len() * wt;
+        let tiles = n * rows.len() * wt;
         let v = transform_input(input, [n, c_in, h, w], rows.clone(), wt);
-        let v = Tensor::<3>::from_data(TensorData::new(v, [c_in, 16, n * tiles]), &device)
-            .swap_dims(0, 1);
-        let m = u.clone().matmul(v).into_data();
-        let m: &[f32] = m.as_slice().expect("f32 product");
-        transform_output(m, bias, &mut out, [n, c_out, h, w], rows, wt);
+        // M_ξ = U_ξ V_ξ (C_out × tiles), the 16 products spread over the threads.
+        m.resize(16 * c_out * tiles, 0.0);
+        m.par_chunks_mut(c_out * tiles)
+            .enumerate()
+            .for_each(|(xi, m)| {
+                let u = Matrix::row_major(&u[xi * c_out * c_in..][..c_out * c_in], c_out, c_in);
+                let v = Matrix {
+                    data: &v[xi * tiles..],
+                    rows: c_in,
+                    cols: tiles,
+                    row_stride: 16 * tiles,
+                    col_stride: 1,
+                };
+                product(m, u, v, false);
+            });
+        transform_output(&m, bias, &mut out, [n, c_out, h, w], rows, wt);
     }
     Tensor::from_data(TensorData::new(out, [n, c_out, h, w]), &device)
 }

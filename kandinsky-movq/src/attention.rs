@@ -4,6 +4,7 @@ use burn::module::Module;
 use burn::nn::{GroupNorm, Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 use kandinsky_common::attention::attention;
+use kandinsky_common::linear::linear;
 
 use crate::norm::{SpatialNorm, group_norm};
 
@@ -77,11 +78,11 @@ impl Attention {
             hidden = norm.forward(hidden);
         }
         let hidden = hidden.swap_dims(1, 2); // (B, HW, C)
-        let q = self.to_q.forward(hidden.clone()).unsqueeze_dim::<4>(1);
-        let k = self.to_k.forward(hidden.clone()).unsqueeze_dim::<4>(1);
-        let v = self.to_v.forward(hidden).unsqueeze_dim::<4>(1);
+        let q = linear(&self.to_q, hidden.clone()).unsqueeze_dim::<4>(1);
+        let k = linear(&self.to_k, hidden.clone()).unsqueeze_dim::<4>(1);
+        let v = linear(&self.to_v, hidden).unsqueeze_dim::<4>(1);
         let out = attention(q, k, v);
-        let out = self.to_out[0].forward(out.squeeze_dim::<3>(1));
+        let out = linear(&self.to_out[0], out.squeeze_dim::<3>(1));
         out.swap_dims(1, 2).reshape([b, c, h, w]) + x
     }
 }

@@ -6,6 +6,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::module::attention as sdpa;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Tensor};
+use kandinsky_common::linear::linear;
 
 /// softmax(Q Kᵀ / √d + mask) V over `heads` heads of width `d`, then `to_out.0`.
 ///
@@ -67,15 +68,15 @@ impl Attention {
         causal: bool,
     ) -> (Tensor<3>, Tensor<4>, Tensor<4>) {
         let (k, v) = self.keys_values(x.clone());
-        let q = self.split_heads(self.to_q.forward(x));
+        let q = self.split_heads(linear(&self.to_q, x));
         let out = self.attend(q, k.clone(), v.clone(), masked, causal);
         (out, k, v)
     }
 
     /// The keys and values of `x`'s tokens (B, L, dim), each (B, heads, L, head width).
     pub fn keys_values(&self, x: Tensor<3>) -> (Tensor<4>, Tensor<4>) {
-        let k = self.split_heads(self.to_k.forward(x.clone()));
-        let v = self.split_heads(self.to_v.forward(x));
+        let k = self.split_heads(linear(&self.to_k, x.clone()));
+        let v = self.split_heads(linear(&self.to_v, x));
         (k, v)
     }
 
@@ -90,7 +91,7 @@ impl Attention {
         masked: Tensor<4, Bool>,
     ) -> Tensor<3> {
         let (k, v) = self.keys_values(x.clone());
-        let q = self.split_heads(self.to_q.forward(x));
+        let q = self.split_heads(linear(&self.to_q, x));
         let k = Tensor::cat(vec![past.0.clone(), k], 2);
         let v = Tensor::cat(vec![past.1.clone(), v], 2);
         self.attend(q, k, v, Some(masked), false)
@@ -111,6 +112,9 @@ impl Attention {
             ..Default::default()
         };
         let out = sdpa(q, k, v, masked, None, options);
-        self.to_out[0].forward(out.swap_dims(1, 2).reshape([b, l, heads * d]))
+        linear(
+            &self.to_out[0],
+            out.swap_dims(1, 2).reshape([b, l, heads * d]),
+        )
     }
 }

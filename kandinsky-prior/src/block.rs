@@ -61,9 +61,9 @@ impl FeedForward {
     /// (B, L, dim) → (B, L, dim).
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         self.net.iter().fold(x, |x, layer| match layer {
-            FeedForwardLayer::Gelu(g) => gelu(g.proj.forward(x)),
+            FeedForwardLayer::Gelu(g) => gelu(kandinsky_common::linear::linear(&g.proj, x)),
             FeedForwardLayer::Dropout(_) => x,
-            FeedForwardLayer::Out(linear) => linear.forward(x),
+            FeedForwardLayer::Out(layer) => kandinsky_common::linear::linear(layer, x),
         })
     }
 }

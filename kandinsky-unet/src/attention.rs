@@ -5,6 +5,7 @@ use burn::module::Module;
 use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 use kandinsky_common::attention::attention;
+use kandinsky_common::linear::linear;
 
 /// Epsilon of the attention's GroupNorm (diffusers' `Attention` default; the blocks do not pass
 /// the UNet's `norm_eps`).
@@ -80,24 +81,24 @@ impl Attention {
             .group_norm
             .forward(x.clone().reshape([b, c, h * w]))
             .swap_dims(1, 2); // (B, HW, C)
-        let q = self.split_heads(self.to_q.forward(hidden.clone()));
+        let q = self.split_heads(linear(&self.to_q, hidden.clone()));
         let k = Tensor::cat(
             vec![
-                self.split_heads(self.add_k_proj.forward(context.clone())),
-                self.split_heads(self.to_k.forward(hidden.clone())),
+                self.split_heads(linear(&self.add_k_proj, context.clone())),
+                self.split_heads(linear(&self.to_k, hidden.clone())),
             ],
             2,
         );
         let v = Tensor::cat(
             vec![
-                self.split_heads(self.add_v_proj.forward(context.clone())),
-                self.split_heads(self.to_v.forward(hidden)),
+                self.split_heads(linear(&self.add_v_proj, context.clone())),
+                self.split_heads(linear(&self.to_v, hidden)),
             ],
             2,
         );
         let out = attention(q, k, v);
         let out = out.swap_dims(1, 2).reshape([b, h * w, c]);
-        let out = self.to_out[0].forward(out);
+        let out = linear(&self.to_out[0], out);
         out.swap_dims(1, 2).reshape([b, c, h, w]) + x
     }
 }
