@@ -4,10 +4,9 @@
 use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::sigmoid;
-use burn::tensor::module::attention as sdpa;
-use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Tensor};
 use kandinsky_common::activation::gelu;
+use kandinsky_common::attention::{attention, causal_attention};
 use kandinsky_common::linear::linear;
 
 use crate::config::HiddenAct;
@@ -24,7 +23,8 @@ pub(crate) fn layer_norm(dim: usize, eps: f64, device: &Device) -> LayerNorm {
     LayerNormConfig::new(dim).with_epsilon(eps).init(device)
 }
 
-/// Multi-head self-attention, causal (text) or not (vision), through burn's fused attention op.
+/// Multi-head self-attention, causal (text) or not (vision), through
+/// `kandinsky_common::attention` (burn's fused attention op off the CPU backend).
 #[derive(Module, Debug)]
 pub struct ClipAttention {
     /// Key projection.
@@ -64,11 +64,11 @@ impl ClipAttention {
         let q = self.split(linear(&self.q_proj, x.clone()));
         let k = self.split(linear(&self.k_proj, x.clone()));
         let v = self.split(linear(&self.v_proj, x));
-        let options = AttentionModuleOptions {
-            is_causal: causal,
-            ..Default::default()
+        let out = if causal {
+            causal_attention(q, k, v)
+        } else {
+            attention(q, k, v)
         };
-        let out = sdpa(q, k, v, None, None, options);
         linear(&self.out_proj, out.swap_dims(1, 2).reshape([b, l, c]))
     }
 }

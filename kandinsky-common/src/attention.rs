@@ -24,7 +24,20 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
         // Default scale 1/√d: no explicit scale, so GPU backends keep the fused kernel.
         return sdpa(q, k, v, None, None, AttentionModuleOptions::default());
     }
-    blocked(q, k, v)
+    blocked(q, k, v, false)
+}
+
+/// Causal softmax(Q Kᵀ / √d) V (query i sees keys 0 ..= i) for `q` (B, heads, L, d), `k` and
+/// `v` (B, heads, S, d): the CLIP text encoder's self-attention.
+pub fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    if q.dtype() != DType::F32 || !crate::tensors::is_flex(&q.device()) {
+        let options = AttentionModuleOptions {
+            is_causal: true,
+            ..Default::default()
+        };
+        return sdpa(q, k, v, None, None, options);
+    }
+    blocked(q, k, v, true)
 }
 
 /// Query rows per task of [`blocked`]: their scores against every key (rows × S floats, 540 KB
@@ -40,8 +53,8 @@ thread_local! {
 /// each head: per block, the scores against every key (one matrix product), their softmax in
 /// place (unnormalised; each output row is divided by its sum at the end), then the product
 /// with V, both products by the `gemm` crate on one thread. Nothing of (B, heads, L, S) size
-/// is ever written.
-fn blocked(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+/// is ever written. With `causal`, a block reads only the keys its last query may see.
+fn blocked(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, causal: bool) -> Tensor<4> {
     let device = q.device();
     let [b, heads, l, d] = q.dims();
     let s = k.dims()[2];
@@ -63,15 +76,32 @@ fn blocked(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
                 .enumerate()
                 .for_each(|(block, out)| {
                     let q = &q[block * QUERY_BLOCK * d..][..out.len()];
-                    SCORES.with_borrow_mut(|scores| attend_block(q, k, v, d, scores, out));
+                    let first = block * QUERY_BLOCK;
+                    let (k, v, first) = if causal {
+                        let seen = (first + out.len() / d).min(s);
+                        (&k[..seen * d], &v[..seen * d], Some(first))
+                    } else {
+                        (k, v, None)
+                    };
+                    SCORES.with_borrow_mut(|scores| attend_block(q, k, v, d, first, scores, out));
                 });
         });
     Tensor::from_data(TensorData::new(out, [b, heads, l, d]), &device)
 }
 
 /// One block of queries `q` (rows × d, row-major) against keys `k` and values `v` (S × d):
-/// writes softmax(q kᵀ) v into `out` (rows × d), `scores` being the scratch.
-fn attend_block(q: &[f32], k: &[f32], v: &[f32], d: usize, scores: &mut Vec<f32>, out: &mut [f32]) {
+/// writes softmax(q kᵀ) v into `out` (rows × d), `scores` being the scratch. With `causal =
+/// Some(first)`, the block's queries are those from index `first` on and query i sees keys
+/// 0 ..= i only.
+fn attend_block(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    d: usize,
+    causal: Option<usize>,
+    scores: &mut Vec<f32>,
+    out: &mut [f32],
+) {
     let rows = q.len() / d;
     let s = k.len() / d;
     scores.resize(rows * s, 0.0);
@@ -85,7 +115,19 @@ fn attend_block(q: &[f32], k: &[f32], v: &[f32], d: usize, scores: &mut Vec<f32>
     };
     product(scores, Matrix::row_major(q, rows, d), keys_t, false);
     let mut sums = [0.0f32; QUERY_BLOCK];
-    exp_rows(scores, s, &mut sums);
+    if let Some(first) = causal {
+        // Keys after the query: out of the maximum, then weight 0 (e^−87 before this, far
+        // below the sum's resolution, the sum being at least 1).
+        for (r, row) in scores.chunks_exact_mut(s).enumerate() {
+            row[(first + r + 1).min(s)..].fill(f32::NEG_INFINITY);
+        }
+        exp_rows(scores, s, &mut sums);
+        for (r, row) in scores.chunks_exact_mut(s).enumerate() {
+            row[(first + r + 1).min(s)..].fill(0.0);
+        }
+    } else {
+        exp_rows(scores, s, &mut sums);
+    }
     product(
         out,
         Matrix::row_major(scores, rows, s),
@@ -202,6 +244,31 @@ mod tests {
             assert!(
                 excess <= 0.0,
                 "{b}x{h}x{l}x{d}, {s} keys: error exceeds the bound by {excess}"
+            );
+        }
+    }
+
+    /// The causal path against burn's fused kernel with `is_causal`, over more than one query
+    /// block (a later block reads more keys). Bound as above.
+    #[test]
+    fn causal_equals_burns_fused_attention() {
+        let device = Device::flex();
+        for (b, h, l, d) in [(2, 3, 77, 64), (1, 2, 300, 16)] {
+            let random =
+                |n, std| Tensor::<4>::random([b, h, n, d], Distribution::Normal(0.0, std), &device);
+            let (q, k, v) = (random(l, 2.0), random(l, 2.0), random(l, 1.0));
+            let options = AttentionModuleOptions {
+                is_causal: true,
+                ..Default::default()
+            };
+            let reference = sdpa(q.clone(), k.clone(), v.clone(), None, None, options);
+            let bound = reference.clone().abs().clamp_min(1.0) * 1e-5;
+            let excess = ((causal_attention(q, k, v) - reference).abs() - bound)
+                .max()
+                .into_scalar::<f32>();
+            assert!(
+                excess <= 0.0,
+                "{b}x{h}x{l}x{d}: error exceeds the bound by {excess}"
             );
         }
     }

@@ -9,16 +9,20 @@
 //!   order (channel-major, tap-minor) is exactly the order of the checkpoint's
 //!   (C_out, C_in, 3, 3) weight, so the weight is used as stored. On burn's CPU backend this runs
 //!   1.4–3x faster than its direct convolution, whose per-call re-layout of the (large, at these
-//!   levels) weight dominates when there are few positions.
-//! - **Larger maps on the CPU** (burn's `flex` backend, f32): Winograd's minimal filtering
+//!   levels) weight dominates when there are few positions. With this crate's `flex` feature
+//!   the weight is read in place and the product split across the threads by hand
+//!   ([`crate::matmul`]).
+//! - **Larger maps on the CPU** (burn's `flex` backend, f32, at least 32 input channels: below
+//!   that the transforms cost more than they save): Winograd's minimal filtering
 //!   F(2×2, 3×3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016).
 //!   Each 4×4 input tile d (stride 2) and each 3×3 filter g are transformed, V = Bᵀ d B and
 //!   U = G g Gᵀ; the 16 positions ξ of the transformed tiles are 16 independent matrix products
 //!   M_ξ = U_ξ V_ξ over the channels (C_out × C_in by C_in × tiles), and each 2×2 output tile
 //!   is Aᵀ M A. That is 16 multiplications per 4 outputs where the direct convolution does 36:
-//!   2.25x fewer. The input and output transforms are host loops over the flex tensors' own
-//!   buffers (no copy in or out), in bands of tile rows so the transformed tensors stay small;
-//!   the products are flex's batched matrix multiply. B, G and A hold only 0, ±1 and ±½, so
+//!   2.25x fewer. The three transforms are host loops (the filters' into 16 contiguous
+//!   C_out × C_in matrices, read in place with the `flex` feature), the inputs' and outputs' in
+//!   bands of tile rows so the transformed tensors stay small; the 16 products of a band run
+//!   one per thread at a time (`gemm` on one thread each). B, G and A hold only 0, ±1 and ±½, so
 //!   the transforms add a few roundings per term: the error stays within a small multiple of
 //!   the direct convolution's (the tests below bound it).
 //! - Otherwise (GPU backends, other dtypes): burn's `conv2d`.

@@ -137,9 +137,7 @@ fn fused(norm: &GroupNorm, x: Tensor<4>, after: After<'_>) -> Tensor<4> {
                     }
                 }
                 if after.silu {
-                    for v in plane_values.iter_mut() {
-                        *v = crate::activation::silu_f32(*v);
-                    }
+                    crate::activation::silu_in_place(plane_values);
                 }
             }
         });
