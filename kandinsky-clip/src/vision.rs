@@ -6,9 +6,9 @@ use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
-use kandinsky_common::load_safetensors;
 use kandinsky_common::trace::{Activation, Trace};
 use kandinsky_common::weights::find_transformers_weights;
+use kandinsky_common::{LinearLayout, load_safetensors_with};
 
 use crate::config::ClipVisionConfig;
 use crate::encoder::{ClipEncoder, EncoderSizes, layer_norm};
@@ -111,7 +111,16 @@ impl ClipVisionModel {
     /// Loads from an explicit config file and weights file.
     pub fn load_files(config: &Path, weights: &Path, device: &Device) -> Result<Self, ClipError> {
         let config = ClipVisionConfig::from_file(config)?;
-        Ok(load_safetensors(config.init(device), weights, device)?)
+        // Linear weights stay as stored and mapped: loading the bigG tower (6.9 GB) then touches
+        // no fresh memory, which is what dominated it; its one forward per generation (257
+        // rows) runs at about the same rate either way. The text tower keeps the transposed
+        // copy, its forward being the faster part there (`LinearLayout`).
+        Ok(load_safetensors_with(
+            config.init(device),
+            weights,
+            device,
+            LinearLayout::StoredView,
+        )?)
     }
 
     /// The configuration the model was built from.

@@ -47,4 +47,7 @@ pub mod weights;
 
 pub use config::ConfigError;
 pub use manifest::{ExpectedTensor, expected_tensors};
-pub use weights::{WeightProblem, WeightsError, load_safetensors};
+pub use weights::{
+    LinearLayout, WeightProblem, WeightsError, load_safetensors, load_safetensors_with,
+    with_linear_layout,
+};

@@ -22,7 +22,7 @@ pub fn linear<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
 /// own op should report).
 fn on_host<const D: usize>(layer: &Linear, x: &Tensor<D>) -> Option<Tensor<D>> {
     use crate::host::HostF32;
-    use crate::matmul::{Matrix, product_parallel};
+    use crate::matmul::{Matrix, product_parallel, product_transposed_parallel};
 
     let weight = HostF32::new(layer.weight.val())?;
     let weight = weight.matrix()?;
@@ -34,35 +34,52 @@ fn on_host<const D: usize>(layer: &Linear, x: &Tensor<D>) -> Option<Tensor<D>> {
     }
     let d_out = weight.cols;
     let len = rows.checked_mul(d_out)?;
-    let mut out = match &layer.bias {
-        Some(bias) => {
-            let bias = HostF32::new(bias.val())?;
-            let bias = bias.contiguous()?.get(..d_out)?;
-            let mut out = Vec::with_capacity(len);
-            for _ in 0..rows {
-                out.extend_from_slice(bias);
-            }
-            out
-        }
-        None => vec![0.0; len],
+    let bias = match &layer.bias {
+        Some(bias) => Some(HostF32::new(bias.val())?),
+        None => None,
+    };
+    let bias = match &bias {
+        Some(bias) => Some(bias.contiguous()?.get(..d_out)?),
+        None => None,
     };
     let input = HostF32::new(x.clone())?;
-    match input.contiguous() {
+    let inputs = match input.contiguous() {
         // Every row at once.
-        Some(input) => product_parallel(
-            &mut out,
-            Matrix::row_major(input.get(..rows.checked_mul(d_in)?)?, rows, d_in),
-            weight,
-            true,
-        ),
+        Some(data) => vec![Matrix::row_major(
+            data.get(..rows.checked_mul(d_in)?)?,
+            rows,
+            d_in,
+        )],
         // A 2-D or (B, L, d_in) view of other strides (a transposed feature map): one product
         // per batch element, each reading the view as it is.
-        None => {
-            let inputs = input.matrices()?;
-            let per = rows.checked_div(inputs.len())?.checked_mul(d_out)?;
-            for (out, input) in out.chunks_mut(per.max(1)).zip(inputs) {
-                product_parallel(out, input, weight, true);
+        None => input.matrices()?,
+    };
+    let per = rows.checked_div(inputs.len())?;
+    let mut out;
+    if weight.row_stride == 1 && weight.col_stride != 1 {
+        // A weight kept as stored ((out, in), seen transposed: `LinearLayout::StoredView`):
+        // the product comes out transposed, the bias is added as it is turned back.
+        out = Vec::with_capacity(len);
+        let mut transposed = vec![0.0; per * d_out];
+        for input in inputs {
+            product_transposed_parallel(&mut transposed, input, weight);
+            let at = out.len();
+            out.resize(at + per * d_out, 0.0);
+            transpose_adding(&transposed, per, d_out, bias, &mut out[at..]);
+        }
+    } else {
+        out = match bias {
+            Some(bias) => {
+                let mut out = Vec::with_capacity(len);
+                for _ in 0..rows {
+                    out.extend_from_slice(bias);
+                }
+                out
             }
+            None => vec![0.0; len],
+        };
+        for (out, input) in out.chunks_mut((per * d_out).max(1)).zip(inputs) {
+            product_parallel(out, input, weight, true);
         }
     }
     dims[D - 1] = d_out;
@@ -70,6 +87,33 @@ fn on_host<const D: usize>(layer: &Linear, x: &Tensor<D>) -> Option<Tensor<D>> {
         burn::tensor::TensorData::new(out, dims),
         &x.device(),
     ))
+}
+
+/// `out` (rows × cols, row-major) = `transposed` (cols × rows, row-major)ᵀ plus `bias` on every
+/// row, in parallel over bands of rows.
+fn transpose_adding(
+    transposed: &[f32],
+    rows: usize,
+    cols: usize,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    use rayon::prelude::*;
+    const BAND: usize = 16;
+    out[..rows * cols]
+        .par_chunks_mut((BAND * cols).max(1))
+        .enumerate()
+        .for_each(|(band, out)| {
+            let first = band * BAND;
+            let count = out.len() / cols.max(1);
+            for c in 0..cols {
+                let b = bias.map_or(0.0, |b| b[c]);
+                let column = &transposed[c * rows + first..][..count];
+                for (r, &value) in column.iter().enumerate() {
+                    out[r * cols + c] = value + b;
+                }
+            }
+        });
 }
 
 #[cfg(test)]
@@ -88,6 +132,7 @@ mod tests {
         for (bias, d_in, d_out, shape) in [
             (true, 320, 200, [2, 77]),
             (false, 64, 1000, [1, 3]),
+            (true, 64, 1000, [2, 40]),
             (true, 96, 96, [4, 300]),
         ] {
             let layer = LinearConfig::new(d_in, d_out).with_bias(bias).init(&device);

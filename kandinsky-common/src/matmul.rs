@@ -85,15 +85,15 @@ impl Output {
     }
 }
 
-/// `dst` (lhs.rows × rhs.cols, row stride `dst_stride`) = lhs · rhs, or += with `accumulate`,
-/// on this thread.
+/// `dst` (lhs.rows × rhs.cols; element (i, j) at `i·dst_rs + j·dst_cs`) = lhs · rhs, or +=
+/// with `accumulate`, on this thread.
 ///
 /// # Safety
 /// `dst` must be valid for writes of every element it addresses and no other thread may touch
 /// them during the call.
 unsafe fn gemm_raw(
     dst: *mut f32,
-    dst_stride: usize,
+    (dst_rs, dst_cs): (usize, usize),
     lhs: Matrix<'_>,
     rhs: Matrix<'_>,
     accumulate: bool,
@@ -106,8 +106,10 @@ unsafe fn gemm_raw(
     if k == 0 {
         if !accumulate {
             for i in 0..m {
-                // SAFETY: rows of `dst` the caller vouches for.
-                unsafe { std::slice::from_raw_parts_mut(dst.add(i * dst_stride), n).fill(0.0) };
+                for j in 0..n {
+                    // SAFETY: an element of `dst` the caller vouches for.
+                    unsafe { *dst.add(i * dst_rs + j * dst_cs) = 0.0 };
+                }
             }
         }
         return;
@@ -120,8 +122,8 @@ unsafe fn gemm_raw(
             n,
             k,
             dst,
-            1,
-            dst_stride as isize,
+            dst_cs as isize,
+            dst_rs as isize,
             accumulate,
             lhs.data.as_ptr(),
             lhs.col_stride as isize,
@@ -147,7 +149,7 @@ unsafe fn gemm_raw(
 pub(crate) fn product(dst: &mut [f32], lhs: Matrix<'_>, rhs: Matrix<'_>, accumulate: bool) {
     assert!(dst.len() >= lhs.rows * rhs.cols);
     // SAFETY: `dst` is exclusively borrowed and holds the m × n row-major output.
-    unsafe { gemm_raw(dst.as_mut_ptr(), rhs.cols, lhs, rhs, accumulate) }
+    unsafe { gemm_raw(dst.as_mut_ptr(), (rhs.cols, 1), lhs, rhs, accumulate) }
 }
 
 /// Products smaller than this many multiply-adds run on one thread.
@@ -192,9 +194,39 @@ pub(crate) fn product_parallel(
             let cols = i * band..(i * band + band).min(n);
             // SAFETY: `dst` (exclusively borrowed for this call) holds the m × n output; this
             // task writes only columns `cols` of it, which no other task writes.
-            unsafe { gemm_raw(out.at(cols.start), n, lhs, rhs.cols(cols), accumulate) };
+            unsafe { gemm_raw(out.at(cols.start), (n, 1), lhs, rhs.cols(cols), accumulate) };
         });
     }
+}
+
+/// `dst` (n × m, row-major) = (lhs (m × k) · rhs (k × n))ᵀ, on the compute threads, each
+/// taking a band of rhs's columns (dst's rows).
+///
+/// This is the orientation in which `gemm` packs rhs fastest when rhs is column-major (a
+/// PyTorch (out, in) Linear weight seen as (in, out)): its columns are then the operand it
+/// broadcasts, read as a few contiguous streams, where a row-major output would have it
+/// gather them element by element.
+///
+/// # Panics
+/// As [`product`].
+pub(crate) fn product_transposed_parallel(dst: &mut [f32], lhs: Matrix<'_>, rhs: Matrix<'_>) {
+    let (m, n, k) = (lhs.rows, rhs.cols, lhs.cols);
+    assert!(lhs.cols == rhs.rows && dst.len() >= m * n);
+    let threads = rayon::current_num_threads();
+    let band = if threads == 1 || m.saturating_mul(n).saturating_mul(k) < PARALLEL_WORK {
+        n.max(1)
+    } else {
+        n.div_ceil(threads).max(1)
+    };
+    dst[..m * n]
+        .par_chunks_mut((band * m).max(1))
+        .enumerate()
+        .for_each(|(i, dst)| {
+            let cols = i * band..(i * band + band).min(n);
+            // SAFETY: `dst` is this band's exclusively borrowed (cols × m, row-major) block,
+            // i.e. the (m × cols) product stored column-major.
+            unsafe { gemm_raw(dst.as_mut_ptr(), (1, m), lhs, rhs.cols(cols), false) };
+        });
 }
 
 #[cfg(test)]
@@ -242,6 +274,17 @@ mod tests {
                 },
             ] {
                 let expected = reference(lhs, rhs);
+                let mut transposed = vec![0.5f32; m * n];
+                product_transposed_parallel(&mut transposed, lhs, rhs);
+                for i in 0..m {
+                    for j in 0..n {
+                        let (got, want) = (transposed[j * m + i], expected[i * n + j]);
+                        assert!(
+                            (f64::from(got) - want).abs() <= 1e-5 * want.abs().max(1.0),
+                            "transposed {m}x{n}x{k}: {got} vs {want}"
+                        );
+                    }
+                }
                 for accumulate in [false, true] {
                     let mut dst = vec![0.5f32; m * n];
                     product_parallel(&mut dst, lhs, rhs, accumulate);

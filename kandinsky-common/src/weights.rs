@@ -277,6 +277,33 @@ pub fn load_safetensors<M: Module>(
     path: &Path,
     device: &Device,
 ) -> Result<M, WeightsError> {
+    load_safetensors_with(module, path, device, LinearLayout::Transposed)
+}
+
+/// How [`load_safetensors_with`] lays out the Linear weights, which PyTorch stores as
+/// (out, in) and burn's `Linear` uses as (in, out).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinearLayout {
+    /// Transposed into a (in, out) copy: what every backend's matrix multiply reads fastest
+    /// when the products have many rows (the UNet's 2,048 tokens).
+    Transposed,
+    /// On burn's CPU backend (f32 files, weights of at least [`MAPPED_TENSOR_BYTES`]): left as
+    /// stored, memory-mapped, and used through a transposed view of logical shape (in, out),
+    /// which `kandinsky_common::linear::linear` multiplies with the weight's rows as the
+    /// packed operand. Loading then touches no fresh memory (on the development VM each
+    /// fresh page costs ~10 µs: the bigG image encoder loaded in ~10 s transposed) and the
+    /// file's cached pages are the weights. For models whose products have a few hundred rows
+    /// at most (the CLIP towers); elsewhere (other backends, dtypes) as `Transposed`.
+    StoredView,
+}
+
+/// [`load_safetensors`] with a choice of [`LinearLayout`].
+pub fn load_safetensors_with<M: Module>(
+    module: M,
+    path: &Path,
+    device: &Device,
+    linear: LinearLayout,
+) -> Result<M, WeightsError> {
     check_safetensors(&module, path)?;
     let io = |source| WeightsError::Io {
         path: path.to_path_buf(),
@@ -290,12 +317,59 @@ pub fn load_safetensors<M: Module>(
         target: device.settings().float_dtype.into(),
         device: device.clone(),
         scratch: Vec::new(),
+        stored_views: linear == LinearLayout::StoredView && crate::tensors::is_flex(device),
         error: None,
     };
     let module = module.map(&mut mapper);
     match mapper.error {
         Some(source) => Err(io(source)),
         None => Ok(module),
+    }
+}
+
+/// `module` with its Linear weights laid out as [`load_safetensors_with`] lays them out for
+/// `layout`: for modules built in memory (benchmarks with random weights at the real configs)
+/// that should compute as a loaded model does. [`LinearLayout::StoredView`] copies each Linear
+/// weight (on the CPU backend, f32, of at least [`MAPPED_TENSOR_BYTES`]) into the stored
+/// (out, in) order and views it as (in, out); [`LinearLayout::Transposed`] leaves the module.
+pub fn with_linear_layout<M: Module>(module: M, layout: LinearLayout) -> M {
+    struct Relayout {
+        at: KeyPath,
+    }
+    impl ModuleMapper for Relayout {
+        fn enter_module(&mut self, name: &str, container_type: &str) {
+            self.at.enter(name, container_type);
+        }
+        fn exit_module(&mut self, _name: &str, container_type: &str) {
+            self.at.exit(container_type);
+        }
+        fn map_float<const D: usize>(
+            &mut self,
+            param: Param<burn::tensor::Tensor<D>>,
+        ) -> Param<burn::tensor::Tensor<D>> {
+            let transposed = self.at.torch_key(param.lazy_shape().to_vec()).transposed;
+            let (id, tensor) = (param.id, param.val());
+            let device = tensor.device();
+            let bytes = tensor.shape().num_elements() * tensor.dtype().size();
+            if !transposed
+                || D != 2
+                || tensor.dtype() != DType::F32
+                || bytes < MAPPED_TENSOR_BYTES
+                || !crate::tensors::is_flex(&device)
+            {
+                return param;
+            }
+            // A contiguous (out, in) copy, seen as (in, out).
+            let stored = tensor.swap_dims(0, 1).into_data();
+            let stored = burn::tensor::Tensor::<D>::from_data(stored, &device);
+            param.transform_for_load(stored.swap_dims(0, 1), id)
+        }
+    }
+    match layout {
+        LinearLayout::Transposed => module,
+        LinearLayout::StoredView => module.map(&mut Relayout {
+            at: KeyPath::default(),
+        }),
     }
 }
 
@@ -344,6 +418,8 @@ struct Loader {
     device: Device,
     /// Holds a tensor to be transposed (reused: the largest one's size).
     scratch: Vec<u8>,
+    /// [`LinearLayout::StoredView`] on a CPU device.
+    stored_views: bool,
     error: Option<std::io::Error>,
 }
 
@@ -365,6 +441,20 @@ impl Loader {
             Dtype::F64 => DType::F64,
             _ => DType::F32,
         };
+        let len = (range.end - range.start) as usize;
+        if transposed
+            && self.stored_views
+            && D == 2
+            && dtype == self.target
+            && len >= MAPPED_TENSOR_BYTES
+            && range.start.is_multiple_of(dtype.size() as u64)
+            && let Some(bytes) = map_range(&self.file, &range)
+        {
+            // The (out, in) weight as stored, seen as (in, out).
+            let data = TensorData::from_bytes(bytes, shape, dtype);
+            let stored = burn::tensor::Tensor::<D>::from_data(data, (&self.device, dtype));
+            return Some(stored.swap_dims(0, 1));
+        }
         match self.tensor_data(dtype, range, shape, transposed) {
             Ok(data) => Some(
                 burn::tensor::Tensor::<D>::from_data(data, (&self.device, dtype)).cast(self.target),
@@ -551,7 +641,9 @@ mod tests {
     use burn::nn::{Linear, LinearConfig};
     use burn::tensor::{Device, Tensor, TensorData};
 
-    use super::{MAPPED_TENSOR_BYTES, load_safetensors, transpose_bytes};
+    use super::{
+        LinearLayout, MAPPED_TENSOR_BYTES, load_safetensors, load_safetensors_with, transpose_bytes,
+    };
 
     #[derive(Module, Debug)]
     struct Tiny {
@@ -604,6 +696,61 @@ mod tests {
         }
         let b = loaded.proj.bias.as_ref().unwrap().val().into_data();
         assert_eq!(b, TensorData::new(bias, [out]));
+    }
+
+    /// A Linear weight loaded as a stored view (`LinearLayout::StoredView`) has the values of
+    /// the transposed copy, and the layer computes the same output with it (the host path reads
+    /// the view in place). Bound 1e-5 relative: sums of 600 products in another order.
+    #[test]
+    fn a_stored_view_weight_loads_and_computes_as_the_transposed_copy() {
+        #[derive(Module, Debug)]
+        struct Layer {
+            proj: Linear,
+        }
+        let device = Device::flex();
+        let (out, inp) = (512, 600);
+        assert!(out * inp * 4 >= MAPPED_TENSOR_BYTES);
+        let weight: Vec<f32> = (0..out * inp)
+            .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
+            .collect();
+        let bias: Vec<f32> = (0..out).map(|i| i as f32 * 0.01).collect();
+        let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let (wb, bb) = (bytes(&weight), bytes(&bias));
+        let view = |data, shape| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, data).unwrap()
+        };
+        let views = vec![
+            ("proj.weight", view(&wb, vec![out, inp])),
+            ("proj.bias", view(&bb, vec![out])),
+        ];
+        let path = std::env::temp_dir().join(format!("kandinsky-view-{}.st", std::process::id()));
+        safetensors::serialize_to_file(views, None, &path).unwrap();
+        let fresh = || Layer {
+            proj: LinearConfig::new(inp, out).init(&device),
+        };
+        let copied = load_safetensors(fresh(), &path, &device).unwrap();
+        let viewed =
+            load_safetensors_with(fresh(), &path, &device, LinearLayout::StoredView).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let (a, b) = (copied.proj.weight.val(), viewed.proj.weight.val());
+        assert_eq!(b.dims(), [inp, out]);
+        #[cfg(feature = "flex")]
+        {
+            let host = crate::host::HostF32::new(b.clone()).unwrap();
+            let matrix = host.matrix().unwrap();
+            assert_eq!(
+                (matrix.row_stride, matrix.col_stride),
+                (1, inp),
+                "not a view"
+            );
+        }
+        assert_eq!(a.clone().into_data(), b.into_data());
+        let x = Tensor::<3>::random([2, 77, inp], burn::tensor::Distribution::Default, &device);
+        let reference = copied.proj.forward(x.clone());
+        let ours = crate::linear::linear(&viewed.proj, x);
+        let scale = reference.clone().abs().max().into_scalar::<f32>().max(1.0);
+        let err = (ours - reference).abs().max().into_scalar::<f32>();
+        assert!(err <= 1e-5 * scale, "error {err} (scale {scale})");
     }
 
     /// Every element lands at its transposed place, for each element size, on shapes that are
