@@ -41,7 +41,11 @@
 //! On the CPU (burn's `flex` backend), every generation flushes denormal floats to zero on the
 //! compute threads ([`denormals`]), and a program should keep freed memory in malloc with one
 //! call of [`allocator::retain_freed_memory`] at the start of `main` (the `kandinsky` command
-//! does): large tensors are then not faulted in afresh on every op.
+//! does): large tensors are then not faulted in afresh on every op. This crate's `flex` feature
+//! turns on burn's flex backend and the host kernels of `kandinsky-common` that read the
+//! models' parameters in place (the Linear layers' and small-map convolutions' matrix products,
+//! split across the threads; mapped CLIP vision weights): without it those run on burn's own
+//! ops, correct but slower.
 //!
 //! Inpainting and outpainting need an inpainting decoder (`kandinsky-2-2-decoder-inpaint`),
 //! a hint the ControlNet-depth one (`kandinsky-2-2-controlnet-depth`); [`layout`] lists which
