@@ -10,6 +10,7 @@
 use burn::tensor::{Bool, Distribution, Int, Tensor};
 use kandinsky_benches::{backend_name, bench_device};
 use kandinsky_common::tensors::f32_tensor;
+use kandinsky_common::{LinearLayout, with_linear_layout};
 use kandinsky_prior::PriorConfig;
 
 fn main() {
@@ -42,7 +43,7 @@ fn inputs(config: &PriorConfig, device: &burn::tensor::Device) -> Inputs {
 fn step_with_prompt_batch2(bencher: divan::Bencher) {
     let device = bench_device();
     let config = PriorConfig::kandinsky_2_2();
-    let prior = config.init(&device);
+    let prior = with_linear_layout(config.init(&device), LinearLayout::StoredView);
     let (x_t, timestep, text_embeds, text_hidden, mask) = inputs(&config, &device);
     let prompt = prior
         .encode_prompt(text_embeds, text_hidden, mask)
@@ -62,7 +63,7 @@ fn step_with_prompt_batch2(bencher: divan::Bencher) {
 fn forward_batch2(bencher: divan::Bencher) {
     let device = bench_device();
     let config = PriorConfig::kandinsky_2_2();
-    let prior = config.init(&device);
+    let prior = with_linear_layout(config.init(&device), LinearLayout::StoredView);
     let (x_t, timestep, text_embeds, text_hidden, mask) = inputs(&config, &device);
     let run = || {
         let x0 = prior

@@ -7,9 +7,10 @@ use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, Linear, LinearConfig};
 use burn::tensor::{Bool, DType, Device, Int, Tensor, TensorData};
 use kandinsky_common::embeddings::{TimestepEmbedding, timestep_features};
-use kandinsky_common::load_safetensors;
+use kandinsky_common::linear::linear;
 use kandinsky_common::trace::{Activation, Trace};
 use kandinsky_common::weights::find_diffusers_weights;
+use kandinsky_common::{LinearLayout, load_safetensors_with};
 
 use crate::block::{BasicTransformerBlock, layer_norm};
 use crate::config::PriorConfig;
@@ -147,7 +148,14 @@ impl PriorTransformer {
     /// Loads from an explicit config file and weights file (e.g. a chosen variant).
     pub fn load_files(config: &Path, weights: &Path, device: &Device) -> Result<Self, PriorError> {
         let config = PriorConfig::from_file(config)?;
-        Ok(load_safetensors(config.init(device), weights, device)?)
+        // The products have 32 rows at most (a forward) or 6 (a step): weights as stored and
+        // mapped, multiplied in the orientation that packs them fastest (`LinearLayout`).
+        Ok(load_safetensors_with(
+            config.init(device),
+            weights,
+            device,
+            LinearLayout::StoredView,
+        )?)
     }
 
     /// The configuration the model was built from.
@@ -287,10 +295,11 @@ impl PriorTransformer {
         let device = proj_embedding.device();
         let heads = self.config.num_attention_heads;
 
-        let text_embedding = self.embedding_proj.forward(proj_embedding.cast(dtype));
-        let text = self
-            .encoder_hidden_states_proj
-            .forward(encoder_hidden_states.cast(dtype));
+        let text_embedding = linear(&self.embedding_proj, proj_embedding.cast(dtype));
+        let text = linear(
+            &self.encoder_hidden_states_proj,
+            encoder_hidden_states.cast(dtype),
+        );
         let t = self.config.num_embeddings;
         let (text, keep) = self.prompt_tokens(text, attention_mask, true);
         let text_embedding = text_embedding.unsqueeze_dim::<3>(1) + self.positions(t..t + 1);
@@ -378,7 +387,7 @@ impl PriorTransformer {
         let inner = self.config.inner_dim();
         let p = self.config.num_embeddings + 1;
         let time = self.time_embedding(timesteps, b);
-        let image = self.proj_in.forward(hidden_states.cast(dtype));
+        let image = linear(&self.proj_in, hidden_states.cast(dtype));
         let prd = self.prd_embedding.val().expand([b, 1, inner]);
         let token = |t: Tensor<2>| t.unsqueeze_dim::<3>(1);
         let mut x = Tensor::cat(vec![token(time), token(image), prd], 1)
@@ -388,7 +397,7 @@ impl PriorTransformer {
         }
         let prd = x.slice([0..b, STEP_TOKENS - 1..STEP_TOKENS, 0..inner]);
         let prd = self.norm_out.forward(prd).reshape([b, inner]);
-        Ok(self.proj_to_clip_embeddings.forward(prd))
+        Ok(linear(&self.proj_to_clip_embeddings, prd))
     }
 
     /// [`forward`](Self::forward), reporting each step's output to `trace`: `time_embedding`,
@@ -494,13 +503,14 @@ impl PriorTransformer {
 
         let time = self.time_embedding(timesteps, b);
         trace("time_embedding", Activation::Vector(&time));
-        let text_embedding = self.embedding_proj.forward(proj_embedding.cast(dtype));
+        let text_embedding = linear(&self.embedding_proj, proj_embedding.cast(dtype));
         trace("embedding_proj", Activation::Vector(&text_embedding));
-        let text = self
-            .encoder_hidden_states_proj
-            .forward(encoder_hidden_states.cast(dtype));
+        let text = linear(
+            &self.encoder_hidden_states_proj,
+            encoder_hidden_states.cast(dtype),
+        );
         trace("encoder_hidden_states_proj", Activation::Sequence(&text));
-        let image = self.proj_in.forward(hidden_states.cast(dtype));
+        let image = linear(&self.proj_in, hidden_states.cast(dtype));
         trace("proj_in", Activation::Vector(&image));
 
         let token = |t: Tensor<2>| t.unsqueeze_dim::<3>(1);
@@ -528,7 +538,7 @@ impl PriorTransformer {
         let x = self.norm_out.forward(x);
         trace("norm_out", Activation::Sequence(&x));
         let prd = x.slice([0..b, len - 1..len, 0..inner]).reshape([b, inner]);
-        let out = self.proj_to_clip_embeddings.forward(prd);
+        let out = linear(&self.proj_to_clip_embeddings, prd);
         trace("proj_to_clip_embeddings", Activation::Vector(&out));
         Ok(out)
     }
