@@ -164,18 +164,17 @@ fn stacked_taps(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 /// cannot be read in place.
 fn stacked_taps_on_host(conv: &Conv2d, columns: &Tensor<3>) -> Option<Tensor<3>> {
     let [b, k, positions] = columns.dims();
-    let weight = HostF32::new(conv.weight.val())?;
-    let weight = weight.contiguous()?;
     let c_out = conv.weight.dims()[0];
-    let weight = Matrix::row_major(weight.get(..c_out * k)?, c_out, k);
+    let weight = HostF32::new(conv.weight.val())?;
+    let weight = Matrix::row_major(weight.prefix(c_out * k)?, c_out, k);
     let host = HostF32::new(columns.clone())?;
-    let columns_data = host.contiguous()?.get(..b * k * positions)?;
+    let columns_data = host.prefix(b * k * positions)?;
     let bias = match &conv.bias {
         Some(bias) => Some(HostF32::new(bias.val())?),
         None => None,
     };
     let bias = match &bias {
-        Some(bias) => Some(bias.contiguous()?.get(..c_out)?),
+        Some(bias) => Some(bias.prefix(c_out)?),
         None => None,
     };
     let mut out = vec![0f32; b * c_out * positions];
@@ -247,11 +246,10 @@ fn winograd(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let weight = conv.weight.val();
     let c_out = weight.dims()[0];
     let (ht, wt) = (h.div_ceil(2), w.div_ceil(2));
-    let u = match HostF32::new(weight.clone()) {
-        Some(host) if host.contiguous().is_some() => {
-            transform_filters(host.contiguous().expect("contiguous"), c_out, c_in)
-        }
-        _ => {
+    let host = HostF32::new(weight.clone());
+    let u = match host.as_ref().and_then(|h| h.prefix(c_out * c_in * 9)) {
+        Some(in_place) => transform_filters(in_place, c_out, c_in),
+        None => {
             let data = weight.into_data();
             transform_filters(data.as_slice().expect("f32 weight"), c_out, c_in)
         }

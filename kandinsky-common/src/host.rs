@@ -43,6 +43,11 @@ impl HostF32 {
         None
     }
 
+    /// The first `len` elements, if the tensor is stored contiguously and holds that many.
+    pub fn prefix(&self, len: usize) -> Option<&[f32]> {
+        self.contiguous()?.get(..len)
+    }
+
     /// A 2-D tensor as a matrix, whatever its (non-negative) strides.
     pub fn matrix(&self) -> Option<Matrix<'_>> {
         match self.matrices()?.as_slice() {
