@@ -218,19 +218,30 @@ impl Generator for Gate {
             stage: Stage::Decoder,
             step,
         };
+        let of = self.steps;
         for step in 1..=self.steps {
             loop {
                 match self.permits.recv_timeout(Duration::from_millis(10)) {
                     Ok(()) => break,
                     Err(mpsc::RecvTimeoutError::Timeout) => {
-                        if progress(Progress::Loading("gate")).is_break() {
+                        // Asks whether to stop while staying in the state it is in, as a real
+                        // generator does between steps (reporting `Loading` here would move
+                        // the job's state back under a client that is reading it).
+                        let still = match step {
+                            1 => Progress::Loading("gate"),
+                            _ => Progress::Step {
+                                stage: "decoder",
+                                step: step - 1,
+                                of,
+                            },
+                        };
+                        if progress(still).is_break() {
                             return Err(cancelled(step - 1));
                         }
                     }
                     Err(mpsc::RecvTimeoutError::Disconnected) => return Err(cancelled(step - 1)),
                 }
             }
-            let of = self.steps;
             if progress(Progress::Step {
                 stage: "decoder",
                 step,
