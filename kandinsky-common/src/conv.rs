@@ -39,7 +39,7 @@ use burn::tensor::{DType, Device, Tensor, TensorData};
 use rayon::prelude::*;
 
 use crate::host::HostF32;
-use crate::matmul::{Matrix, product, product_parallel};
+use crate::matmul::{Matrix, product, product_parallel, sum_of_products_parallel};
 
 /// A 3×3 convolution with stride 1 and padding 1, lazily initialised (its weights are then
 /// loaded from a checkpoint).
@@ -58,7 +58,10 @@ pub fn conv3x3(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     if h * w <= SMALL_MAP {
         stacked_taps(conv, x)
     } else if x.dtype() == DType::F32 && crate::tensors::is_flex(&x.device()) && c_in >= 32 {
-        winograd(conv, x)
+        match conv.weight.dims()[0] {
+            c_out if c_out < FEW_OUTPUTS => shifted_taps_on_host(conv, x),
+            _ => winograd(conv, x),
+        }
     } else {
         conv.forward(x)
     }
@@ -92,6 +95,9 @@ pub fn upsample2x_conv3x3(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
                 .with_output_size([2 * h, 2 * w]),
         );
         return conv3x3(conv, up);
+    }
+    if c_in >= 32 {
+        return upsample2x_conv3x3_on_host(conv, x);
     }
     let weight = conv.weight.val();
     let c_out = weight.dims()[0];
@@ -131,6 +137,204 @@ pub fn upsample2x_conv3x3(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         Some(bias) => out + bias.val().reshape([1, c_out, 1, 1]),
         None => out,
     }
+}
+
+/// The taps of the 3×3 kernel that fall on padded offset `offset` (0 or 1) of phase `phase`
+/// along one axis of [`upsample2x_conv3x3`]: phase 0 reads offsets −1 (tap 0) and 0 (taps 1
+/// and 2), phase 1 offsets 0 (taps 0 and 1) and +1 (tap 2).
+fn folded_taps(phase: usize, offset: usize) -> Range<usize> {
+    match (phase, offset) {
+        (0, 0) => 0..1,
+        (0, _) => 1..3,
+        (_, 0) => 0..2,
+        _ => 2..3,
+    }
+}
+
+/// The 16 folded 2×2 kernels of [`upsample2x_conv3x3`] from `weight` (C_out, C_in, 3, 3)
+/// (contiguous), one after the other, each C_out × C_in row-major: matrix 4·(2a + p) + 2u + v
+/// is phase (a, p) at padded offset (u, v).
+fn fold_filters(weight: &[f32], c_out: usize, c_in: usize) -> Vec<f32> {
+    let plane = c_out * c_in;
+    let mut folded = vec![0f32; 16 * plane];
+    let mut rows: Vec<Vec<&mut [f32]>> = (0..c_out).map(|_| Vec::with_capacity(16)).collect();
+    for matrix in folded.chunks_mut(plane) {
+        for (co, row) in matrix.chunks_mut(c_in).enumerate() {
+            rows[co].push(row);
+        }
+    }
+    rows.par_iter_mut().enumerate().for_each(|(co, rows)| {
+        for (index, row) in rows.iter_mut().enumerate() {
+            let (phase, offset) = (index / 4, index % 4);
+            let (ys, xs) = (
+                folded_taps(phase / 2, offset / 2),
+                folded_taps(phase % 2, offset % 2),
+            );
+            for (ci, value) in row.iter_mut().enumerate() {
+                let g = &weight[(co * c_in + ci) * 9..][..9];
+                *value = ys
+                    .clone()
+                    .flat_map(|ky| xs.clone().map(move |kx| g[3 * ky + kx]))
+                    .sum();
+            }
+        }
+    });
+    folded
+}
+
+/// `x` (N, C, H, W) with a border of one zero on every side of each map, as (N, C, H + 2, W + 2)
+/// followed by two more zeros: a view that starts up to two places into a map and runs
+/// (H)·(W + 2) places then stays inside.
+fn pad_maps(x: &[f32], [n, c, h, w]: [usize; 4]) -> Vec<f32> {
+    let plane = (h + 2) * (w + 2);
+    let mut padded = vec![0f32; n * c * plane + 2];
+    padded[..n * c * plane]
+        .par_chunks_mut(plane)
+        .zip(x.par_chunks(h * w))
+        .for_each(|(padded, map)| {
+            for (row, values) in padded[w + 2..].chunks_mut(w + 2).zip(map.chunks(w)) {
+                row[1..=w].copy_from_slice(values);
+            }
+        });
+    padded
+}
+
+/// [`upsample2x_conv3x3`] on burn's CPU backend: each phase's 2×2 convolution as four products
+/// accumulated, C_out × C_in folded kernel by C_in × positions, the positions read in place
+/// from the zero-padded input shifted by the tap's offset. Rows of positions are two wider than
+/// the map (the view runs on through the padding; those two outputs per row are dropped), so a
+/// shifted map is a plain strided matrix. In bands of input rows; the four phases of a band run
+/// one per thread at a time (`gemm` on one thread each), then are interleaved into the output
+/// with the bias.
+fn upsample2x_conv3x3_on_host(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let device = x.device();
+    let [n, c_in, h, w] = x.dims();
+    let weight = conv.weight.val();
+    let c_out = weight.dims()[0];
+    let host = HostF32::new(weight.clone());
+    let folded = match host.as_ref().and_then(|h| h.prefix(c_out * c_in * 9)) {
+        Some(in_place) => fold_filters(in_place, c_out, c_in),
+        None => {
+            let data = weight.into_data();
+            fold_filters(data.as_slice().expect("f32 weight"), c_out, c_in)
+        }
+    };
+    let bias = conv.bias.as_ref().map(|b| b.val().into_data());
+    let bias: Option<&[f32]> = bias.as_ref().map(|b| b.as_slice().expect("f32 bias"));
+    let input = x.into_data();
+    let padded = pad_maps(input.as_slice().expect("f32 input"), [n, c_in, h, w]);
+    drop(input);
+
+    let (wide, plane) = (w + 2, (h + 2) * (w + 2));
+    let (h2, w2) = (2 * h, 2 * w);
+    let mut out = vec![0f32; n * c_out * h2 * w2];
+    let band = (BAND_FLOATS / (4 * c_out * wide)).clamp(1, h);
+    let mut phases = vec![Vec::new(); 4];
+    for image in 0..n {
+        let padded = &padded[image * c_in * plane..];
+        let out = &mut out[image * c_out * h2 * w2..][..c_out * h2 * w2];
+        for start in (0..h).step_by(band) {
+            let rows = start..(start + band).min(h);
+            let positions = rows.len() * wide;
+            phases.par_iter_mut().enumerate().for_each(|(phase, dst)| {
+                dst.resize(c_out * positions, 0.0);
+                let (a, p) = (phase / 2, phase % 2);
+                for offset in 0..4 {
+                    let (u, v) = (offset / 2, offset % 2);
+                    let kernel = &folded[(4 * phase + offset) * c_out * c_in..][..c_out * c_in];
+                    // Padded offsets a + u, p + v: input offsets −1, 0 or +1.
+                    let taps = Matrix {
+                        data: &padded[(rows.start + a + u) * wide + p + v..],
+                        rows: c_in,
+                        cols: positions,
+                        row_stride: plane,
+                        col_stride: 1,
+                    };
+                    let kernel = Matrix::row_major(kernel, c_out, c_in);
+                    product(dst, kernel, taps, offset > 0);
+                }
+            });
+            // Interleave: output row 2i + a holds phases (a, 0) and (a, 1) column by column.
+            out.par_chunks_mut(h2 * w2)
+                .enumerate()
+                .for_each(|(co, map)| {
+                    let bias = bias.map_or(0.0, |b| b[co]);
+                    for (r, i) in rows.clone().enumerate() {
+                        for a in 0..2 {
+                            let even = &phases[2 * a][(co * rows.len() + r) * wide..][..w];
+                            let odd = &phases[2 * a + 1][(co * rows.len() + r) * wide..][..w];
+                            let row = &mut map[(2 * i + a) * w2..][..w2];
+                            for ((pair, &e), &o) in row.chunks_exact_mut(2).zip(even).zip(odd) {
+                                pair[0] = e + bias;
+                                pair[1] = o + bias;
+                            }
+                        }
+                    }
+                });
+        }
+    }
+    Tensor::from_data(TensorData::new(out, [n, c_out, h2, w2]), &device)
+}
+
+/// Below this many output channels (the decoders' last convolutions, to 3 or 8 channels),
+/// Winograd's input transform (16 values per input pixel, written and read) costs more than the
+/// products it saves: [`shifted_taps_on_host`] instead.
+const FEW_OUTPUTS: usize = 16;
+
+/// The 3×3 convolution on burn's CPU backend as nine products accumulated, C_out × C_in tap by
+/// C_in × positions, the positions read in place from the zero-padded input shifted by the
+/// tap's offset (rows of positions two wider than the map, as in
+/// [`upsample2x_conv3x3_on_host`]); each thread takes a band of the positions.
+fn shifted_taps_on_host(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let device = x.device();
+    let [n, c_in, h, w] = x.dims();
+    let weight = conv.weight.val().into_data();
+    let weight: &[f32] = weight.as_slice().expect("f32 weight");
+    let c_out = conv.weight.dims()[0];
+    let bias = conv.bias.as_ref().map(|b| b.val().into_data());
+    let bias: Option<&[f32]> = bias.as_ref().map(|b| b.as_slice().expect("f32 bias"));
+    let input = x.into_data();
+    let padded = pad_maps(input.as_slice().expect("f32 input"), [n, c_in, h, w]);
+    drop(input);
+
+    let (wide, plane) = (w + 2, (h + 2) * (w + 2));
+    let positions = h * wide;
+    let mut wide_out = vec![0f32; c_out * positions];
+    let mut out = vec![0f32; n * c_out * h * w];
+    for (image, out) in out.chunks_mut(c_out * h * w).enumerate() {
+        let padded = &padded[image * c_in * plane..];
+        sum_of_products_parallel(&mut wide_out, 9, |tap| {
+            let (dy, dx) = (tap / 3, tap % 3);
+            let kernel = Matrix {
+                data: &weight[tap..],
+                rows: c_out,
+                cols: c_in,
+                row_stride: 9 * c_in,
+                col_stride: 9,
+            };
+            let taps = Matrix {
+                data: &padded[dy * wide + dx..],
+                rows: c_in,
+                cols: positions,
+                row_stride: plane,
+                col_stride: 1,
+            };
+            (kernel, taps)
+        });
+        // Drop the two extra outputs of each row, add the bias.
+        out.par_chunks_mut(h * w)
+            .zip(wide_out.par_chunks(positions))
+            .enumerate()
+            .for_each(|(co, (map, wide_map))| {
+                let bias = bias.map_or(0.0, |b| b[co]);
+                for (row, values) in map.chunks_mut(w).zip(wide_map.chunks(wide)) {
+                    for (o, &v) in row.iter_mut().zip(values) {
+                        *o = v + bias;
+                    }
+                }
+            });
+    }
+    Tensor::from_data(TensorData::new(out, [n, c_out, h, w]), &device)
 }
 
 /// The small-map path: one (C_out, 9·C_in) × (9·C_in, H·W) product per image.
@@ -443,8 +647,19 @@ mod tests {
         check(24, 40, [2, 5, 7], stacked_taps);
     }
 
-    /// Upsampling ×2 then convolving equals the four folded 2×2 convolutions, bias included.
-    /// Bound 1e-5 relative: the same products, two of them pre-summed per tap.
+    /// The nine shifted products compute the same convolution as burn's `conv2d`, on one and
+    /// two images, square and oblong maps, as `conv3x3` takes them for few output channels.
+    /// Bound 1e-5 relative, as above: the same 9·C_in products summed in another order.
+    #[test]
+    fn shifted_taps_equal_conv2d() {
+        check(40, 3, [2, 20, 18], shifted_taps_on_host);
+        check(32, 8, [1, 17, 23], shifted_taps_on_host);
+        check(36, 5, [1, 24, 24], conv3x3);
+    }
+
+    /// Upsampling ×2 then convolving equals the four folded 2×2 convolutions, bias included,
+    /// by burn's ops (fewer than 32 input channels) and on the host (from 32, one and two
+    /// images). Bound 1e-5 relative: the same products, two of them pre-summed per tap.
     #[test]
     fn upsample_then_conv_equals_folded_phases() {
         let up = |conv: &Conv2d, x: Tensor<4>| {
@@ -459,7 +674,12 @@ mod tests {
             conv.forward(x)
         };
         let device = Device::flex();
-        for (c_in, c_out, [b, h, w]) in [(8, 12, [2, 5, 7]), (16, 16, [1, 12, 9])] {
+        for (c_in, c_out, [b, h, w]) in [
+            (8, 12, [2, 5, 7]),
+            (16, 16, [1, 12, 9]),
+            (32, 12, [2, 5, 7]),
+            (40, 48, [1, 9, 12]),
+        ] {
             let conv = Conv2dConfig::new([c_in, c_out], [3, 3])
                 .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
                 .init(&device);

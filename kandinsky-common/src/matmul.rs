@@ -33,7 +33,7 @@ impl<'a> Matrix<'a> {
     /// Rows `r` of this matrix.
     fn rows(self, r: std::ops::Range<usize>) -> Self {
         Self {
-            data: if r.is_empty() {
+            data: if r.is_empty() || self.cols == 0 {
                 &[]
             } else {
                 &self.data[r.start * self.row_stride..]
@@ -46,7 +46,7 @@ impl<'a> Matrix<'a> {
     /// Columns `c` of this matrix.
     fn cols(self, c: std::ops::Range<usize>) -> Self {
         Self {
-            data: if c.is_empty() {
+            data: if c.is_empty() || self.rows == 0 {
                 &[]
             } else {
                 &self.data[c.start * self.col_stride..]
@@ -70,7 +70,8 @@ impl<'a> Matrix<'a> {
 /// The raw pointer of an output some threads write disjoint parts of.
 #[derive(Clone, Copy)]
 struct Output(*mut f32);
-// SAFETY: only used by `product_parallel`, whose tasks write disjoint column ranges.
+// SAFETY: only used by `product_parallel` and `sum_of_products_parallel`, whose tasks write
+// disjoint column ranges.
 unsafe impl Send for Output {}
 unsafe impl Sync for Output {}
 
@@ -199,6 +200,59 @@ pub(crate) fn product_parallel(
     }
 }
 
+/// Floats of a right-hand side band [`sum_of_products_parallel`] aims to keep in cache (1 MiB).
+const CACHED_FLOATS: usize = 1 << 18;
+
+/// `dst` (m × n, row-major) = Σ lhs_t · rhs_t over `(lhs_t, rhs_t) = term(t)` for t < `count`,
+/// every lhs_t m × k_t and rhs_t k_t × n, on the compute threads, each taking bands of the
+/// columns and summing the terms' products on them in order.
+///
+/// # Panics
+/// As [`product`], for any term.
+pub(crate) fn sum_of_products_parallel<'a>(
+    dst: &mut [f32],
+    count: usize,
+    term: impl Fn(usize) -> (Matrix<'a>, Matrix<'a>) + Sync,
+) {
+    if count == 0 {
+        return dst.fill(0.0);
+    }
+    let (first_lhs, first_rhs) = term(0);
+    let (m, n) = (first_lhs.rows, first_rhs.cols);
+    assert!(dst.len() >= m * n);
+    let mut depth = 1;
+    for t in 0..count {
+        let (lhs, rhs) = term(t);
+        assert!(lhs.rows == m && rhs.cols == n && lhs.cols == rhs.rows);
+        depth = depth.max(lhs.cols);
+    }
+    // Bands of whole vectors whose right-hand sides (the terms' are often overlapping views of
+    // one matrix) fit in a core's cache, so that every term after the first reads them there.
+    let threads = rayon::current_num_threads();
+    let band = (CACHED_FLOATS / depth)
+        .min(n.div_ceil(threads))
+        .next_multiple_of(16)
+        .max(16);
+    let out = Output(dst.as_mut_ptr());
+    (0..n.div_ceil(band)).into_par_iter().for_each(|i| {
+        let cols = i * band..(i * band + band).min(n);
+        for t in 0..count {
+            let (lhs, rhs) = term(t);
+            // SAFETY: `dst` (exclusively borrowed for this call) holds the m × n output; this
+            // task writes only columns `cols` of it, which no other task writes.
+            unsafe {
+                gemm_raw(
+                    out.at(cols.start),
+                    (n, 1),
+                    lhs,
+                    rhs.cols(cols.clone()),
+                    t > 0,
+                )
+            };
+        }
+    });
+}
+
 /// `dst` (n × m, row-major) = (lhs (m × k) · rhs (k × n))ᵀ, on the compute threads, each
 /// taking a band of rhs's columns (dst's rows).
 ///
@@ -284,6 +338,16 @@ mod tests {
                             "transposed {m}x{n}x{k}: {got} vs {want}"
                         );
                     }
+                }
+                // Three terms: lhs · rhs, lhs · rhs again, and lhs · rhs once more.
+                let mut sum = vec![0.5f32; m * n];
+                sum_of_products_parallel(&mut sum, 3, |_| (lhs, rhs));
+                for (got, want) in sum.iter().zip(&expected) {
+                    assert!(
+                        (f64::from(*got) - 3.0 * want).abs() <= 3e-5 * want.abs().max(1.0),
+                        "sum {m}x{n}x{k}: {got} vs {}",
+                        3.0 * want
+                    );
                 }
                 for accumulate in [false, true] {
                     let mut dst = vec![0.5f32; m * n];

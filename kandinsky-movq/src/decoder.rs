@@ -2,12 +2,12 @@
 
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
-use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
 
 use crate::blocks::{MidBlock2D, UpDecoderBlock2D};
 use crate::config::{MoVQConfig, UpBlockType};
 use crate::norm::SpatialNorm;
+use kandinsky_common::activation::silu;
 use kandinsky_common::conv::{conv3x3, new_conv3x3};
 use kandinsky_common::trace::{Activation, Trace};
 

@@ -3,12 +3,12 @@
 use burn::module::Module;
 use burn::nn::GroupNorm;
 use burn::nn::conv::Conv2d;
-use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
 
 use crate::blocks::{DownEncoderBlock2D, MidBlock2D};
 use crate::config::{DownBlockType, MoVQConfig};
 use crate::norm::group_norm;
+use kandinsky_common::activation::silu;
 use kandinsky_common::conv::{conv3x3_direct, new_conv3x3};
 use kandinsky_common::trace::{Activation, Trace};
 
