@@ -1,19 +1,21 @@
 //! The 3×3 convolutions of the UNet and the MoVQ decoder at their real shapes, burn's `conv2d`
-//! against `kandinsky_common::conv::conv3x3` (the path the models take):
+//! against the path the models take (`kandinsky_common::conv::conv3x3` for the UNet,
+//! `conv3x3_large_tiles` for the MoVQ decoder), with the largest difference between the two
+//! relative to the output's largest value:
 //! `cargo run --release -p kandinsky-benches --example conv_profile`.
 
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2dConfig;
 use burn::tensor::{Distribution, Tensor};
 use kandinsky_benches::{backend_name, bench_device, median_seconds};
-use kandinsky_common::conv::conv3x3;
+use kandinsky_common::conv::{conv3x3, conv3x3_large_tiles};
 
 fn main() {
     let device = bench_device();
     println!("backend {}", backend_name());
     println!(
-        "{:<34} {:>9} {:>9} {:>7} {:>9}",
-        "shape", "conv2d", "ours", "ratio", "GFLOP/s"
+        "{:<34} {:>9} {:>9} {:>7} {:>9} {:>9}",
+        "shape", "conv2d", "ours", "ratio", "GFLOP/s", "error"
     );
     // (what, batch, C_in, C_out, side)
     let shapes = [
@@ -42,15 +44,27 @@ fn main() {
             &device,
         );
         let direct = median_seconds(&device, 3, || conv.forward(x.clone()));
-        let ours = median_seconds(&device, 3, || conv3x3(&conv, x.clone()));
+        let path = match what.starts_with("MoVQ") {
+            true => conv3x3_large_tiles,
+            false => conv3x3,
+        };
+        let ours = median_seconds(&device, 3, || path(&conv, x.clone()));
+        let reference = conv.forward(x.clone());
+        let scale = reference.clone().abs().max().into_scalar::<f32>();
+        let error = (path(&conv, x.clone()) - reference)
+            .abs()
+            .max()
+            .into_scalar::<f32>()
+            / scale;
         let flop = 2.0 * 9.0 * (b * c_in * c_out * side * side) as f64;
         println!(
-            "{:<34} {:>8.3}s {:>8.3}s {:>6.2}x {:>9.0}",
+            "{:<34} {:>8.3}s {:>8.3}s {:>6.2}x {:>9.0} {:>9.1e}",
             format!("{what} {b}x{c_in}x{side}² -> {c_out}"),
             direct,
             ours,
             ours / direct,
-            flop / ours / 1e9
+            flop / ours / 1e9,
+            error
         );
     }
 }

@@ -65,7 +65,7 @@ pub fn conv3x3(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 
 /// [`conv3x3`] with Winograd's larger tiles on the CPU, F(4×4, 3×3): 4x fewer multiplications
 /// than the direct convolution where F(2×2, 3×3) saves 2.25x, and a transformed input 2.25
-/// rather than 4 times the map's size, but ~10x its rounding error (1–2e-5 of the output's
+/// rather than 4 times the map's size, but ~10x its rounding error (1–3e-5 of the output's
 /// scale at 128–512 input channels, against ~1e-6). For outputs nothing later amplifies: the
 /// MoVQ decoder's, whose result is the image.
 pub fn conv3x3_large_tiles(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
@@ -827,7 +827,7 @@ mod tests {
     /// Winograd F(4×4, 3×3) likewise, on maps whose sides are and are not multiples of 4.
     /// Bound 1e-5 relative up to 64 input channels: its transforms multiply by up to 8 and by
     /// 1/6 and 1/24 (rounded), ~10x F(2×2)'s error (measured 6e-6 at 64 channels; the error
-    /// grows as √C_in, 1–2e-5 at 128–512, `conv3x3_large_tiles`' documentation).
+    /// grows as √C_in, 1–3e-5 at 128–512, `conv3x3_large_tiles`' documentation).
     #[test]
     fn large_tile_winograd_path_equals_conv2d() {
         let winograd = winograd::<4, 6, F4>;
