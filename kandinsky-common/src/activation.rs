@@ -16,30 +16,31 @@ use rayon::prelude::*;
 
 /// GELU(x) = x·Φ(x) = ½·x·(1 + erf(x/√2)), as PyTorch's `gelu(approximate="none")`.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    if x.dtype() != DType::F32 || !crate::tensors::is_flex(&x.device()) {
-        return activation::gelu(x);
-    }
-    let device = x.device();
-    let mut data = x.into_data();
-    data.as_mut_slice::<f32>()
-        .expect("f32 tensor")
-        .par_chunks_mut(1 << 14)
-        .for_each(gelu_in_place);
-    Tensor::from_data(data, &device)
+    on_host(x, activation::gelu, gelu_in_place)
 }
 
 /// SiLU(x) = x·σ(x), as PyTorch's `silu`: in place and in parallel on burn's CPU backend (f32),
 /// with the vectorised element function the fused norms use; burn's `silu` elsewhere.
 pub fn silu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    on_host(x, activation::silu, silu_in_place)
+}
+
+/// `in_place` over the elements of `x`, in its own buffer and in parallel, when `x` is f32 on
+/// burn's CPU backend; `burn`'s op otherwise.
+fn on_host<const D: usize>(
+    x: Tensor<D>,
+    burn: fn(Tensor<D>) -> Tensor<D>,
+    in_place: fn(&mut [f32]),
+) -> Tensor<D> {
     if x.dtype() != DType::F32 || !crate::tensors::is_flex(&x.device()) {
-        return activation::silu(x);
+        return burn(x);
     }
     let device = x.device();
     let mut data = x.into_data();
     data.as_mut_slice::<f32>()
         .expect("f32 tensor")
         .par_chunks_mut(1 << 14)
-        .for_each(silu_in_place);
+        .for_each(in_place);
     Tensor::from_data(data, &device)
 }
 

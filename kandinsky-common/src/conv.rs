@@ -33,8 +33,8 @@
 //! - Otherwise (GPU backends, other dtypes): burn's `conv2d`.
 //!
 //! [`upsample2x_conv3x3`] is the MoVQ upsampler's nearest ×2 followed by such a convolution,
-//! computed on the CPU as four 2×2 convolutions of the low-resolution map (from 32 input
-//! channels on the host, each as four products with shifted views of the padded input).
+//! computed on the CPU as four 2×2 convolutions of the low-resolution map (on the host, each
+//! as four products with shifted views of the padded input).
 
 use std::ops::Range;
 
@@ -107,7 +107,7 @@ pub fn conv3x3_direct(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 /// upsampling first costs 36, and the 4x larger upsampled map is never made. The same sums of
 /// products up to the order of two additions per tap: the error is that of the convolution.
 pub fn upsample2x_conv3x3(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    let [b, c_in, h, w] = x.dims();
+    let [_, _, h, w] = x.dims();
     if !crate::tensors::is_flex(&x.device()) || x.dtype() != DType::F32 {
         let up = burn::tensor::module::interpolate(
             x,
@@ -116,47 +116,31 @@ pub fn upsample2x_conv3x3(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         );
         return conv3x3(conv, up);
     }
-    if c_in >= 32 {
-        return upsample2x_conv3x3_on_host(conv, x);
-    }
+    upsample2x_conv3x3_on_host(conv, x)
+}
+
+/// `f` of the weight (C_out, C_in, 3, 3) of `conv` as contiguous floats: read in place where it
+/// can be (burn-flex with this crate's `flex` feature), else copied out.
+fn with_filters<R>(conv: &Conv2d, f: impl FnOnce(&[f32]) -> R) -> R {
     let weight = conv.weight.val();
-    let c_out = weight.dims()[0];
-    let padded = x.pad([(0, 0), (0, 0), (1, 1), (1, 1)], PadMode::Constant(0.0));
-    // Along one axis, phase 0 reads offsets −1 (tap 0) and 0 (taps 1 + 2); phase 1 reads
-    // offsets 0 (taps 0 + 1) and +1 (tap 2). As (first offset, the taps summed per offset).
-    let fold = |t: Tensor<4>, axis: usize, phase: usize| {
-        let tap =
-            |r: std::ops::Range<usize>| t.clone().narrow(axis, r.start, r.len()).sum_dim(axis);
-        match phase {
-            0 => Tensor::cat(vec![tap(0..1), tap(1..3)], axis),
-            _ => Tensor::cat(vec![tap(0..2), tap(2..3)], axis),
-        }
-    };
-    let mut phases = Vec::with_capacity(4);
-    for a in 0..2 {
-        for p in 0..2 {
-            // (C_out, C_in, 2, 2) → (C_out, 4·C_in), channel-major as the taps below.
-            let kernel = fold(fold(weight.clone(), 2, a), 3, p).reshape([1, c_out, 4 * c_in]);
-            let taps: Vec<Tensor<4>> = (0..2)
-                .flat_map(|dy| (0..2).map(move |dx| (dy, dx)))
-                .map(|(dy, dx)| {
-                    let (y, x0) = (a + dy, p + dx); // padded offsets: −1 → 0, 0 → 1, +1 → 2
-                    padded.clone().slice([0..b, 0..c_in, y..y + h, x0..x0 + w])
-                })
-                .collect();
-            let columns = Tensor::stack::<5>(taps, 2).reshape([b, 4 * c_in, h * w]);
-            phases.push(kernel.matmul(columns).reshape([b, c_out, h, 1, w, 1]));
-        }
+    let len = weight.dims().iter().product();
+    let host = HostF32::new(weight.clone());
+    match host.as_ref().and_then(|h| h.prefix(len)) {
+        Some(in_place) => f(in_place),
+        None => f(weight.into_data().as_slice().expect("f32 weight")),
     }
-    // Interleave: (B, C_out, H, a, W, p) → (B, C_out, 2H, 2W).
-    let [p00, p01, p10, p11]: [Tensor<6>; 4] = phases.try_into().expect("four phases");
-    let even = Tensor::cat(vec![p00, p01], 5);
-    let odd = Tensor::cat(vec![p10, p11], 5);
-    let out = Tensor::cat(vec![even, odd], 3).reshape([b, c_out, 2 * h, 2 * w]);
-    match &conv.bias {
-        Some(bias) => out + bias.val().reshape([1, c_out, 1, 1]),
-        None => out,
-    }
+}
+
+/// The bias of `conv`, if it has one, as floats (C_out of them: small, copied).
+fn bias_values(conv: &Conv2d) -> Option<Vec<f32>> {
+    let bias = conv.bias.as_ref()?.val().into_data();
+    Some(bias.try_into_vec::<f32>().expect("f32 bias"))
+}
+
+/// `x` (N, C, H, W) read into host memory padded for the shifted-view products ([`pad_maps`]).
+fn padded_input(x: Tensor<4>) -> Vec<f32> {
+    let [n, c, h, w] = x.dims();
+    pad_maps(x.into_data().as_slice().expect("f32 input"), [n, c, h, w])
 }
 
 /// `len` zeros, written by the compute threads: a large output buffer's first touch (page faults
@@ -237,21 +221,10 @@ fn pad_maps(x: &[f32], [n, c, h, w]: [usize; 4]) -> Vec<f32> {
 fn upsample2x_conv3x3_on_host(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let device = x.device();
     let [n, c_in, h, w] = x.dims();
-    let weight = conv.weight.val();
-    let c_out = weight.dims()[0];
-    let host = HostF32::new(weight.clone());
-    let folded = match host.as_ref().and_then(|h| h.prefix(c_out * c_in * 9)) {
-        Some(in_place) => fold_filters(in_place, c_out, c_in),
-        None => {
-            let data = weight.into_data();
-            fold_filters(data.as_slice().expect("f32 weight"), c_out, c_in)
-        }
-    };
-    let bias = conv.bias.as_ref().map(|b| b.val().into_data());
-    let bias: Option<&[f32]> = bias.as_ref().map(|b| b.as_slice().expect("f32 bias"));
-    let input = x.into_data();
-    let padded = pad_maps(input.as_slice().expect("f32 input"), [n, c_in, h, w]);
-    drop(input);
+    let c_out = conv.weight.dims()[0];
+    let folded = with_filters(conv, |weight| fold_filters(weight, c_out, c_in));
+    let bias = bias_values(conv);
+    let padded = padded_input(x);
 
     let (wide, plane) = (w + 2, (h + 2) * (w + 2));
     let (h2, w2) = (2 * h, 2 * w);
@@ -286,7 +259,7 @@ fn upsample2x_conv3x3_on_host(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
             out.par_chunks_mut(h2 * w2)
                 .enumerate()
                 .for_each(|(co, map)| {
-                    let bias = bias.map_or(0.0, |b| b[co]);
+                    let bias = bias.as_ref().map_or(0.0, |b| b[co]);
                     for (r, i) in rows.clone().enumerate() {
                         for a in 0..2 {
                             let even = &phases[2 * a][(co * rows.len() + r) * wide..][..w];
@@ -316,52 +289,49 @@ const FEW_OUTPUTS: usize = 16;
 fn shifted_taps_on_host(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let device = x.device();
     let [n, c_in, h, w] = x.dims();
-    let weight = conv.weight.val().into_data();
-    let weight: &[f32] = weight.as_slice().expect("f32 weight");
     let c_out = conv.weight.dims()[0];
-    let bias = conv.bias.as_ref().map(|b| b.val().into_data());
-    let bias: Option<&[f32]> = bias.as_ref().map(|b| b.as_slice().expect("f32 bias"));
-    let input = x.into_data();
-    let padded = pad_maps(input.as_slice().expect("f32 input"), [n, c_in, h, w]);
-    drop(input);
+    let bias = bias_values(conv);
+    let padded = padded_input(x);
 
     let (wide, plane) = (w + 2, (h + 2) * (w + 2));
     let positions = h * wide;
     let mut wide_out = zeros(c_out * positions);
     let mut out = zeros(n * c_out * h * w);
-    for (image, out) in out.chunks_mut(c_out * h * w).enumerate() {
-        let padded = &padded[image * c_in * plane..];
-        sum_of_products_parallel(&mut wide_out, 9, |tap| {
-            let (dy, dx) = (tap / 3, tap % 3);
-            let kernel = Matrix {
-                data: &weight[tap..],
-                rows: c_out,
-                cols: c_in,
-                row_stride: 9 * c_in,
-                col_stride: 9,
-            };
-            let taps = Matrix {
-                data: &padded[dy * wide + dx..],
-                rows: c_in,
-                cols: positions,
-                row_stride: plane,
-                col_stride: 1,
-            };
-            (kernel, taps)
-        });
-        // Drop the two extra outputs of each row, add the bias.
-        out.par_chunks_mut(h * w)
-            .zip(wide_out.par_chunks(positions))
-            .enumerate()
-            .for_each(|(co, (map, wide_map))| {
-                let bias = bias.map_or(0.0, |b| b[co]);
-                for (row, values) in map.chunks_mut(w).zip(wide_map.chunks(wide)) {
-                    for (o, &v) in row.iter_mut().zip(values) {
-                        *o = v + bias;
-                    }
-                }
+    with_filters(conv, |weight| {
+        for (image, out) in out.chunks_mut(c_out * h * w).enumerate() {
+            let padded = &padded[image * c_in * plane..];
+            sum_of_products_parallel(&mut wide_out, 9, |tap| {
+                let (dy, dx) = (tap / 3, tap % 3);
+                let kernel = Matrix {
+                    data: &weight[tap..],
+                    rows: c_out,
+                    cols: c_in,
+                    row_stride: 9 * c_in,
+                    col_stride: 9,
+                };
+                let taps = Matrix {
+                    data: &padded[dy * wide + dx..],
+                    rows: c_in,
+                    cols: positions,
+                    row_stride: plane,
+                    col_stride: 1,
+                };
+                (kernel, taps)
             });
-    }
+            // Drop the two extra outputs of each row, add the bias.
+            out.par_chunks_mut(h * w)
+                .zip(wide_out.par_chunks(positions))
+                .enumerate()
+                .for_each(|(co, (map, wide_map))| {
+                    let bias = bias.as_ref().map_or(0.0, |b| b[co]);
+                    for (row, values) in map.chunks_mut(w).zip(wide_map.chunks(wide)) {
+                        for (o, &v) in row.iter_mut().zip(values) {
+                            *o = v + bias;
+                        }
+                    }
+                });
+        }
+    });
     Tensor::from_data(TensorData::new(out, [n, c_out, h, w]), &device)
 }
 
@@ -549,27 +519,20 @@ fn rows_mut<const N: usize>(
 /// Floats of the transformed input (or output) held at once: bands of tile rows are sized to it.
 const BAND_FLOATS: usize = 16 << 20;
 
-/// The Winograd F(T×T, 3×3) path (see the module documentation). The weight is read in place
-/// where it can be (burn-flex with this crate's `flex` feature), else copied out.
+/// The Winograd F(T×T, 3×3) path (see the module documentation).
 fn winograd<const T: usize, const S: usize, W: Tiling<T, S>>(
     conv: &Conv2d,
     x: Tensor<4>,
 ) -> Tensor<4> {
     let device = x.device();
     let [n, c_in, h, w] = x.dims();
-    let weight = conv.weight.val();
-    let c_out = weight.dims()[0];
+    let c_out = conv.weight.dims()[0];
     let (ht, wt) = (h.div_ceil(T), w.div_ceil(T));
-    let host = HostF32::new(weight.clone());
-    let u = match host.as_ref().and_then(|h| h.prefix(c_out * c_in * 9)) {
-        Some(in_place) => transform_filters::<T, S, W>(in_place, c_out, c_in),
-        None => {
-            let data = weight.into_data();
-            transform_filters::<T, S, W>(data.as_slice().expect("f32 weight"), c_out, c_in)
-        }
-    };
-    let bias = conv.bias.as_ref().map(|b| b.val().into_data());
-    let bias: Option<&[f32]> = bias.as_ref().map(|b| b.as_slice().expect("f32 bias"));
+    let u = with_filters(conv, |weight| {
+        transform_filters::<T, S, W>(weight, c_out, c_in)
+    });
+    let bias = bias_values(conv);
+    let bias = bias.as_deref();
     let input = x.into_data();
     let input: &[f32] = input.as_slice().expect("f32 input");
 
@@ -776,9 +739,9 @@ mod tests {
         check(36, 5, [1, 24, 24], conv3x3);
     }
 
-    /// Upsampling ×2 then convolving equals the four folded 2×2 convolutions, bias included,
-    /// by burn's ops (fewer than 32 input channels) and on the host (from 32, one and two
-    /// images). Bound 1e-5 relative: the same products, two of them pre-summed per tap.
+    /// Upsampling ×2 then convolving equals the four folded 2×2 convolutions on the host, bias
+    /// included, one and two images, few and many channels. Bound 1e-5 relative: the same
+    /// products, two of them pre-summed per tap.
     #[test]
     fn upsample_then_conv_equals_folded_phases() {
         let up = |conv: &Conv2d, x: Tensor<4>| {
